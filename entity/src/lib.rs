@@ -1,0 +1,9 @@
+//! SeaORM entities for Switchboard. One module per table; the schema itself lives in the
+//! `migration` crate. Identifiers are strings: user ids are JWT subjects chosen by the issuer,
+//! and conversation/message ids are UUIDv7 text so that both SQLite and PostgreSQL store them
+//! the same way.
+
+pub mod conversation;
+pub mod member;
+pub mod message;
+pub mod user;

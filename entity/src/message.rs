@@ -1,0 +1,41 @@
+use sea_orm::entity::prelude::*;
+
+/// A stored message. `(conversation_id, seq)` is unique and gapless; `(conversation_id,
+/// sender_id, temp_id)` is unique so a resend is recognised instead of stored twice.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "messages")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    /// `text`, `image`, `video`, `audio`, `file`, `voice`, `location`, …
+    pub kind: String,
+    /// Opaque to the server: plain text or ciphertext, as the client sent it.
+    pub content: String,
+    pub reply_to_id: Option<String>,
+    pub metadata: Option<Json>,
+    pub temp_id: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub edited_at: Option<DateTimeUtc>,
+    pub deleted_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::conversation::Entity",
+        from = "Column::ConversationId",
+        to = "super::conversation::Column::Id"
+    )]
+    Conversation,
+}
+
+impl Related<super::conversation::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Conversation.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

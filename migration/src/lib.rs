@@ -1,0 +1,16 @@
+//! Schema migrations for Switchboard, applied at server start and by `switchboard migrate`
+//! (or this crate's own CLI: `cargo run -p migration -- up`). They run unchanged on SQLite
+//! and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_core::Migration)]
+    }
+}

@@ -1,0 +1,401 @@
+//! The one typed configuration. Settings come from the process environment, after a `.env`
+//! file (if present) has been loaded into it; nothing else in the crate reads `std::env`.
+//! Names follow the seed services; where two seeds name one setting differently, both are
+//! accepted (the first name listed wins when both are set). A value that does not parse stops
+//! the start with an error naming the setting.
+
+use std::{collections::HashMap, fmt::Display, str::FromStr, time::Duration};
+
+/// Which wire dialect the default Socket.IO namespace `/` speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Sup,
+    Spark,
+}
+
+impl FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sup" => Ok(Profile::Sup),
+            "spark" => Ok(Profile::Spark),
+            other => Err(format!("unknown profile `{other}` (expected sup or spark)")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "pretty" | "text" | "" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format `{other}` (expected pretty or json)"
+            )),
+        }
+    }
+}
+
+/// A rate limit written as `COUNT/WINDOW`, e.g. `30/60s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateSpec {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl RateSpec {
+    pub const fn new(count: u32, window_secs: u64) -> Self {
+        Self {
+            count,
+            window: Duration::from_secs(window_secs),
+        }
+    }
+}
+
+impl FromStr for RateSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (count, window) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not COUNT/WINDOW, e.g. 30/60s"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|e| format!("count `{count}`: {e}"))?;
+        if count == 0 {
+            return Err("count must be at least 1".into());
+        }
+        let window = humantime::parse_duration(window.trim())
+            .map_err(|e| format!("window `{window}`: {e}"))?;
+        if window.is_zero() {
+            return Err("window must be longer than zero".into());
+        }
+        Ok(Self { count, window })
+    }
+}
+
+/// Per-user, per-event limits (the SUP seed's table). Every profile's equivalent event draws
+/// on the same bucket.
+#[derive(Clone, Debug)]
+pub struct RateLimits {
+    pub message_new: RateSpec,
+    pub typing: RateSpec,
+    pub delivered: RateSpec,
+    pub read: RateSpec,
+    pub presence_update: RateSpec,
+    pub call_initiate: RateSpec,
+    pub reactions: RateSpec,
+}
+
+/// Where a development secret is in use, the server says so loudly at start.
+pub const DEV_JWT_SECRET: &str = "switchboard-dev-secret-change-me";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to bind; `HOST` (default all interfaces).
+    pub host: String,
+    /// `PORT` / `WS_PORT`; 0 picks an ephemeral port (tests).
+    pub port: u16,
+    /// `DATABASE_URL`, or built from `DB_HOST`… for PostgreSQL; SQLite file by default.
+    pub database_url: String,
+    /// `REDIS_URL`, or built from `REDIS_HOST`/`REDIS_PORT`; in-process when absent.
+    pub redis_url: Option<String>,
+    /// HS256 secret. `None` only when `JWT_PUBLIC_KEY` is set instead.
+    pub jwt_secret: Option<String>,
+    /// True when no secret was configured and the development secret is used.
+    pub jwt_dev_secret: bool,
+    /// PEM public key for RS256/ES256 tokens.
+    pub jwt_public_key: Option<String>,
+    pub jwt_issuer: Option<String>,
+    /// Allowed origins; `*` means any.
+    pub cors_origins: Vec<String>,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub max_buffer_size: usize,
+    pub max_message_length: usize,
+    pub message_edit_window: Duration,
+    pub max_group_size: usize,
+    pub media_max_size: u64,
+    pub presence_timeout: Duration,
+    pub max_idle_time: Duration,
+    /// How long a typing indicator lives without renewal.
+    pub typing_timeout: Duration,
+    pub default_profile: Profile,
+    pub rate_limits: RateLimits,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// Grace period for in-flight work at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// A startup error naming the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub name: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Reads settings from a snapshot of variables, so tests can build a config without
+/// touching the process environment.
+struct Source {
+    vars: HashMap<String, String>,
+}
+
+impl Source {
+    fn raw(&self, names: &[&str]) -> Option<(String, String)> {
+        names.iter().find_map(|name| {
+            self.vars
+                .get(*name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (name.to_string(), v.trim().to_string()))
+        })
+    }
+
+    fn string(&self, names: &[&str], default: &str) -> String {
+        self.raw(names)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn parse<T>(&self, names: &[&str], default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.raw(names) {
+            None => Ok(default),
+            Some((name, value)) => value.parse::<T>().map_err(|e| ConfigError {
+                name,
+                reason: e.to_string(),
+                value,
+            }),
+        }
+    }
+
+    /// Durations given in milliseconds, as the seeds do (`SOCKETIO_PING_TIMEOUT=60000`).
+    fn millis(&self, names: &[&str], default_ms: u64) -> Result<Duration, ConfigError> {
+        self.parse::<u64>(names, default_ms)
+            .map(Duration::from_millis)
+    }
+
+    fn positive<T>(&self, names: &[&str], default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Default + Copy,
+        T::Err: Display,
+    {
+        let value = self.parse(names, default)?;
+        if value <= T::default() {
+            let (name, raw) = self.raw(names).unwrap_or_default();
+            return Err(ConfigError {
+                name,
+                value: raw,
+                reason: "must be greater than zero".into(),
+            });
+        }
+        Ok(value)
+    }
+}
+
+impl Config {
+    /// Loads `.env` (if any) into the environment, then reads the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is worth stopping for.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => {
+                return Err(ConfigError {
+                    name: ".env".into(),
+                    value: String::new(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Builds a config from explicit variables (used by `load` and by tests).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let src = Source {
+            vars: vars.into_iter().collect(),
+        };
+
+        let database_url = match src.raw(&["DATABASE_URL"]) {
+            Some((_, url)) => url,
+            None => match src.raw(&["DB_HOST"]) {
+                Some((_, host)) => {
+                    let port = src.parse::<u16>(&["DB_PORT"], 5432)?;
+                    let name = src.string(&["DB_NAME"], "switchboard");
+                    let user = src.string(&["DB_USER"], "postgres");
+                    let password = src.string(&["DB_PASSWORD"], "");
+                    let auth = if password.is_empty() {
+                        user
+                    } else {
+                        format!("{user}:{password}")
+                    };
+                    format!("postgres://{auth}@{host}:{port}/{name}")
+                }
+                None => "sqlite://switchboard.db?mode=rwc".to_string(),
+            },
+        };
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                name: "DATABASE_URL".into(),
+                value: database_url,
+                reason: "expected a sqlite: or postgres:// URL".into(),
+            });
+        }
+
+        let redis_url = match src.raw(&["REDIS_URL"]) {
+            Some((_, url)) => Some(url),
+            None => match src.raw(&["REDIS_HOST"]) {
+                Some((_, host)) => {
+                    let port = src.parse::<u16>(&["REDIS_PORT"], 6379)?;
+                    Some(format!("redis://{host}:{port}"))
+                }
+                None => None,
+            },
+        };
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError {
+                    name: "REDIS_URL".into(),
+                    value: url.clone(),
+                    reason: "expected a redis:// or rediss:// URL".into(),
+                });
+            }
+        }
+
+        let jwt_public_key = src
+            .raw(&["JWT_PUBLIC_KEY"])
+            .map(|(_, v)| v.replace("\\n", "\n"));
+        let configured_secret = src.raw(&["JWT_SECRET"]).map(|(_, v)| v);
+        let jwt_dev_secret = configured_secret.is_none() && jwt_public_key.is_none();
+        let jwt_secret = match configured_secret {
+            Some(secret) => Some(secret),
+            None if jwt_dev_secret => Some(DEV_JWT_SECRET.to_string()),
+            None => None,
+        };
+
+        let cors_origins = src
+            .string(&["CORS_ORIGIN", "CLIENT_URL"], "*")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+
+        let rate_limits = RateLimits {
+            message_new: src.parse(&["RATE_LIMIT_MESSAGE_NEW"], RateSpec::new(30, 60))?,
+            typing: src.parse(&["RATE_LIMIT_TYPING"], RateSpec::new(10, 10))?,
+            delivered: src.parse(&["RATE_LIMIT_DELIVERED"], RateSpec::new(100, 60))?,
+            read: src.parse(&["RATE_LIMIT_READ"], RateSpec::new(100, 60))?,
+            presence_update: src.parse(&["RATE_LIMIT_PRESENCE_UPDATE"], RateSpec::new(20, 60))?,
+            call_initiate: src.parse(&["RATE_LIMIT_CALL_INITIATE"], RateSpec::new(5, 60))?,
+            reactions: src.parse(&["RATE_LIMIT_REACTIONS"], RateSpec::new(50, 60))?,
+        };
+
+        Ok(Config {
+            host: src.string(&["HOST"], "0.0.0.0"),
+            port: src.parse(&["PORT", "WS_PORT"], 3001)?,
+            database_url,
+            redis_url,
+            jwt_secret,
+            jwt_dev_secret,
+            jwt_public_key,
+            jwt_issuer: src.raw(&["JWT_ISSUER"]).map(|(_, v)| v),
+            cors_origins,
+            ping_interval: src.millis(
+                &["SOCKETIO_PING_INTERVAL", "SOCKET_IO_PING_INTERVAL"],
+                25_000,
+            )?,
+            ping_timeout: src
+                .millis(&["SOCKETIO_PING_TIMEOUT", "SOCKET_IO_PING_TIMEOUT"], 60_000)?,
+            max_buffer_size: src.positive(&["SOCKETIO_MAX_BUFFER_SIZE"], 1_048_576usize)?,
+            max_message_length: src.positive(&["MAX_MESSAGE_LENGTH"], 10_000usize)?,
+            message_edit_window: Duration::from_secs(
+                60 * src.parse::<u64>(&["MESSAGE_EDIT_WINDOW_MINUTES"], 15)?,
+            ),
+            max_group_size: src.positive(&["MAX_GROUP_SIZE"], 256usize)?,
+            media_max_size: src.positive(&["MEDIA_MAX_SIZE"], 10_485_760u64)?,
+            presence_timeout: Duration::from_secs(
+                src.parse(&["PRESENCE_TIMEOUT_SECONDS"], 300u64)?,
+            ),
+            max_idle_time: src.millis(&["MAX_IDLE_TIME"], 1_800_000)?,
+            typing_timeout: src.millis(&["TYPING_TIMEOUT"], 5_000)?,
+            default_profile: src.parse(&["DEFAULT_PROFILE"], Profile::Sup)?,
+            rate_limits,
+            log_level: src.string(&["LOG_LEVEL"], "info"),
+            log_format: src.parse(&["LOG_FORMAT"], LogFormat::Pretty)?,
+            shutdown_grace: src.millis(&["SHUTDOWN_GRACE"], 10_000)?,
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = Config::from_vars(vec![]).expect("defaults load");
+        assert_eq!(c.port, 3001);
+        assert!(c.database_url.starts_with("sqlite:"));
+        assert!(c.jwt_dev_secret);
+        assert_eq!(c.rate_limits.message_new, RateSpec::new(30, 60));
+    }
+
+    #[test]
+    fn seed_aliases_are_accepted() {
+        let c = Config::from_vars(vars(&[
+            ("WS_PORT", "4000"),
+            ("SOCKET_IO_PING_TIMEOUT", "1234"),
+            ("CLIENT_URL", "http://a.example"),
+            ("DB_HOST", "db"),
+            ("DB_USER", "u"),
+            ("DB_PASSWORD", "p"),
+            ("DB_NAME", "n"),
+            ("REDIS_HOST", "cache"),
+        ]))
+        .expect("aliases load");
+        assert_eq!(c.port, 4000);
+        assert_eq!(c.ping_timeout, Duration::from_millis(1234));
+        assert_eq!(c.cors_origins, vec!["http://a.example".to_string()]);
+        assert_eq!(c.database_url, "postgres://u:p@db:5432/n");
+        assert_eq!(c.redis_url.as_deref(), Some("redis://cache:6379"));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_setting() {
+        let err = Config::from_vars(vars(&[("PORT", "eighty")])).expect_err("must fail");
+        assert_eq!(err.name, "PORT");
+        let err = Config::from_vars(vars(&[("RATE_LIMIT_TYPING", "10")])).expect_err("must fail");
+        assert_eq!(err.name, "RATE_LIMIT_TYPING");
+        let err = Config::from_vars(vars(&[("MAX_GROUP_SIZE", "0")])).expect_err("must fail");
+        assert_eq!(err.name, "MAX_GROUP_SIZE");
+    }
+}

@@ -1,0 +1,126 @@
+//! Per-user, per-event rate limits (governor's GCRA). Each bucket is shared by the
+//! equivalent event of every profile: Spark's `send_message` and SUP's `message:new` draw on
+//! the same one. Keyed state is pruned periodically so it stays bounded by active users.
+
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use governor::{clock::Clock, clock::DefaultClock, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::{
+    config::{RateLimits, RateSpec},
+    error::AppError,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    MessageNew,
+    Typing,
+    Delivered,
+    Read,
+    PresenceUpdate,
+    CallInitiate,
+    Reactions,
+}
+
+impl Limit {
+    /// The SUP event name, used in the error message.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Limit::MessageNew => "message:new",
+            Limit::Typing => "message:typing",
+            Limit::Delivered => "message:delivered",
+            Limit::Read => "message:read",
+            Limit::PresenceUpdate => "presence:update",
+            Limit::CallInitiate => "call:initiate",
+            Limit::Reactions => "reaction",
+        }
+    }
+}
+
+pub struct Limiters {
+    clock: DefaultClock,
+    message_new: DefaultKeyedRateLimiter<String>,
+    typing: DefaultKeyedRateLimiter<String>,
+    delivered: DefaultKeyedRateLimiter<String>,
+    read: DefaultKeyedRateLimiter<String>,
+    presence_update: DefaultKeyedRateLimiter<String>,
+    call_initiate: DefaultKeyedRateLimiter<String>,
+    reactions: DefaultKeyedRateLimiter<String>,
+}
+
+fn keyed(spec: RateSpec) -> DefaultKeyedRateLimiter<String> {
+    let burst = NonZeroU32::new(spec.count).unwrap_or(NonZeroU32::MIN);
+    // `count` events per `window`, all of them allowed at once: the seed's fixed-window table
+    // read as a token bucket that refills one token every window/count.
+    let period = (spec.window / spec.count.max(1)).max(Duration::from_nanos(1));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(burst))
+        .allow_burst(burst);
+    RateLimiter::keyed(quota)
+}
+
+impl Limiters {
+    pub fn new(limits: &RateLimits) -> Arc<Self> {
+        Arc::new(Self {
+            clock: DefaultClock::default(),
+            message_new: keyed(limits.message_new),
+            typing: keyed(limits.typing),
+            delivered: keyed(limits.delivered),
+            read: keyed(limits.read),
+            presence_update: keyed(limits.presence_update),
+            call_initiate: keyed(limits.call_initiate),
+            reactions: keyed(limits.reactions),
+        })
+    }
+
+    fn limiter(&self, limit: Limit) -> &DefaultKeyedRateLimiter<String> {
+        match limit {
+            Limit::MessageNew => &self.message_new,
+            Limit::Typing => &self.typing,
+            Limit::Delivered => &self.delivered,
+            Limit::Read => &self.read,
+            Limit::PresenceUpdate => &self.presence_update,
+            Limit::CallInitiate => &self.call_initiate,
+            Limit::Reactions => &self.reactions,
+        }
+    }
+
+    /// Takes one token for `user`, or says how long to wait.
+    pub fn check(&self, limit: Limit, user: &str) -> Result<(), AppError> {
+        // Allocates a key only on the first event of a user; lookups borrow.
+        let key = user.to_string();
+        self.limiter(limit)
+            .check_key(&key)
+            .map_err(|not_until| AppError::RateLimited {
+                event: limit.event_name(),
+                retry_after_ms: not_until.wait_time_from(self.clock.now()).as_millis() as u64,
+            })
+    }
+
+    /// Forgets users whose buckets are full again; run periodically.
+    pub fn prune(&self) {
+        for l in [
+            &self.message_new,
+            &self.typing,
+            &self.delivered,
+            &self.read,
+            &self.presence_update,
+            &self.call_initiate,
+            &self.reactions,
+        ] {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+
+    pub fn spawn_pruner(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                me.prune();
+            }
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! Sending and reading messages.
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::{
+    check_id,
+    limits::Limit,
+    model::{Actor, Message},
+    writer::{Outcome, Pending, SendTicket},
+    Core, MAX_PAGE,
+};
+use crate::{
+    error::{AppError, AppResult},
+    store::{self, messages::NewMessage},
+};
+
+/// Message types a client may send.
+pub const MESSAGE_KINDS: &[&str] = &[
+    "text", "image", "video", "audio", "file", "voice", "location",
+];
+/// Largest `metadata` object, serialized.
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// A message as a client asks to send it.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub chat_id: String,
+    pub content: String,
+    pub kind: String,
+    pub reply_to_id: Option<String>,
+    pub metadata: Option<Value>,
+    pub temp_id: Option<String>,
+}
+
+impl Core {
+    /// Stores a message and publishes it to every member's connections. Returns only once the
+    /// message is durable. A resend with the same `temp_id` returns the stored original and
+    /// publishes nothing.
+    /// `ticket` (from the connection's [`SendOrder`]) keeps one connection's messages in the
+    /// order they arrived.
+    pub async fn send_message(
+        &self,
+        actor: &Actor,
+        draft: Draft,
+        ticket: Option<SendTicket>,
+    ) -> AppResult<Message> {
+        self.send_message_limited(actor, draft, self.config.max_message_length, ticket)
+            .await
+    }
+
+    /// As [`Core::send_message`], with a profile's own length limit.
+    pub async fn send_message_limited(
+        &self,
+        actor: &Actor,
+        draft: Draft,
+        max_len: usize,
+        mut ticket: Option<SendTicket>,
+    ) -> AppResult<Message> {
+        self.limits.check(Limit::MessageNew, &actor.user_id)?;
+        validate(&draft, max_len)?;
+
+        let members = store::conversations::members(&self.db, &draft.chat_id).await?;
+        if members.is_empty() {
+            return Err(AppError::NotFound("conversation not found".into()));
+        }
+        if !members.iter().any(|m| m.user_id == actor.user_id) {
+            return Err(AppError::not_member());
+        }
+        if let Some(reply_to) = &draft.reply_to_id {
+            let parent = store::messages::get(&self.db, reply_to).await?;
+            if parent.is_none_or(|p| p.conversation_id != draft.chat_id) {
+                return Err(AppError::validation(
+                    "replyToId does not name a message of this conversation",
+                ));
+            }
+        }
+
+        let pending = Pending {
+            new: NewMessage {
+                id: uuid::Uuid::now_v7().to_string(),
+                conversation_id: draft.chat_id,
+                sender_id: actor.user_id.clone(),
+                kind: draft.kind,
+                content: draft.content,
+                reply_to_id: draft.reply_to_id,
+                metadata: draft.metadata,
+                temp_id: draft.temp_id,
+                created_at: Utc::now(),
+            },
+            audience: members.into_iter().map(|m| m.user_id).collect(),
+            origin: actor.conn,
+        };
+        if let Some(ticket) = ticket.as_mut() {
+            ticket.wait_turn().await;
+        }
+        match self.writer.append(pending, ticket).await? {
+            Outcome::Stored(msg) | Outcome::Duplicate(msg) => Ok(msg),
+        }
+    }
+
+    /// Everything after `after_seq`, in order: what a client missed.
+    pub async fn messages_after(
+        &self,
+        actor: &Actor,
+        chat: &str,
+        after_seq: i64,
+        limit: u64,
+    ) -> AppResult<Vec<Message>> {
+        self.require_member(chat, &actor.user_id).await?;
+        let rows =
+            store::messages::after(&self.db, chat, after_seq.max(0), limit.clamp(1, MAX_PAGE))
+                .await?;
+        Ok(rows.into_iter().map(Message::from).collect())
+    }
+}
+
+fn validate(draft: &Draft, max_len: usize) -> AppResult<()> {
+    check_id("chatId", &draft.chat_id)?;
+    if let Some(temp_id) = &draft.temp_id {
+        check_id("tempId", temp_id)?;
+    }
+    if let Some(reply_to) = &draft.reply_to_id {
+        check_id("replyToId", reply_to)?;
+    }
+    if !MESSAGE_KINDS.contains(&draft.kind.as_str()) {
+        return Err(AppError::validation(format!(
+            "messageType must be one of {}",
+            MESSAGE_KINDS.join(", ")
+        )));
+    }
+    if draft.content.trim().is_empty() {
+        return Err(AppError::EmptyContent("message content is empty".into()));
+    }
+    let len = draft.content.chars().count();
+    if len > max_len {
+        return Err(AppError::ContentTooLong(format!(
+            "message is {len} characters; the limit is {max_len}"
+        )));
+    }
+    if let Some(meta) = &draft.metadata {
+        if !meta.is_object() {
+            return Err(AppError::validation("metadata must be an object"));
+        }
+        if meta.to_string().len() > MAX_METADATA_BYTES {
+            return Err(AppError::validation(format!(
+                "metadata is larger than {MAX_METADATA_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(())
+}

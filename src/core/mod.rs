@@ -1,0 +1,127 @@
+//! The domain core: conversations, membership, messages, receipts, typing and presence, with
+//! the delivery guarantees of SPEC §5. It knows nothing of Socket.IO, HTTP or JSON field
+//! names; it stores through `store` and announces through `fanout`.
+
+pub mod conversations;
+pub mod delivery;
+pub mod limits;
+pub mod messages;
+pub mod model;
+pub mod presence;
+pub mod receipts;
+pub mod typing;
+mod writer;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::task::JoinHandle;
+
+use crate::{
+    config::Config,
+    error::{AppError, AppResult},
+    fanout::Hub,
+    store::{self, Db},
+};
+use model::{Audience, Event};
+
+pub use writer::{MessageWriter, SendOrder, SendTicket};
+
+/// Everything the use cases need, shared by every profile and the REST layer.
+pub struct Core {
+    pub(crate) db: Db,
+    pub config: Arc<Config>,
+    pub hub: Arc<Hub>,
+    pub limits: Arc<limits::Limiters>,
+    pub ledger: Arc<delivery::Ledger>,
+    writer: MessageWriter,
+    presence: presence::PresenceBook,
+    /// `(chat, user)` → generation of the typing indicator, so a renewal outlives the
+    /// expiry timer of the one it replaced.
+    typing: Arc<DashMap<(String, String), u64>>,
+    background: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Core {
+    /// Wires the core together and starts its background tasks (writer, delivery flusher,
+    /// limiter pruning).
+    pub fn start(config: Arc<Config>, db: Db) -> Arc<Self> {
+        let hub = Arc::new(Hub::new());
+        let ledger = delivery::Ledger::new(db.clone());
+        hub.set_ledger(ledger.clone());
+        let limits = limits::Limiters::new(&config.rate_limits);
+
+        let publish_hub = hub.clone();
+        let (writer, writer_task) = MessageWriter::spawn(
+            db.clone(),
+            Arc::new(move |msg, pending| {
+                publish_hub.publish(
+                    &Audience::Users(pending.audience.clone()),
+                    Event::MessageCreated(msg.clone()),
+                    pending.origin,
+                );
+            }),
+        );
+        let background = vec![writer_task, ledger.spawn_flusher(), limits.spawn_pruner()];
+        Arc::new(Self {
+            db,
+            config,
+            hub,
+            limits,
+            ledger,
+            writer,
+            presence: presence::PresenceBook::default(),
+            typing: Arc::new(DashMap::new()),
+            background: std::sync::Mutex::new(background),
+        })
+    }
+
+    /// Writes what must survive a graceful stop (delivery marks); in-flight message writes
+    /// finish on their own because the writer drains its queue before it ends.
+    pub async fn flush(&self) {
+        self.writer.barrier().await;
+        self.ledger.flush().await;
+    }
+
+    /// Stops background tasks (tests start many servers in one process).
+    pub fn stop_background(&self) {
+        let tasks = std::mem::take(&mut *self.background.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Fails unless `user` is a member of `chat`; `NOT_FOUND` when the chat does not exist.
+    pub async fn require_member(&self, chat: &str, user: &str) -> AppResult<entity::member::Model> {
+        if let Some(m) = store::conversations::member(&self.db, chat, user).await? {
+            return Ok(m);
+        }
+        match store::conversations::get(&self.db, chat).await? {
+            Some(_) => Err(AppError::not_member()),
+            None => Err(AppError::NotFound("conversation not found".into())),
+        }
+    }
+}
+
+/// Client-chosen identifiers (chat ids, temp ids, user ids) share one sanity rule.
+pub(crate) fn check_id(field: &str, value: &str) -> AppResult<()> {
+    if value.is_empty() || value.len() > 128 {
+        return Err(AppError::validation(format!(
+            "{field} must be 1 to 128 characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AppError::validation(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Default page size of history reads, and the most one request may ask for.
+pub const DEFAULT_PAGE: u64 = 50;
+pub const MAX_PAGE: u64 = 200;

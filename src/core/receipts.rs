@@ -1,0 +1,62 @@
+//! Delivered and read receipts. A receipt moves the member's cursor (read implies delivered
+//! and covers every earlier message) and tells the message's sender.
+
+use chrono::Utc;
+
+use super::{
+    check_id,
+    limits::Limit,
+    model::{Actor, Audience, Event, Receipt, ReceiptKind},
+    Core,
+};
+use crate::{
+    error::{AppError, AppResult},
+    store,
+};
+
+impl Core {
+    pub async fn mark(
+        &self,
+        actor: &Actor,
+        kind: ReceiptKind,
+        chat: &str,
+        message_id: &str,
+    ) -> AppResult<Receipt> {
+        let limit = match kind {
+            ReceiptKind::Delivered => Limit::Delivered,
+            ReceiptKind::Read => Limit::Read,
+        };
+        self.limits.check(limit, &actor.user_id)?;
+        check_id("chatId", chat)?;
+        check_id("messageId", message_id)?;
+        self.require_member(chat, &actor.user_id).await?;
+        let msg = store::messages::get(&self.db, message_id)
+            .await?
+            .filter(|m| m.conversation_id == chat)
+            .ok_or_else(|| AppError::NotFound("message not found in this conversation".into()))?;
+        store::conversations::advance_cursor(
+            &self.db,
+            chat,
+            &actor.user_id,
+            msg.seq,
+            kind == ReceiptKind::Read,
+        )
+        .await?;
+        let receipt = Receipt {
+            kind,
+            chat_id: chat.to_string(),
+            message_id: msg.id,
+            seq: msg.seq,
+            user_id: actor.user_id.clone(),
+            at: Utc::now(),
+        };
+        if msg.sender_id != actor.user_id {
+            self.hub.publish(
+                &Audience::Users(vec![msg.sender_id]),
+                Event::Receipt(receipt.clone()),
+                actor.conn,
+            );
+        }
+        Ok(receipt)
+    }
+}

@@ -1,0 +1,183 @@
+//! The message writer: one task that appends messages in batches (group commit). Requests
+//! queue up while a transaction is on disk; the next transaction takes them all, so one fsync
+//! serves many messages while each sender still gets its ack only after *its* message is
+//! durable. Because one task commits and then publishes, live events leave in `seq` order.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    core::model::{Message, UserId},
+    error::AppError,
+    fanout::ConnId,
+    store::{
+        self,
+        messages::{Appended, NewMessage},
+        Db,
+    },
+};
+
+/// Most messages one transaction takes.
+const MAX_BATCH: usize = 256;
+
+pub enum Outcome {
+    Stored(Message),
+    Duplicate(Message),
+}
+
+type Reply = oneshot::Sender<Result<Outcome, AppError>>;
+
+/// A message to store, with who must hear of it once it is stored.
+pub struct Pending {
+    pub new: NewMessage,
+    /// The conversation's members when the sender's membership was checked.
+    pub audience: Vec<UserId>,
+    pub origin: Option<ConnId>,
+}
+
+/// Called with each newly stored message, in commit order, before the acks are sent.
+pub type OnStored = Arc<dyn Fn(&Message, &Pending) + Send + Sync>;
+
+enum Request {
+    Append(Pending, Reply),
+    /// Answered once everything queued before it is durable (graceful shutdown).
+    Barrier(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct MessageWriter {
+    tx: mpsc::Sender<Request>,
+}
+
+/// Keeps one connection's messages in the order it sent them: handlers run concurrently, so
+/// each send takes a ticket when its packet arrives and queues only after the previous one.
+#[derive(Default)]
+pub struct SendOrder {
+    last: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+pub struct SendTicket {
+    previous: Option<oneshot::Receiver<()>>,
+    _done: oneshot::Sender<()>,
+}
+
+impl SendOrder {
+    /// Must be called in packet order (synchronously, when the event arrives).
+    pub fn ticket(&self) -> SendTicket {
+        let (done, rx) = oneshot::channel();
+        let previous = self
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(rx);
+        SendTicket {
+            previous,
+            _done: done,
+        }
+    }
+}
+
+impl SendTicket {
+    /// Waits until the previous send of the same connection was queued (or given up).
+    pub async fn wait_turn(&mut self) {
+        if let Some(prev) = self.previous.take() {
+            let _ = prev.await;
+        }
+    }
+}
+
+impl MessageWriter {
+    pub fn spawn(db: Db, on_stored: OnStored) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(8192);
+        let handle = tokio::spawn(run(db, rx, on_stored));
+        (Self { tx }, handle)
+    }
+
+    /// Queues a message and waits until it is durable. `ticket` is released once the message
+    /// is queued, which lets the sender's next message queue behind it (per-connection order).
+    pub async fn append(
+        &self,
+        new: Pending,
+        ticket: Option<SendTicket>,
+    ) -> Result<Outcome, AppError> {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.tx.send(Request::Append(new, reply)).await;
+        drop(ticket);
+        queued.map_err(|_| AppError::Internal(anyhow::anyhow!("message writer stopped")))?;
+        rx.await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("message writer dropped a request")))?
+    }
+}
+
+impl MessageWriter {
+    /// Resolves when every message queued so far is durable.
+    pub async fn barrier(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Request::Barrier(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Request>, on_stored: OnStored) {
+    let mut requests = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut barriers = Vec::new();
+    // Ends when every sender is gone (shutdown), after the last batch is written.
+    while rx.recv_many(&mut requests, MAX_BATCH).await > 0 {
+        for request in requests.drain(..) {
+            match request {
+                Request::Append(pending, reply) => batch.push((pending, reply)),
+                Request::Barrier(done) => barriers.push(done),
+            }
+        }
+        write(&db, &mut batch, &on_stored).await;
+        for done in barriers.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn write(db: &Db, batch: &mut Vec<(Pending, Reply)>, on_stored: &OnStored) {
+    if batch.is_empty() {
+        return;
+    }
+    {
+        let items: Vec<NewMessage> = batch.iter().map(|(p, _)| p.new.clone()).collect();
+        match store::messages::append_batch(db, &items).await {
+            Ok(results) => finish(batch.drain(..), results, on_stored),
+            Err(e) => {
+                // One bad item must not fail its neighbours: retry each on its own.
+                tracing::warn!(cause = %e, size = items.len(), "batch append failed; retrying one by one");
+                for (item, reply) in batch.drain(..) {
+                    match store::messages::append_batch(db, std::slice::from_ref(&item.new)).await {
+                        Ok(results) => finish(std::iter::once((item, reply)), results, on_stored),
+                        Err(e) => {
+                            let _ = reply.send(Err(e.into()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn finish(
+    requests: impl Iterator<Item = (Pending, Reply)>,
+    results: Vec<Appended>,
+    on_stored: &OnStored,
+) {
+    for ((pending, reply), result) in requests.zip(results) {
+        let outcome = match result {
+            Appended::New(model) => {
+                let msg = Message::from(model);
+                on_stored(&msg, &pending);
+                Outcome::Stored(msg)
+            }
+            Appended::Duplicate(model) => Outcome::Duplicate(Message::from(model)),
+        };
+        // The sender may have gone; the message is stored and published regardless.
+        let _ = reply.send(Ok(outcome));
+    }
+}

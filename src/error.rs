@@ -1,0 +1,154 @@
+//! The one error type of the domain, with the stable wire codes of SPEC §6. Only the edges
+//! (HTTP responses, Socket.IO acks and `error` events) turn it into bytes; internal causes are
+//! logged there once and never shown to clients.
+
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    EmptyContent(String),
+    #[error("{0}")]
+    ContentTooLong(String),
+    #[error("{0}")]
+    SelfMessage(String),
+    #[error("{0}")]
+    GroupFull(String),
+    #[error("{0}")]
+    EditWindowExpired(String),
+    #[error("too many {event} events, retry in {retry_after_ms} ms")]
+    RateLimited {
+        event: &'static str,
+        retry_after_ms: u64,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    UnknownType(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    /// The stable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthorized(_) => "UNAUTHORIZED",
+            AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::NotFound(_) => "NOT_FOUND",
+            AppError::Validation(_) => "VALIDATION_FAILED",
+            AppError::EmptyContent(_) => "EMPTY_CONTENT",
+            AppError::ContentTooLong(_) => "CONTENT_TOO_LONG",
+            AppError::SelfMessage(_) => "SELF_MESSAGE",
+            AppError::GroupFull(_) => "GROUP_FULL",
+            AppError::EditWindowExpired(_) => "EDIT_WINDOW_EXPIRED",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::Conflict(_) => "CONFLICT",
+            AppError::UnknownType(_) => "UNKNOWN_TYPE",
+            AppError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The HTTP status for REST responses.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            AppError::Unauthorized(_) => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::NotFound(_) => 404,
+            AppError::Validation(_)
+            | AppError::UnknownType(_)
+            | AppError::EmptyContent(_)
+            | AppError::ContentTooLong(_)
+            | AppError::SelfMessage(_) => 422,
+            AppError::GroupFull(_) | AppError::Conflict(_) | AppError::EditWindowExpired(_) => 409,
+            AppError::RateLimited { .. } => 429,
+            AppError::Internal(_) => 500,
+        }
+    }
+
+    /// The body clients see: `{ code, message }`. Internal causes stay in the log.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+        }
+    }
+
+    /// Logs internal errors with their cause; client errors are not worth a log line each.
+    pub fn log_if_internal(&self, context: &str) {
+        if let AppError::Internal(cause) = self {
+            tracing::error!(context, cause = %format!("{cause:#}"), "internal error");
+        }
+    }
+
+    pub fn validation(msg: impl Into<String>) -> Self {
+        AppError::Validation(msg.into())
+    }
+
+    pub fn not_member() -> Self {
+        AppError::Forbidden("you are not a member of this conversation".into())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+impl From<sea_orm::TransactionError<AppError>> for AppError {
+    fn from(e: sea_orm::TransactionError<AppError>) -> Self {
+        match e {
+            sea_orm::TransactionError::Connection(db) => db.into(),
+            sea_orm::TransactionError::Transaction(app) => app,
+        }
+    }
+}
+
+impl From<validator::ValidationErrors> for AppError {
+    fn from(e: validator::ValidationErrors) -> Self {
+        AppError::Validation(describe_validation(&e))
+    }
+}
+
+/// Turns validator's nested report into one readable line: `chatId: length; tempId: length`.
+fn describe_validation(e: &validator::ValidationErrors) -> String {
+    let mut parts: Vec<String> = e
+        .field_errors()
+        .iter()
+        .map(|(field, errs)| {
+            let what: Vec<String> = errs
+                .iter()
+                .map(|err| {
+                    err.message
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| err.code.to_string())
+                })
+                .collect();
+            format!("{field}: {}", what.join(", "))
+        })
+        .collect();
+    parts.sort();
+    if parts.is_empty() {
+        "invalid payload".into()
+    } else {
+        parts.join("; ")
+    }
+}

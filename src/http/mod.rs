@@ -1,0 +1,171 @@
+//! HTTP: the axum router with REST routes, health, metrics and static files. The Socket.IO
+//! layer wraps it (see `lib.rs`).
+
+pub mod conversations;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRequestParts, State},
+    http::{header, request::Parts, HeaderValue, Method, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::{app::AppState, core::model::Actor, error::AppError};
+
+/// The Socket.IO browser client, as the Node server serves it at `/socket.io/socket.io.js`
+/// (socket.io-client 4.8.1, MIT licence, from its npm package).
+const SOCKET_IO_JS: &str = include_str!("assets/socket.io.min.js");
+const DEMO_PAGE: &str = include_str!("assets/demo.html");
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(DEMO_PAGE) }))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/socket.io/socket.io.js", get(socket_io_js))
+        .route("/socket.io/socket.io.min.js", get(socket_io_js))
+        .merge(conversations::router())
+        .with_state(state)
+}
+
+/// CORS from `CORS_ORIGIN`: `*` allows any origin (without credentials, as browsers
+/// require); a list allows those origins with credentials. Preflights allow `Authorization`.
+pub fn cors(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT]);
+    if origins.iter().any(|o| o == "*") {
+        base.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        base.allow_origin(AllowOrigin::list(list))
+            .allow_credentials(true)
+    }
+}
+
+async fn socket_io_js() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SOCKET_IO_JS,
+    )
+}
+
+/// `GET /health`: status, uptime, connection counts, database reachability.
+async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    let db_ok = crate::store::ping(app.core.db()).await;
+    let status = if db_ok { "healthy" } else { "degraded" };
+    let body = json!({
+        "status": status,
+        "uptime": app.started.elapsed().as_millis() as u64,
+        "timestamp": crate::profiles::iso(&chrono::Utc::now()),
+        "connections": {
+            "active": app.core.hub.connection_count(),
+            "total": app.metrics.connections_total.get(),
+            "peak": app.metrics.peak(),
+        },
+        "database": { "ok": db_ok, "backend": if app.config.is_postgres() { "postgres" } else { "sqlite" } },
+        "redis": { "configured": app.config.redis_url.is_some() },
+    });
+    let code = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    app.metrics.slow_consumer_resyncs.set(
+        app.core
+            .hub
+            .stats
+            .slow_consumer_resyncs
+            .load(std::sync::atomic::Ordering::Relaxed) as i64,
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+/// REST errors: the envelope of SPEC §6 with the matching status.
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.log_if_internal("http");
+        let status =
+            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(json!({ "success": false, "error": self.body() })),
+        )
+            .into_response()
+    }
+}
+
+/// `{ "success": true, "data": … }`.
+pub fn ok<T: serde::Serialize>(data: T) -> Json<serde_json::Value> {
+    Json(json!({ "success": true, "data": data }))
+}
+
+/// The caller of a REST route, from `Authorization: Bearer` or `?token=`.
+pub struct Authenticated(pub Actor);
+
+impl FromRequestParts<Arc<AppState>> for Authenticated {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = crate::auth::token_from_request(&parts.headers, parts.uri.query());
+        let identity = app.verifier.verify(token.as_deref())?;
+        Ok(Authenticated(Actor {
+            user_id: identity.user_id,
+            username: identity.username,
+            conn: None,
+        }))
+    }
+}
+
+/// A JSON body whose rejection is our error envelope rather than axum's plain text.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(AppError::validation(rejection.body_text())),
+        }
+    }
+}

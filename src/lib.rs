@@ -1,0 +1,148 @@
+//! Switchboard: a realtime messaging server that existing Socket.IO clients use unchanged.
+//!
+//! Layout (dependencies point downwards only):
+//!
+//! ```text
+//! main.rs        CLI: serve | migrate | token
+//! config.rs      the one typed Config; the only reader of the environment
+//! http/          axum router: REST, /health, /metrics, static files
+//! profiles/      one module per wire dialect; translate only (sup, …)
+//! fanout.rs      core events → rooms user:{id} / chat:{id} → connections of every profile
+//! core/          domain use cases and delivery guarantees; no wire types
+//! store/         the only code that touches sea_orm and the entity crate
+//! ```
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod fanout;
+pub mod http;
+pub mod profiles;
+pub mod store;
+pub mod telemetry;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+
+use crate::{
+    app::{AppState, InFlight},
+    config::{Config, Profile},
+    profiles::{socketio::mount, sup::Sup},
+};
+
+/// A built server, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    io: SocketIo,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    /// Connects the database (applying migrations), wires the core and profiles, and binds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let verifier = auth::Verifier::from_config(&config)?;
+        let db = store::connect(&config.database_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("database {}: {e}", redact(&config.database_url)))?;
+        let core = core::Core::start(config.clone(), db);
+        let state = Arc::new(AppState {
+            config: config.clone(),
+            core,
+            verifier,
+            metrics: http::metrics::Metrics::new(),
+            started: Instant::now(),
+            inflight: InFlight::default(),
+        });
+
+        let (io_layer, io) = SocketIo::builder()
+            .ping_interval(config.ping_interval)
+            .ping_timeout(config.ping_timeout)
+            .max_payload(config.max_buffer_size as u64)
+            .ws_max_message_size(config.max_buffer_size)
+            .with_state(state.clone())
+            .build_layer();
+        mount::<Sup>(&io, "/sup");
+        match config.default_profile {
+            Profile::Sup | Profile::Spark => mount::<Sup>(&io, "/"),
+        }
+
+        let router = http::router(state.clone())
+            .layer(io_layer)
+            .layer(http::cors(&config.cors_origins))
+            .layer(tower_http::trace::TraceLayer::new_for_http());
+
+        let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+        Ok(Self {
+            listener,
+            router,
+            io,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops gracefully: stop accepting, let in-flight
+    /// operations finish and their writes land, close client transports (not a Socket.IO
+    /// DISCONNECT, so unchanged clients reconnect elsewhere), record deliveries, return.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            io,
+            state,
+        } = self;
+        let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = accepting_stopped.await;
+        });
+        let server = tokio::spawn(async move { server.await });
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_accepting.send(());
+        state.inflight.wait_idle(state.config.shutdown_grace).await;
+        state.core.flush().await;
+        io.close().await;
+        // Deliveries handed out until the transports closed are recorded too.
+        state.core.flush().await;
+        state.core.stop_background();
+        match tokio::time::timeout(state.config.shutdown_grace, server).await {
+            Ok(joined) => joined??,
+            Err(_) => {
+                tracing::warn!("connections still open after the grace period; exiting anyway")
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Database URLs may carry passwords; logs get them without.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,279 @@
+//! What every Socket.IO profile shares: authentication at connect, registration with the
+//! fan-out hub, the ack/error envelope of SPEC §6, payload decoding, metrics and ordering.
+//!
+//! Timing matters here. socketioxide sends the CONNECT packet *before* it spawns the connect
+//! handler, so a handler registered inside it can miss an event the client emits the moment
+//! `connect` fires. Everything a client can reach is therefore set up in the connect
+//! *middleware*, which runs before CONNECT: token check, event handlers, the session, and the
+//! hub registration (in syncing mode, so live messages wait for the backlog). The connect
+//! handler only emits the greeting and starts the catch-up.
+
+use std::{convert::Infallible, future::Future, sync::Arc, time::Instant};
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{json, Value};
+use socketioxide::{
+    adapter::LocalAdapter,
+    extract::{AckSender, Extension, SocketRef, State, TryData},
+    handler::{ConnectHandler, FromMessageParts, Value as PacketValue},
+    socket::{DisconnectReason, Socket},
+    SendError, SocketError, SocketIo,
+};
+
+use crate::{
+    app::AppState,
+    core::{model::Actor, model::Event, presence::Identity, SendOrder, SendTicket},
+    error::{AppError, AppResult},
+    fanout::{ConnId, Connection, SendFailure},
+};
+
+/// Who a socket is, set once at connect.
+#[derive(Clone)]
+pub struct Session {
+    pub identity: Arc<Identity>,
+    pub conn: ConnId,
+    pub order: Arc<SendOrder>,
+}
+
+impl Session {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.identity.user_id.clone(),
+            username: self
+                .identity
+                .username
+                .clone()
+                .or_else(|| self.identity.name.clone()),
+            conn: Some(self.conn),
+        }
+    }
+}
+
+/// A wire dialect over Socket.IO.
+pub trait SocketIoProfile: Send + Sync + 'static {
+    /// Encodes a core event as `(event name, payload)`, or `None` when the dialect has no
+    /// such event.
+    fn encode(event: &Event) -> Option<(&'static str, Value)>;
+    /// Registers the dialect's event handlers on a socket that is not connected yet.
+    fn register_handlers(socket: &SocketRef);
+    /// Runs once the client is connected, before the backlog is pushed.
+    fn greet(_socket: &SocketRef, _session: &Session) {}
+}
+
+/// Serves `P` on the namespace `path`.
+pub fn mount<P: SocketIoProfile>(io: &SocketIo, path: &'static str) {
+    io.ns(path, connected::<P>.with(admit::<P>));
+}
+
+/// Why a connection was refused; socket.io-client shows it as `connect_error`'s `message`.
+#[derive(Debug)]
+pub struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+async fn admit<P: SocketIoProfile>(
+    s: SocketRef,
+    TryData(auth): TryData<Value>,
+    State(app): State<Arc<AppState>>,
+) -> Result<(), Refused> {
+    let from_auth = auth
+        .ok()
+        .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_string));
+    let token = from_auth.or_else(|| {
+        let parts = s.req_parts();
+        crate::auth::token_from_request(&parts.headers, parts.uri.query())
+    });
+    let identity = app
+        .verifier
+        .verify(token.as_deref())
+        .map_err(|e| Refused(e.to_string()))?;
+    app.core.user_connected(&identity).await.map_err(|e| {
+        e.log_if_internal("connect");
+        Refused("server error, please retry".into())
+    })?;
+
+    P::register_handlers(&s);
+    s.on_disconnect(disconnected);
+    let conn = app.core.hub.register(Arc::new(SocketConnection::<P> {
+        socket: s.clone(),
+        user: identity.user_id.clone(),
+        _profile: std::marker::PhantomData,
+    }));
+    s.extensions.insert(Session {
+        identity: Arc::new(identity),
+        conn,
+        order: Arc::default(),
+    });
+    app.metrics.connection_opened();
+    Ok(())
+}
+
+async fn connected<P: SocketIoProfile>(
+    s: SocketRef,
+    State(app): State<Arc<AppState>>,
+    Extension(session): Extension<Session>,
+) {
+    P::greet(&s, &session);
+    app.core.hub.start_sync(session.conn);
+}
+
+async fn disconnected(
+    State(app): State<Arc<AppState>>,
+    Extension(session): Extension<Session>,
+    reason: DisconnectReason,
+) {
+    tracing::debug!(user = %session.identity.user_id, ?reason, "socket disconnected");
+    app.metrics.connection_closed();
+    let was_last = app.core.hub.unregister(session.conn);
+    app.core
+        .user_disconnected(
+            &session.identity.user_id,
+            was_last && !app.core.hub.is_online(&session.identity.user_id),
+        )
+        .await;
+}
+
+/// A socket as the hub sees it.
+struct SocketConnection<P> {
+    socket: SocketRef,
+    user: String,
+    _profile: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P: SocketIoProfile> Connection for SocketConnection<P> {
+    fn user_id(&self) -> &str {
+        &self.user
+    }
+
+    fn send(&self, event: &Event) -> Result<(), SendFailure> {
+        let Some((name, payload)) = P::encode(event) else {
+            return Ok(());
+        };
+        match self.socket.emit(name, &payload) {
+            Ok(()) => Ok(()),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(SendFailure::Full),
+            Err(SendError::Socket(SocketError::Closed)) => Err(SendFailure::Closed),
+            Err(e) => {
+                // An event that cannot be encoded will not encode on retry either.
+                tracing::error!(event = name, cause = %e, "could not encode event");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The ack callback, if the client passed one, and what to do without one.
+pub struct Reply {
+    ack: AckSender,
+    wants_ack: bool,
+}
+
+impl FromMessageParts<LocalAdapter> for Reply {
+    type Error = Infallible;
+    fn from_message_parts(
+        s: &Arc<Socket<LocalAdapter>>,
+        v: &mut PacketValue,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(Reply {
+            ack: AckSender::from_message_parts(s, v, ack_id)?,
+            wants_ack: ack_id.is_some(),
+        })
+    }
+}
+
+impl Reply {
+    /// Answers with the envelope of SPEC §6: through the ack when there is one, else errors
+    /// as an `error` event `{code, message, event}` (successes need no event).
+    pub fn send<T: Serialize>(self, socket: &SocketRef, event: &str, result: AppResult<T>) {
+        match result {
+            Ok(data) => {
+                if self.wants_ack {
+                    let _ = self.ack.send(&json!({ "success": true, "data": data }));
+                }
+            }
+            Err(e) => {
+                e.log_if_internal(event);
+                let body = e.body();
+                if self.wants_ack {
+                    let _ = self.ack.send(&json!({ "success": false, "error": body }));
+                } else {
+                    let _ = socket.emit(
+                        "error",
+                        &json!({ "code": body.code, "message": body.message, "event": event }),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Turns a payload into a typed request: a non-object, a wrong type or a missing field is a
+/// `VALIDATION_FAILED` naming the problem.
+pub fn decode<T: DeserializeOwned>(data: Result<Value, impl std::fmt::Display>) -> AppResult<T> {
+    let value =
+        data.map_err(|e| AppError::validation(format!("payload could not be read: {e}")))?;
+    if !value.is_object() {
+        return Err(AppError::validation("payload must be an object"));
+    }
+    serde_json::from_value(value).map_err(|e| AppError::validation(e.to_string()))
+}
+
+/// Registers `event` with a handler that receives the decoded request. Every handler gets
+/// the same treatment: in-flight accounting, metrics, the reply envelope, and a send ticket
+/// taken when the packet arrives so that message order per connection is kept.
+pub fn on<Req, Res, F, Fut>(socket: &SocketRef, event: &'static str, handler: F)
+where
+    Req: DeserializeOwned + Send + 'static,
+    Res: Serialize + Send + 'static,
+    F: Fn(Arc<AppState>, Session, Req, SendTicket) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = AppResult<Res>> + Send + 'static,
+{
+    socket.on(
+        event,
+        move |s: SocketRef,
+              TryData(data): TryData<Value>,
+              reply: Reply,
+              State(app): State<Arc<AppState>>,
+              Extension(session): Extension<Session>| {
+            // This part runs synchronously in packet order; the future below may not.
+            let ticket = session.order.ticket();
+            let handler = handler.clone();
+            async move {
+                let _busy = app.inflight.enter();
+                let started = Instant::now();
+                let result = match decode::<Req>(data) {
+                    Ok(req) => handler(app.clone(), session, req, ticket).await,
+                    Err(e) => Err(e),
+                };
+                app.metrics.observe(
+                    event,
+                    started.elapsed().as_secs_f64(),
+                    result.as_ref().err().map(AppError::code),
+                );
+                reply.send(&s, event, result);
+            }
+        },
+    );
+}
+
+/// Answers events the dialect does not know with `UNKNOWN_TYPE`, so a client is never left
+/// waiting on an ack that will not come.
+pub fn on_unknown(socket: &SocketRef) {
+    socket.on_fallback(
+        |s: SocketRef,
+         socketioxide::extract::Event(name): socketioxide::extract::Event,
+         reply: Reply,
+         State(app): State<Arc<AppState>>| async move {
+            app.metrics.observe("unknown", 0.0, Some("UNKNOWN_TYPE"));
+            let event: String = name.chars().take(64).collect();
+            let result: AppResult<()> =
+                Err(AppError::UnknownType(format!("unknown event `{event}`")));
+            reply.send(&s, &event, result);
+        },
+    );
+}

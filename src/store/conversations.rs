@@ -1,0 +1,223 @@
+//! Conversations, membership and the per-member receipt cursors.
+
+use chrono::Utc;
+use entity::{conversation, member};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait, OnConflict},
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+};
+
+pub struct NewConversation {
+    pub id: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub avatar: Option<String>,
+    pub encrypted: bool,
+    pub direct_key: Option<String>,
+    pub created_by: String,
+    /// `(user id, role)`; the creator is included by the caller.
+    pub members: Vec<(String, String)>,
+}
+
+pub enum Created {
+    New(conversation::Model),
+    /// A direct conversation for the same pair already existed.
+    Existing(conversation::Model),
+}
+
+/// Creates a conversation with its members in one transaction. For direct conversations the
+/// unique `direct_key` decides races: the loser gets the winner's conversation.
+pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Created, DbErr> {
+    if let Some(key) = &new.direct_key {
+        if let Some(found) = find_direct(db, key).await? {
+            return Ok(Created::Existing(found));
+        }
+    }
+    let now = Utc::now();
+    let txn = db.begin().await?;
+    let inserted = conversation::Entity::insert(conversation::ActiveModel {
+        id: Set(new.id.clone()),
+        kind: Set(new.kind),
+        name: Set(new.name),
+        description: Set(new.description),
+        avatar: Set(new.avatar),
+        encrypted: Set(new.encrypted),
+        direct_key: Set(new.direct_key.clone()),
+        created_by: Set(new.created_by),
+        last_seq: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(conversation::Column::DirectKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&txn)
+    .await?;
+    if inserted == 0 {
+        txn.rollback().await?;
+        let key = new.direct_key.unwrap_or_default();
+        return match find_direct(db, &key).await? {
+            Some(found) => Ok(Created::Existing(found)),
+            None => Err(DbErr::RecordNotFound(format!("direct conversation {key}"))),
+        };
+    }
+    let rows = new
+        .members
+        .into_iter()
+        .map(|(user_id, role)| member::ActiveModel {
+            conversation_id: Set(new.id.clone()),
+            user_id: Set(user_id),
+            role: Set(role),
+            delivered_seq: Set(0),
+            read_seq: Set(0),
+            joined_at: Set(now),
+        });
+    member::Entity::insert_many(rows)
+        .exec_without_returning(&txn)
+        .await?;
+    let model = conversation::Entity::find_by_id(new.id.clone())
+        .one(&txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(new.id.clone()))?;
+    txn.commit().await?;
+    Ok(Created::New(model))
+}
+
+async fn find_direct(
+    db: &DatabaseConnection,
+    key: &str,
+) -> Result<Option<conversation::Model>, DbErr> {
+    conversation::Entity::find()
+        .filter(conversation::Column::DirectKey.eq(key))
+        .one(db)
+        .await
+}
+
+pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<conversation::Model>, DbErr> {
+    conversation::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await
+}
+
+pub async fn members(
+    db: &DatabaseConnection,
+    conversation_id: &str,
+) -> Result<Vec<member::Model>, DbErr> {
+    member::Entity::find()
+        .filter(member::Column::ConversationId.eq(conversation_id))
+        .order_by_asc(member::Column::JoinedAt)
+        .all(db)
+        .await
+}
+
+pub async fn member(
+    db: &DatabaseConnection,
+    conversation_id: &str,
+    user_id: &str,
+) -> Result<Option<member::Model>, DbErr> {
+    member::Entity::find_by_id((conversation_id.to_string(), user_id.to_string()))
+        .one(db)
+        .await
+}
+
+/// Adds a member whose cursors start at the current end of the conversation: a newcomer reads
+/// history on request instead of having the whole backlog pushed at them.
+/// Returns false when the user already was a member.
+pub async fn add_member(
+    db: &DatabaseConnection,
+    conversation_id: &str,
+    user_id: &str,
+    role: &str,
+) -> Result<bool, DbErr> {
+    let last_seq = get(db, conversation_id)
+        .await?
+        .map(|c| c.last_seq)
+        .unwrap_or(0);
+    let inserted = member::Entity::insert(member::ActiveModel {
+        conversation_id: Set(conversation_id.to_string()),
+        user_id: Set(user_id.to_string()),
+        role: Set(role.to_string()),
+        delivered_seq: Set(last_seq),
+        read_seq: Set(last_seq),
+        joined_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::columns([member::Column::ConversationId, member::Column::UserId])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    touch(db, conversation_id).await?;
+    Ok(inserted > 0)
+}
+
+pub async fn touch(db: &DatabaseConnection, conversation_id: &str) -> Result<(), DbErr> {
+    let mut active: conversation::ActiveModel = conversation::ActiveModel {
+        id: Set(conversation_id.to_string()),
+        ..Default::default()
+    };
+    active.updated_at = Set(Utc::now());
+    active.update(db).await.map(|_| ())
+}
+
+/// Moves a cursor forward, never back. Read also moves delivered (read implies delivered).
+/// Returns true when something changed.
+pub async fn advance_cursor(
+    db: &DatabaseConnection,
+    conversation_id: &str,
+    user_id: &str,
+    seq: i64,
+    read: bool,
+) -> Result<bool, DbErr> {
+    let key = (
+        member::Column::ConversationId.eq(conversation_id),
+        member::Column::UserId.eq(user_id),
+    );
+    let delivered = member::Entity::update_many()
+        .col_expr(member::Column::DeliveredSeq, Expr::value(seq))
+        .filter(key.0.clone())
+        .filter(key.1.clone())
+        .filter(member::Column::DeliveredSeq.lt(seq))
+        .exec(db)
+        .await?
+        .rows_affected;
+    if !read {
+        return Ok(delivered > 0);
+    }
+    let read_rows = member::Entity::update_many()
+        .col_expr(member::Column::ReadSeq, Expr::value(seq))
+        .filter(key.0)
+        .filter(key.1)
+        .filter(member::Column::ReadSeq.lt(seq))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(read_rows > 0 || delivered > 0)
+}
+
+/// The conversations in which this user has messages past their delivered cursor:
+/// `(conversation id, delivered_seq)`.
+pub async fn with_backlog(
+    db: &DatabaseConnection,
+    user_id: &str,
+) -> Result<Vec<(String, i64)>, DbErr> {
+    let rows: Vec<(String, i64)> = member::Entity::find()
+        .select_only()
+        .column(member::Column::ConversationId)
+        .column(member::Column::DeliveredSeq)
+        .inner_join(conversation::Entity)
+        .filter(member::Column::UserId.eq(user_id))
+        .filter(
+            Expr::col((conversation::Entity, conversation::Column::LastSeq))
+                .gt(Expr::col((member::Entity, member::Column::DeliveredSeq))),
+        )
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows)
+}

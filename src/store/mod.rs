@@ -1,0 +1,54 @@
+//! Storage: the only code that touches `sea_orm` and the `entity` crate. The core calls these
+//! functions and never builds a query itself.
+
+pub mod conversations;
+pub mod messages;
+pub mod users;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
+};
+
+pub use sea_orm::DatabaseConnection as Db;
+
+/// Connects and applies pending migrations, so a fresh SQLite file or an empty PostgreSQL
+/// database is ready with no manual step.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        // WAL lets readers run beside the single writer; FULL sync makes "acked" mean "on disk"
+        // even across a power cut, and group commits (see core::writer) pay for the fsync.
+        opts.max_connections(8)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(15))
+            });
+    } else {
+        opts.max_connections(20).min_connections(1);
+    }
+    let db = Database::connect(opts).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+/// Only runs the migrations (the `switchboard migrate` command).
+pub async fn migrate(url: &str) -> Result<(), sea_orm::DbErr> {
+    connect(url).await.map(|_| ())
+}
+
+/// Cheap reachability probe for `/health`.
+pub async fn ping(db: &DatabaseConnection) -> bool {
+    db.execute_unprepared("SELECT 1").await.is_ok()
+}
+
+pub(crate) fn is_postgres(db: &impl ConnectionTrait) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}

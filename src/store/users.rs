@@ -1,0 +1,91 @@
+//! Users as seen in verified tokens.
+
+use chrono::Utc;
+use entity::user;
+use sea_orm::{
+    sea_query::OnConflict, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+};
+
+/// Inserts the user or refreshes the profile claims (only those present in the token).
+pub async fn upsert(
+    db: &DatabaseConnection,
+    id: &str,
+    username: Option<&str>,
+    name: Option<&str>,
+    avatar: Option<&str>,
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let row = user::ActiveModel {
+        id: Set(id.to_string()),
+        username: Set(username.map(str::to_string)),
+        name: Set(name.map(str::to_string)),
+        avatar: Set(avatar.map(str::to_string)),
+        last_seen_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let mut update = vec![user::Column::UpdatedAt];
+    if username.is_some() {
+        update.push(user::Column::Username);
+    }
+    if name.is_some() {
+        update.push(user::Column::Name);
+    }
+    if avatar.is_some() {
+        update.push(user::Column::Avatar);
+    }
+    user::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(user::Column::Id)
+                .update_columns(update)
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Makes sure users exist before they are made members (they may never have connected yet).
+pub async fn ensure(db: &DatabaseConnection, ids: &[String]) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let rows = ids.iter().map(|id| user::ActiveModel {
+        id: Set(id.clone()),
+        username: Set(None),
+        name: Set(None),
+        avatar: Set(None),
+        last_seen_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    });
+    user::Entity::insert_many(rows)
+        .on_conflict(OnConflict::column(user::Column::Id).do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn get_many(db: &DatabaseConnection, ids: &[String]) -> Result<Vec<user::Model>, DbErr> {
+    user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.iter().cloned()))
+        .all(db)
+        .await
+}
+
+pub async fn set_last_seen(
+    db: &DatabaseConnection,
+    id: &str,
+    at: chrono::DateTime<Utc>,
+) -> Result<(), DbErr> {
+    user::Entity::update_many()
+        .col_expr(
+            user::Column::LastSeenAt,
+            sea_orm::sea_query::Expr::value(at),
+        )
+        .filter(user::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}

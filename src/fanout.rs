@@ -51,8 +51,10 @@ pub trait Connection: Send + Sync + 'static {
 
 /// The durable side of delivery, implemented by the core over the store.
 pub trait DeliveryLedger: Send + Sync + 'static {
-    /// A connection of `user` was handed every message of `chat` up to `seq`.
-    fn pushed(&self, user: &str, chat: &str, seq: i64);
+    /// Connection `conn` of `user` was handed every message of `chat` up to `seq`.
+    fn pushed(&self, conn: ConnId, user: &str, chat: &str, seq: i64);
+    /// The connection closed; what it was handed but not yet recorded may not have arrived.
+    fn closed(&self, conn: ConnId);
     /// Messages this user has not been handed yet: per chat, after the larger of the durable
     /// delivered cursor and the given in-memory cursor; oldest first per chat.
     fn missed<'a>(
@@ -188,6 +190,9 @@ impl Hub {
             remove_member(&self.watchers, &user, id);
         }
         remove_member(&self.users, &entry.user, id);
+        if let Some(ledger) = self.ledger.get() {
+            ledger.closed(id);
+        }
         !self.users.contains_key(&entry.user)
     }
 
@@ -342,7 +347,7 @@ impl Hub {
                 let contiguous = handed.contiguous;
                 drop(state);
                 if let Some(ledger) = self.ledger.get() {
-                    ledger.pushed(&entry.user, &msg.chat_id, contiguous);
+                    ledger.pushed(id, &entry.user, &msg.chat_id, contiguous);
                 }
             }
             Err(SendFailure::Full) => {
@@ -400,7 +405,7 @@ impl Hub {
             };
             let page_full = backlog.len() >= BACKLOG_PAGE;
             for msg in backlog {
-                if !self.push_backlog(&entry, msg, &*ledger).await {
+                if !self.push_backlog(id, &entry, msg, &*ledger).await {
                     return; // connection closed
                 }
             }
@@ -417,7 +422,13 @@ impl Hub {
 
     /// Sends one backlog message, waiting for the transport to drain if it is full.
     /// Returns false when the connection is gone.
-    async fn push_backlog(&self, entry: &Entry, msg: Message, ledger: &dyn DeliveryLedger) -> bool {
+    async fn push_backlog(
+        &self,
+        id: ConnId,
+        entry: &Entry,
+        msg: Message,
+        ledger: &dyn DeliveryLedger,
+    ) -> bool {
         {
             let state = lock(&entry.sync);
             if state
@@ -453,7 +464,7 @@ impl Hub {
             handed.insert(seq);
             handed.contiguous
         };
-        ledger.pushed(&entry.user, &chat, contiguous);
+        ledger.pushed(id, &entry.user, &chat, contiguous);
         true
     }
 }

@@ -1,7 +1,11 @@
-//! The delivery ledger: remembers what each user's connections were handed and moves the
-//! members' delivered cursors forward in the background, so the hot path never waits on a
-//! write for it. Marks still in memory when the process dies are the reason a message can be
-//! pushed twice after a crash; a graceful stop flushes them first, so it never re-pushes.
+//! The delivery ledger: remembers what each connection was handed and moves the members'
+//! delivered cursors forward in the background, so the hot path never waits on a write.
+//!
+//! A mark is only written once it has *settled* for one flush period while its connection
+//! stayed open. A transport that dies right after being handed a message may never have put
+//! it on the wire; dropping the unsettled marks of a closed connection makes the user's next
+//! connection get that message again (same id) instead of never. A graceful stop writes every
+//! mark before it closes the transports, so it re-pushes nothing.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -10,44 +14,66 @@ use dashmap::DashMap;
 use crate::{
     core::model::{ChatId, Message, UserId},
     error::AppError,
-    fanout::{BoxFut, DeliveryLedger},
+    fanout::{BoxFut, ConnId, DeliveryLedger},
     store::{self, Db},
 };
 
-pub struct Ledger {
-    db: Db,
-    /// `(user, chat)` → highest contiguous `seq` handed to a connection, not yet written.
-    pending: DashMap<(UserId, ChatId), i64>,
+#[derive(Clone, Copy, Default)]
+struct Mark {
+    /// Highest contiguous `seq` handed to the connection.
+    current: i64,
+    /// `current` as it was at the previous flush: it has survived one period.
+    settled: i64,
+    written: i64,
 }
 
-/// How often pending marks are written.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+pub struct Ledger {
+    db: Db,
+    marks: DashMap<(ConnId, UserId, ChatId), Mark>,
+}
+
+/// How often settled marks are written (and so how long a mark must survive to be written).
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 impl Ledger {
     pub fn new(db: Db) -> Arc<Self> {
         Arc::new(Self {
             db,
-            pending: DashMap::new(),
+            marks: DashMap::new(),
         })
     }
 
-    /// Writes all pending marks. Called periodically and once more at shutdown.
-    pub async fn flush(&self) {
-        let keys: Vec<(UserId, ChatId)> = self.pending.iter().map(|e| e.key().clone()).collect();
-        for key in keys {
-            let Some((key, seq)) = self.pending.remove(&key) else {
-                continue;
-            };
+    /// Writes settled marks and lets current ones settle.
+    pub async fn flush_settled(&self) {
+        self.flush(false).await;
+    }
+
+    /// Writes every mark, settled or not (graceful stop, after the last in-flight writes).
+    pub async fn flush_all(&self) {
+        self.flush(true).await;
+    }
+
+    async fn flush(&self, all: bool) {
+        let mut writes: HashMap<(UserId, ChatId), i64> = HashMap::new();
+        for mut entry in self.marks.iter_mut() {
+            let mark = entry.value_mut();
+            let due = if all { mark.current } else { mark.settled };
+            if due > mark.written {
+                let key = (entry.key().1.clone(), entry.key().2.clone());
+                let slot = writes.entry(key).or_default();
+                *slot = (*slot).max(due);
+                let mark = entry.value_mut();
+                mark.written = due;
+            }
+            let mark = entry.value_mut();
+            mark.settled = mark.current;
+        }
+        for ((user, chat), seq) in writes {
             if let Err(e) =
-                store::conversations::advance_cursor(&self.db, &key.1, &key.0, seq, false).await
+                store::conversations::advance_cursor(&self.db, &chat, &user, seq, false).await
             {
-                tracing::warn!(cause = %e, "could not record delivery; will retry");
-                // Put it back unless a newer mark arrived meanwhile.
-                self.pending
-                    .entry(key)
-                    .and_modify(|s| *s = (*s).max(seq))
-                    .or_insert(seq);
-                break;
+                // The connection will be caught up by its next connection instead.
+                tracing::warn!(cause = %e, "could not record a delivery");
             }
         }
     }
@@ -59,7 +85,7 @@ impl Ledger {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                ledger.flush().await;
+                ledger.flush_settled().await;
             }
         })
     }
@@ -70,20 +96,21 @@ impl Ledger {
         cursors: HashMap<ChatId, i64>,
         limit: usize,
     ) -> Result<Vec<Message>, AppError> {
+        // What the user's other open connections were handed counts as delivered.
+        let mut handed: HashMap<ChatId, i64> = HashMap::new();
+        for entry in self.marks.iter().filter(|e| e.key().1 == user) {
+            let slot = handed.entry(entry.key().2.clone()).or_default();
+            *slot = (*slot).max(entry.value().current);
+        }
         let mut out = Vec::new();
         for (chat, delivered) in store::conversations::with_backlog(&self.db, user).await? {
-            let pending = self
-                .pending
-                .get(&(user.to_string(), chat.clone()))
-                .map(|s| *s)
-                .unwrap_or(0);
-            let from = delivered
-                .max(pending)
-                .max(cursors.get(&chat).copied().unwrap_or(0));
             let room = limit.saturating_sub(out.len());
             if room == 0 {
                 break;
             }
+            let from = delivered
+                .max(handed.get(&chat).copied().unwrap_or(0))
+                .max(cursors.get(&chat).copied().unwrap_or(0));
             let rows = store::messages::after(&self.db, &chat, from, room as u64).await?;
             out.extend(rows.into_iter().map(Message::from));
         }
@@ -92,11 +119,17 @@ impl Ledger {
 }
 
 impl DeliveryLedger for Ledger {
-    fn pushed(&self, user: &str, chat: &str, seq: i64) {
-        self.pending
-            .entry((user.to_string(), chat.to_string()))
-            .and_modify(|s| *s = (*s).max(seq))
-            .or_insert(seq);
+    fn pushed(&self, conn: ConnId, user: &str, chat: &str, seq: i64) {
+        let mut mark = self
+            .marks
+            .entry((conn, user.to_string(), chat.to_string()))
+            .or_default();
+        mark.current = mark.current.max(seq);
+    }
+
+    fn closed(&self, conn: ConnId) {
+        // Unsettled marks of a closed connection are forgotten; settled ones were written.
+        self.marks.retain(|key, _| key.0 != conn);
     }
 
     fn missed<'a>(

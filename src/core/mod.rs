@@ -80,7 +80,7 @@ impl Core {
     /// finish on their own because the writer drains its queue before it ends.
     pub async fn flush(&self) {
         self.writer.barrier().await;
-        self.ledger.flush().await;
+        self.ledger.flush_all().await;
     }
 
     /// Stops background tasks (tests start many servers in one process).

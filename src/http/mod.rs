@@ -28,8 +28,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(|| async { Html(DEMO_PAGE) }))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/socket.io/socket.io.js", get(socket_io_js))
-        .route("/socket.io/socket.io.min.js", get(socket_io_js))
         .merge(conversations::router())
         .with_state(state)
 }
@@ -59,17 +57,26 @@ pub fn cors(origins: &[String]) -> CorsLayer {
     }
 }
 
-async fn socket_io_js() -> impl IntoResponse {
-    (
-        [
+/// Serves `/socket.io/socket.io.js`. It must sit *outside* the Socket.IO layer, which
+/// claims every path under `/socket.io/` for Engine.IO.
+pub async fn socket_io_client(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if req.method() == Method::GET
+        && (path == "/socket.io/socket.io.js" || path == "/socket.io/socket.io.min.js")
+    {
+        let headers = [
             (
                 header::CONTENT_TYPE,
                 "application/javascript; charset=utf-8",
             ),
             (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        SOCKET_IO_JS,
-    )
+        ];
+        return (headers, SOCKET_IO_JS).into_response();
+    }
+    next.run(req).await
 }
 
 /// `GET /health`: status, uptime, connection counts, database reachability.

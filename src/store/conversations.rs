@@ -5,7 +5,7 @@ use entity::{conversation, member};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 
 pub struct NewConversation {
@@ -36,7 +36,7 @@ pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Cre
         }
     }
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let inserted = conversation::Entity::insert(conversation::ActiveModel {
         id: Set(new.id.clone()),
         kind: Set(new.kind),

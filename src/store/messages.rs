@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::{conversation, message};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 
 use super::is_postgres;
@@ -39,7 +39,7 @@ pub async fn append_batch(
     db: &DatabaseConnection,
     batch: &[NewMessage],
 ) -> Result<Vec<Appended>, DbErr> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let mut out = Vec::with_capacity(batch.len());
     let mut last_seq: HashMap<&str, i64> = HashMap::new();
     // Lock conversations in one global order so concurrent batches cannot deadlock.

@@ -2,6 +2,7 @@
 //! decide names and shapes.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub type UserId = String;
@@ -9,7 +10,7 @@ pub type ChatId = String;
 
 /// Who is acting: the verified token subject, and the connection it came through (so that
 /// a live event is not echoed to the connection that caused it).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Actor {
     pub user_id: UserId,
     pub username: Option<String>,
@@ -26,7 +27,7 @@ impl Actor {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConversationKind {
     Direct,
     Group,
@@ -52,7 +53,7 @@ impl ConversationKind {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: ChatId,
     pub kind: String,
@@ -67,7 +68,7 @@ pub struct Conversation {
     pub members: Vec<Member>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Member {
     pub user_id: UserId,
     pub role: String,
@@ -77,7 +78,7 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Message {
     pub id: String,
     pub chat_id: ChatId,
@@ -112,13 +113,13 @@ impl From<entity::message::Model> for Message {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReceiptKind {
     Delivered,
     Read,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Receipt {
     pub kind: ReceiptKind,
     pub chat_id: ChatId,
@@ -128,7 +129,7 @@ pub struct Receipt {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PresenceStatus {
     Online,
     Away,
@@ -157,7 +158,7 @@ impl PresenceStatus {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Presence {
     pub user_id: UserId,
     pub status: PresenceStatus,
@@ -165,7 +166,7 @@ pub struct Presence {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Typing {
     pub chat_id: ChatId,
     pub user_id: UserId,
@@ -175,7 +176,7 @@ pub struct Typing {
 
 /// What the core tells connected clients about. Profiles encode each variant in their own
 /// event names and shapes, or ignore it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Event {
     MessageCreated(Message),
     Receipt(Receipt),
@@ -185,7 +186,7 @@ pub enum Event {
 
 /// Who receives an event. These are the rooms `user:{id}` and `chat:{id}` of the spec, plus
 /// the watchers of one user's presence.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Audience {
     /// Every connection of these users (the `user:{id}` rooms).
     Users(Vec<UserId>),

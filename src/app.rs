@@ -18,6 +18,8 @@ pub struct AppState {
     pub verifier: Verifier,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
+    /// Present when `REDIS_URL` is set (for `/health`).
+    pub redis: Option<deadpool_redis::Pool>,
     pub inflight: InFlight,
 }
 

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{
-    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
-};
+use jsonwebtoken::{decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::{config::Config, core::presence::Identity, error::AppError};
@@ -44,10 +42,7 @@ impl Verifier {
             v
         };
         if let Some(secret) = &cfg.jwt_secret {
-            keys.push((
-                DecodingKey::from_secret(secret.as_bytes()),
-                validation(Algorithm::HS256),
-            ));
+            keys.push((DecodingKey::from_secret(secret.as_bytes()), validation(Algorithm::HS256)));
         }
         if let Some(pem) = &cfg.jwt_public_key {
             let pem = pem.as_bytes();
@@ -64,19 +59,12 @@ impl Verifier {
 
     /// Checks a token and returns who it names, or an `UNAUTHORIZED` error saying why.
     pub fn verify(&self, token: Option<&str>) -> Result<Identity, AppError> {
-        let token = token
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                AppError::Unauthorized(
-                    "authentication token missing (auth.token, ?token= or Authorization: Bearer)"
-                        .into(),
-                )
-            })?;
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| AppError::Unauthorized("malformed token".into()))?;
-        let mut last =
-            AppError::Unauthorized(format!("token algorithm {:?} is not accepted", header.alg));
+        let token = token.map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
+            AppError::Unauthorized("authentication token missing (auth.token, ?token= or Authorization: Bearer)".into())
+        })?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| AppError::Unauthorized("malformed token".into()))?;
+        let mut last = AppError::Unauthorized(format!("token algorithm {:?} is not accepted", header.alg));
         for (key, validation) in &self.keys {
             if !validation.algorithms.contains(&header.alg) {
                 continue;
@@ -85,16 +73,9 @@ impl Verifier {
                 Ok(data) => {
                     let c = data.claims;
                     if c.sub.is_empty() || c.sub.len() > 128 {
-                        return Err(AppError::Unauthorized(
-                            "token subject must be 1 to 128 characters".into(),
-                        ));
+                        return Err(AppError::Unauthorized("token subject must be 1 to 128 characters".into()));
                     }
-                    return Ok(Identity {
-                        user_id: c.sub,
-                        username: c.username,
-                        name: c.name,
-                        avatar: c.avatar,
-                    });
+                    return Ok(Identity { user_id: c.sub, username: c.username, name: c.name, avatar: c.avatar });
                 }
                 Err(e) => last = AppError::Unauthorized(describe(e.kind()).into()),
             }
@@ -123,9 +104,7 @@ pub fn mint(
     name: Option<&str>,
     ttl: Duration,
 ) -> anyhow::Result<String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let claims = Claims {
         sub: user_id.to_string(),
         exp: now + ttl.as_secs(),
@@ -135,29 +114,16 @@ pub fn mint(
         name: name.map(str::to_string),
         avatar: None,
     };
-    Ok(encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )?)
+    Ok(encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))?)
 }
 
 /// The token of an HTTP request: `Authorization: Bearer …`, else the `token` query parameter.
 pub fn token_from_request(headers: &http::HeaderMap, query: Option<&str>) -> Option<String> {
-    if let Some(value) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(value) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let value = value.trim();
-        if let Some(rest) = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-        {
+        if let Some(rest) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
             return Some(rest.trim().to_string());
         }
     }
-    query.and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find_map(|(k, v)| (k == "token").then(|| v.into_owned()))
-    })
+    query.and_then(|q| form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| (k == "token").then(|| v.into_owned())))
 }

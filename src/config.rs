@@ -36,9 +36,7 @@ impl FromStr for LogFormat {
         match s.to_ascii_lowercase().as_str() {
             "pretty" | "text" | "" => Ok(LogFormat::Pretty),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!(
-                "unknown log format `{other}` (expected pretty or json)"
-            )),
+            other => Err(format!("unknown log format `{other}` (expected pretty or json)")),
         }
     }
 }
@@ -52,28 +50,19 @@ pub struct RateSpec {
 
 impl RateSpec {
     pub const fn new(count: u32, window_secs: u64) -> Self {
-        Self {
-            count,
-            window: Duration::from_secs(window_secs),
-        }
+        Self { count, window: Duration::from_secs(window_secs) }
     }
 }
 
 impl FromStr for RateSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (count, window) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not COUNT/WINDOW, e.g. 30/60s"))?;
-        let count: u32 = count
-            .trim()
-            .parse()
-            .map_err(|e| format!("count `{count}`: {e}"))?;
+        let (count, window) = s.split_once('/').ok_or_else(|| format!("`{s}` is not COUNT/WINDOW, e.g. 30/60s"))?;
+        let count: u32 = count.trim().parse().map_err(|e| format!("count `{count}`: {e}"))?;
         if count == 0 {
             return Err("count must be at least 1".into());
         }
-        let window = humantime::parse_duration(window.trim())
-            .map_err(|e| format!("window `{window}`: {e}"))?;
+        let window = humantime::parse_duration(window.trim()).map_err(|e| format!("window `{window}`: {e}"))?;
         if window.is_zero() {
             return Err("window must be longer than zero".into());
         }
@@ -107,6 +96,10 @@ pub struct Config {
     pub database_url: String,
     /// `REDIS_URL`, or built from `REDIS_HOST`/`REDIS_PORT`; in-process when absent.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (`REDIS_PREFIX`), so deployments can share a Redis.
+    pub redis_prefix: String,
+    /// Names this instance in shared state (`INSTANCE_ID`, random by default).
+    pub instance_id: String,
     /// HS256 secret. `None` only when `JWT_PUBLIC_KEY` is set instead.
     pub jwt_secret: Option<String>,
     /// True when no secret was configured and the development secret is used.
@@ -153,17 +146,12 @@ struct Source {
 impl Source {
     fn raw(&self, names: &[&str]) -> Option<(String, String)> {
         names.iter().find_map(|name| {
-            self.vars
-                .get(*name)
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| (name.to_string(), v.trim().to_string()))
+            self.vars.get(*name).filter(|v| !v.trim().is_empty()).map(|v| (name.to_string(), v.trim().to_string()))
         })
     }
 
     fn string(&self, names: &[&str], default: &str) -> String {
-        self.raw(names)
-            .map(|(_, v)| v)
-            .unwrap_or_else(|| default.to_string())
+        self.raw(names).map(|(_, v)| v).unwrap_or_else(|| default.to_string())
     }
 
     fn parse<T>(&self, names: &[&str], default: T) -> Result<T, ConfigError>
@@ -173,18 +161,13 @@ impl Source {
     {
         match self.raw(names) {
             None => Ok(default),
-            Some((name, value)) => value.parse::<T>().map_err(|e| ConfigError {
-                name,
-                reason: e.to_string(),
-                value,
-            }),
+            Some((name, value)) => value.parse::<T>().map_err(|e| ConfigError { name, reason: e.to_string(), value }),
         }
     }
 
     /// Durations given in milliseconds, as the seeds do (`SOCKETIO_PING_TIMEOUT=60000`).
     fn millis(&self, names: &[&str], default_ms: u64) -> Result<Duration, ConfigError> {
-        self.parse::<u64>(names, default_ms)
-            .map(Duration::from_millis)
+        self.parse::<u64>(names, default_ms).map(Duration::from_millis)
     }
 
     fn positive<T>(&self, names: &[&str], default: T) -> Result<T, ConfigError>
@@ -195,11 +178,7 @@ impl Source {
         let value = self.parse(names, default)?;
         if value <= T::default() {
             let (name, raw) = self.raw(names).unwrap_or_default();
-            return Err(ConfigError {
-                name,
-                value: raw,
-                reason: "must be greater than zero".into(),
-            });
+            return Err(ConfigError { name, value: raw, reason: "must be greater than zero".into() });
         }
         Ok(value)
     }
@@ -212,24 +191,14 @@ impl Config {
         match dotenvy::dotenv() {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
-            Err(e) => {
-                return Err(ConfigError {
-                    name: ".env".into(),
-                    value: String::new(),
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => return Err(ConfigError { name: ".env".into(), value: String::new(), reason: e.to_string() }),
         }
         Self::from_vars(std::env::vars())
     }
 
     /// Builds a config from explicit variables (used by `load` and by tests).
-    pub fn from_vars(
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let src = Source {
-            vars: vars.into_iter().collect(),
-        };
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let src = Source { vars: vars.into_iter().collect() };
 
         let database_url = match src.raw(&["DATABASE_URL"]) {
             Some((_, url)) => url,
@@ -239,11 +208,7 @@ impl Config {
                     let name = src.string(&["DB_NAME"], "switchboard");
                     let user = src.string(&["DB_USER"], "postgres");
                     let password = src.string(&["DB_PASSWORD"], "");
-                    let auth = if password.is_empty() {
-                        user
-                    } else {
-                        format!("{user}:{password}")
-                    };
+                    let auth = if password.is_empty() { user } else { format!("{user}:{password}") };
                     format!("postgres://{auth}@{host}:{port}/{name}")
                 }
                 None => "sqlite://switchboard.db?mode=rwc".to_string(),
@@ -280,9 +245,7 @@ impl Config {
             }
         }
 
-        let jwt_public_key = src
-            .raw(&["JWT_PUBLIC_KEY"])
-            .map(|(_, v)| v.replace("\\n", "\n"));
+        let jwt_public_key = src.raw(&["JWT_PUBLIC_KEY"]).map(|(_, v)| v.replace("\\n", "\n"));
         let configured_secret = src.raw(&["JWT_SECRET"]).map(|(_, v)| v);
         let jwt_dev_secret = configured_secret.is_none() && jwt_public_key.is_none();
         let jwt_secret = match configured_secret {
@@ -313,27 +276,21 @@ impl Config {
             port: src.parse(&["PORT", "WS_PORT"], 3001)?,
             database_url,
             redis_url,
+            redis_prefix: src.string(&["REDIS_PREFIX"], "switchboard:"),
+            instance_id: src.string(&["INSTANCE_ID"], &uuid::Uuid::new_v4().simple().to_string()[..12]),
             jwt_secret,
             jwt_dev_secret,
             jwt_public_key,
             jwt_issuer: src.raw(&["JWT_ISSUER"]).map(|(_, v)| v),
             cors_origins,
-            ping_interval: src.millis(
-                &["SOCKETIO_PING_INTERVAL", "SOCKET_IO_PING_INTERVAL"],
-                25_000,
-            )?,
-            ping_timeout: src
-                .millis(&["SOCKETIO_PING_TIMEOUT", "SOCKET_IO_PING_TIMEOUT"], 60_000)?,
+            ping_interval: src.millis(&["SOCKETIO_PING_INTERVAL", "SOCKET_IO_PING_INTERVAL"], 25_000)?,
+            ping_timeout: src.millis(&["SOCKETIO_PING_TIMEOUT", "SOCKET_IO_PING_TIMEOUT"], 60_000)?,
             max_buffer_size: src.positive(&["SOCKETIO_MAX_BUFFER_SIZE"], 1_048_576usize)?,
             max_message_length: src.positive(&["MAX_MESSAGE_LENGTH"], 10_000usize)?,
-            message_edit_window: Duration::from_secs(
-                60 * src.parse::<u64>(&["MESSAGE_EDIT_WINDOW_MINUTES"], 15)?,
-            ),
+            message_edit_window: Duration::from_secs(60 * src.parse::<u64>(&["MESSAGE_EDIT_WINDOW_MINUTES"], 15)?),
             max_group_size: src.positive(&["MAX_GROUP_SIZE"], 256usize)?,
             media_max_size: src.positive(&["MEDIA_MAX_SIZE"], 10_485_760u64)?,
-            presence_timeout: Duration::from_secs(
-                src.parse(&["PRESENCE_TIMEOUT_SECONDS"], 300u64)?,
-            ),
+            presence_timeout: Duration::from_secs(src.parse(&["PRESENCE_TIMEOUT_SECONDS"], 300u64)?),
             max_idle_time: src.millis(&["MAX_IDLE_TIME"], 1_800_000)?,
             typing_timeout: src.millis(&["TYPING_TIMEOUT"], 5_000)?,
             default_profile: src.parse(&["DEFAULT_PROFILE"], Profile::Sup)?,
@@ -354,10 +311,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]

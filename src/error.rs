@@ -25,10 +25,7 @@ pub enum AppError {
     #[error("{0}")]
     EditWindowExpired(String),
     #[error("too many {event} events, retry in {retry_after_ms} ms")]
-    RateLimited {
-        event: &'static str,
-        retry_after_ms: u64,
-    },
+    RateLimited { event: &'static str, retry_after_ms: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -78,10 +75,7 @@ impl AppError {
 
     /// The body clients see: `{ code, message }`. Internal causes stay in the log.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            code: self.code(),
-            message: self.to_string(),
-        }
+        ErrorBody { code: self.code(), message: self.to_string() }
     }
 
     /// Logs internal errors with their cause; client errors are not worth a log line each.
@@ -135,12 +129,7 @@ fn describe_validation(e: &validator::ValidationErrors) -> String {
         .map(|(field, errs)| {
             let what: Vec<String> = errs
                 .iter()
-                .map(|err| {
-                    err.message
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_else(|| err.code.to_string())
-                })
+                .map(|err| err.message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| err.code.to_string()))
                 .collect();
             format!("{field}: {}", what.join(", "))
         })

@@ -13,6 +13,12 @@
 //! * **Delivery marks.** What a connection was handed is reported to the [`DeliveryLedger`],
 //!   which advances the member's delivered cursor, so the next connection of that user only
 //!   gets what no device of theirs has seen.
+//!
+//! With several instances, [`Hub::publish`] delivers locally and hands an [`Envelope`] to the
+//! [`Bus`] (Redis pub/sub); every other instance delivers it to its own connections. This is
+//! the one cross-instance path for Socket.IO and raw WebSocket connections alike. If the bus
+//! subscription is lost, events may have been missed, so every local connection is resynced
+//! from the store.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -26,6 +32,7 @@ use std::{
 };
 
 use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::core::model::{Audience, ChatId, Event, Message, UserId};
 use crate::error::AppError;
@@ -65,6 +72,29 @@ pub trait DeliveryLedger: Send + Sync + 'static {
     ) -> BoxFut<'a, Result<Vec<Message>, AppError>>;
 }
 
+/// An event on its way to the other instances.
+#[derive(Serialize, Deserialize)]
+pub struct Envelope {
+    /// The publishing instance, which already delivered it locally.
+    pub instance: String,
+    pub audience: Audience,
+    pub event: Event,
+}
+
+/// Carries envelopes to the other instances.
+pub trait Bus: Send + Sync + 'static {
+    fn publish(&self, envelope: &Envelope);
+}
+
+/// What an unregistered connection leaves behind.
+pub struct Departure {
+    pub user: UserId,
+    /// No other connection of this user is left on this instance.
+    pub last_here: bool,
+    /// Chats in whose room this user has no connection left on this instance.
+    pub rooms_left: Vec<ChatId>,
+}
+
 /// What one connection was handed in one chat: everything up to `contiguous`, plus the
 /// `seq`s above it (delivery across instances may arrive out of order).
 #[derive(Default, Debug)]
@@ -75,10 +105,7 @@ struct Handed {
 
 impl Handed {
     fn starting_at(contiguous: i64) -> Self {
-        Self {
-            contiguous,
-            above: BTreeSet::new(),
-        }
+        Self { contiguous, above: BTreeSet::new() }
     }
 
     fn contains(&self, seq: i64) -> bool {
@@ -126,6 +153,11 @@ pub struct Hub {
     chats: DashMap<ChatId, HashSet<ConnId>>,
     watchers: DashMap<UserId, HashSet<ConnId>>,
     ledger: OnceLock<Arc<dyn DeliveryLedger>>,
+    bus: OnceLock<Arc<dyn Bus>>,
+    instance: String,
+    /// Set at graceful shutdown: nothing more is handed to connections, so nothing more is
+    /// marked delivered; the user's next connection (elsewhere) catches up from the store.
+    frozen: std::sync::atomic::AtomicBool,
     pub stats: HubStats,
 }
 
@@ -134,15 +166,12 @@ const BACKLOG_PAGE: usize = 500;
 /// How long a syncing connection waits for a full buffer to drain before retrying.
 const DRAIN_WAIT: Duration = Duration::from_millis(25);
 
-impl Default for Hub {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Hub {
-    pub fn new() -> Self {
+    pub fn new(instance: impl Into<String>) -> Self {
         Self {
+            bus: OnceLock::new(),
+            instance: instance.into(),
+            frozen: std::sync::atomic::AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             conns: DashMap::new(),
             users: DashMap::new(),
@@ -157,6 +186,70 @@ impl Hub {
         let _ = self.ledger.set(ledger);
     }
 
+    pub fn set_bus(&self, bus: Arc<dyn Bus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Stops handing events to connections (graceful shutdown).
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
+    }
+
+    /// Delivers an envelope that arrived from the bus; our own come back too and are skipped.
+    pub fn deliver_remote(self: &Arc<Self>, envelope: Envelope) {
+        if envelope.instance != self.instance {
+            self.deliver_local(&envelope.audience, &envelope.event, None);
+        }
+    }
+
+    /// Makes every local connection catch up from the store (after live events may have been
+    /// missed, e.g. while the bus subscription was down).
+    pub fn resync_all(self: &Arc<Self>) {
+        let entries: Vec<(ConnId, Arc<Entry>)> = self.conns.iter().map(|e| (*e.key(), e.value().clone())).collect();
+        for (id, entry) in entries {
+            self.fall_behind(id, &entry);
+        }
+    }
+
+    /// Users with a connection here (for renewing shared entries).
+    pub fn local_users(&self) -> Vec<UserId> {
+        self.users.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// `(chat, user)` pairs with a connection in the chat's room here.
+    pub fn local_rooms(&self) -> Vec<(ChatId, UserId)> {
+        let mut pairs: Vec<(ChatId, UserId)> = self
+            .chats
+            .iter()
+            .flat_map(|e| {
+                let chat = e.key().clone();
+                e.value()
+                    .iter()
+                    .filter_map(|id| self.conns.get(id).map(|c| c.user.clone()))
+                    .map(|u| (chat.clone(), u))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        pairs
+    }
+
+    /// Whether `user` has another connection in `chat`'s room here, besides `except`.
+    fn user_in_room(&self, chat: &str, user: &str, except: ConnId) -> bool {
+        self.chats
+            .get(chat)
+            .is_some_and(|set| set.iter().any(|id| *id != except && self.conns.get(id).is_some_and(|c| c.user == user)))
+    }
+
     /// Registers a connection in its user's room, in syncing mode: live messages for it are
     /// held back until [`Hub::start_sync`] has pushed the backlog. Register before the client
     /// can send anything, so no event of theirs can outrun the registration.
@@ -166,10 +259,7 @@ impl Hub {
         let entry = Arc::new(Entry {
             user: user.clone(),
             conn,
-            sync: Mutex::new(SyncState {
-                syncing: true,
-                ..Default::default()
-            }),
+            sync: Mutex::new(SyncState { syncing: true, ..Default::default() }),
             chats: Mutex::new(HashSet::new()),
             watching: Mutex::new(HashSet::new()),
         });
@@ -178,13 +268,15 @@ impl Hub {
         id
     }
 
-    /// Removes a connection from every room. Returns true when it was its user's last one here.
-    pub fn unregister(&self, id: ConnId) -> bool {
-        let Some((_, entry)) = self.conns.remove(&id) else {
-            return false;
-        };
+    /// Removes a connection from every room.
+    pub fn unregister(&self, id: ConnId) -> Option<Departure> {
+        let (_, entry) = self.conns.remove(&id)?;
+        let mut rooms_left = Vec::new();
         for chat in lock(&entry.chats).drain() {
             remove_member(&self.chats, &chat, id);
+            if !self.user_in_room(&chat, &entry.user, id) {
+                rooms_left.push(chat);
+            }
         }
         for user in lock(&entry.watching).drain() {
             remove_member(&self.watchers, &user, id);
@@ -193,7 +285,7 @@ impl Hub {
         if let Some(ledger) = self.ledger.get() {
             ledger.closed(id);
         }
-        !self.users.contains_key(&entry.user)
+        Some(Departure { last_here: !self.users.contains_key(&entry.user), user: entry.user.clone(), rooms_left })
     }
 
     pub fn connection_count(&self) -> usize {
@@ -220,27 +312,12 @@ impl Hub {
         }
     }
 
-    pub fn leave_chat(&self, id: ConnId, chat: &str) {
-        if let Some(entry) = self.conns.get(&id) {
-            lock(&entry.chats).remove(chat);
-            remove_member(&self.chats, chat, id);
-        }
-    }
-
-    /// Distinct users with a connection in the chat's room on this instance.
-    pub fn users_in_chat(&self, chat: &str) -> Vec<UserId> {
-        let ids: Vec<ConnId> = self
-            .chats
-            .get(chat)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        let mut users: Vec<UserId> = ids
-            .iter()
-            .filter_map(|id| self.conns.get(id).map(|e| e.user.clone()))
-            .collect();
-        users.sort();
-        users.dedup();
-        users
+    /// Leaves the chat's room. Returns true when the user has no connection left in it here.
+    pub fn leave_chat(&self, id: ConnId, chat: &str) -> bool {
+        let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else { return false };
+        lock(&entry.chats).remove(chat);
+        remove_member(&self.chats, chat, id);
+        !self.user_in_room(chat, &entry.user, id)
     }
 
     pub fn watch(&self, id: ConnId, users: &[UserId]) {
@@ -267,6 +344,9 @@ impl Hub {
     /// no echo (for messages it only records the `seq` as handed, since it has the ack).
     pub fn publish(self: &Arc<Self>, audience: &Audience, event: Event, origin: Option<ConnId>) {
         self.deliver_local(audience, &event, origin);
+        if let Some(bus) = self.bus.get() {
+            bus.publish(&Envelope { instance: self.instance.clone(), audience: audience.clone(), event });
+        }
     }
 
     fn targets(&self, audience: &Audience) -> Vec<ConnId> {
@@ -289,20 +369,16 @@ impl Hub {
     }
 
     /// Delivers to the connections on this instance.
-    pub fn deliver_local(
-        self: &Arc<Self>,
-        audience: &Audience,
-        event: &Event,
-        origin: Option<ConnId>,
-    ) {
+    pub fn deliver_local(self: &Arc<Self>, audience: &Audience, event: &Event, origin: Option<ConnId>) {
+        if self.is_frozen() {
+            return;
+        }
         for id in self.targets(audience) {
             let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else {
                 continue;
             };
             match event {
-                Event::MessageCreated(msg) => {
-                    self.deliver_message(id, &entry, msg, event, origin == Some(id))
-                }
+                Event::MessageCreated(msg) => self.deliver_message(id, &entry, msg, event, origin == Some(id)),
                 _ if origin == Some(id) => {}
                 _ => {
                     if entry.conn.send(event) == Err(SendFailure::Full) {
@@ -328,19 +404,12 @@ impl Hub {
             self.stats.held_back.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let handed = state
-            .handed
-            .entry(msg.chat_id.clone())
-            .or_insert_with(|| Handed::starting_at(msg.seq - 1));
+        let handed = state.handed.entry(msg.chat_id.clone()).or_insert_with(|| Handed::starting_at(msg.seq - 1));
         if handed.contains(msg.seq) {
             return;
         }
         // The sending connection has the message in its ack; it only needs the bookkeeping.
-        let result = if is_origin {
-            Ok(())
-        } else {
-            entry.conn.send(event)
-        };
+        let result = if is_origin { Ok(()) } else { entry.conn.send(event) };
         match result {
             Ok(()) => {
                 handed.insert(msg.seq);
@@ -367,9 +436,7 @@ impl Hub {
         }
         state.syncing = true;
         drop(state);
-        self.stats
-            .slow_consumer_resyncs
-            .fetch_add(1, Ordering::Relaxed);
+        self.stats.slow_consumer_resyncs.fetch_add(1, Ordering::Relaxed);
         tracing::info!(conn = id, user = %entry.user, "slow consumer: resyncing from the store");
         let hub = self.clone();
         let entry = entry.clone();
@@ -386,11 +453,7 @@ impl Hub {
             let cursors: HashMap<ChatId, i64> = {
                 let mut state = lock(&entry.sync);
                 state.missed = false;
-                state
-                    .handed
-                    .iter()
-                    .map(|(chat, h)| (chat.clone(), h.contiguous))
-                    .collect()
+                state.handed.iter().map(|(chat, h)| (chat.clone(), h.contiguous)).collect()
             };
             let backlog = match ledger.missed(&entry.user, cursors, BACKLOG_PAGE).await {
                 Ok(backlog) => backlog,
@@ -422,20 +485,13 @@ impl Hub {
 
     /// Sends one backlog message, waiting for the transport to drain if it is full.
     /// Returns false when the connection is gone.
-    async fn push_backlog(
-        &self,
-        id: ConnId,
-        entry: &Entry,
-        msg: Message,
-        ledger: &dyn DeliveryLedger,
-    ) -> bool {
+    async fn push_backlog(&self, id: ConnId, entry: &Entry, msg: Message, ledger: &dyn DeliveryLedger) -> bool {
+        if self.is_frozen() {
+            return false;
+        }
         {
             let state = lock(&entry.sync);
-            if state
-                .handed
-                .get(&msg.chat_id)
-                .is_some_and(|h| h.contains(msg.seq))
-            {
+            if state.handed.get(&msg.chat_id).is_some_and(|h| h.contains(msg.seq)) {
                 return true;
             }
         }

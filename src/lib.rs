@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
@@ -40,6 +41,7 @@ pub struct Application {
     router: axum::Router,
     io: SocketIo,
     state: Arc<AppState>,
+    subscriber: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -50,8 +52,12 @@ impl Application {
         let db = store::connect(&config.database_url)
             .await
             .map_err(|e| anyhow::anyhow!("database {}: {e}", redact(&config.database_url)))?;
-        let core = core::Core::start(config.clone(), db);
+        let instance = config.instance_id.clone();
+        let cluster = cluster::Cluster::from_config(&config, &instance)?;
+        let core = core::Core::start(config.clone(), db, cluster.shared.clone(), instance);
+        let subscriber = cluster.attach(&core.hub);
         let state = Arc::new(AppState {
+            redis: cluster.redis.clone(),
             config: config.clone(),
             core,
             verifier,
@@ -79,12 +85,7 @@ impl Application {
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
-        Ok(Self {
-            listener,
-            router,
-            io,
-            state,
-        })
+        Ok(Self { listener, router, io, state, subscriber })
     }
 
     pub fn port(&self) -> u16 {
@@ -98,35 +99,26 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops gracefully: stop accepting, let in-flight
     /// operations finish and their writes land, close client transports (not a Socket.IO
     /// DISCONNECT, so unchanged clients reconnect elsewhere), record deliveries, return.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let Self {
-            listener,
-            router,
-            io,
-            state,
-        } = self;
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, router, io, state, subscriber } = self;
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = accepting_stopped.await;
-        });
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = accepting_stopped.await;
+            });
         let server = tokio::spawn(async move { server.await });
 
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_accepting.send(());
         state.inflight.wait_idle(state.config.shutdown_grace).await;
-        state.core.flush().await;
+        state.core.drain_writes().await;
+        state.core.freeze_and_record(SEND_DRAIN).await;
         io.close().await;
-        // Deliveries handed out until the transports closed are recorded too.
-        state.core.flush().await;
         state.core.stop_background();
+        if let Some(subscriber) = subscriber {
+            subscriber.abort();
+        }
         match tokio::time::timeout(state.config.shutdown_grace, server).await {
             Ok(joined) => joined??,
             Err(_) => {
@@ -137,6 +129,10 @@ impl Application {
         Ok(())
     }
 }
+
+/// How long a graceful stop lets already-queued packets reach the wire before it records
+/// them as delivered and closes the transports.
+const SEND_DRAIN: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Database URLs may carry passwords; logs get them without.
 fn redact(url: &str) -> String {

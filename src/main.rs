@@ -6,11 +6,7 @@ use clap::{Parser, Subcommand};
 use switchboard::{config::Config, telemetry, Application};
 
 #[derive(Parser)]
-#[command(
-    name = "switchboard",
-    version,
-    about = "Realtime messaging server for unchanged Socket.IO clients"
-)]
+#[command(name = "switchboard", version, about = "Realtime messaging server for unchanged Socket.IO clients")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -50,19 +46,14 @@ async fn run() -> anyhow::Result<()> {
     let config = Config::load()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Token { user_id, name, ttl } => {
-            let secret = config.jwt_secret.as_deref().ok_or_else(|| {
-                anyhow::anyhow!("JWT_SECRET is not set (only JWT_PUBLIC_KEY is); cannot sign")
-            })?;
+            let secret = config
+                .jwt_secret
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("JWT_SECRET is not set (only JWT_PUBLIC_KEY is); cannot sign"))?;
             let ttl: Duration = ttl.into();
             println!(
                 "{}",
-                switchboard::auth::mint(
-                    secret,
-                    config.jwt_issuer.as_deref(),
-                    &user_id,
-                    name.as_deref(),
-                    ttl
-                )?
+                switchboard::auth::mint(secret, config.jwt_issuer.as_deref(), &user_id, name.as_deref(), ttl)?
             );
             Ok(())
         }

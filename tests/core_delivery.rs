@@ -13,7 +13,11 @@ use std::{
 
 use common::{backends, spawn_app, user};
 use switchboard::{
-    core::{messages::Draft, model::{Actor, Event}, Core},
+    core::{
+        messages::Draft,
+        model::{Actor, Event},
+        Core,
+    },
     fanout::{Connection, SendFailure},
 };
 

@@ -10,7 +10,8 @@ async fn direct_conversations_are_reused_for_the_same_pair() {
     for backend in backends() {
         let app = spawn_app(backend, &[]).await;
         let (alice, bob) = (user("alice"), user("bob"));
-        let (status, first) = app.post(&alice, "/api/conversations", json!({ "type": "direct", "participantIds": [bob] })).await;
+        let (status, first) =
+            app.post(&alice, "/api/conversations", json!({ "type": "direct", "participantIds": [bob] })).await;
         assert_eq!(status, 201, "{backend}: {first}");
         assert_eq!(first["success"], true);
         assert_eq!(first["data"]["type"], "direct");
@@ -18,7 +19,8 @@ async fn direct_conversations_are_reused_for_the_same_pair() {
             first["data"]["participants"].as_array().unwrap().iter().map(|p| p["userId"].as_str().unwrap()).collect();
         assert!(participants.contains(&alice.as_str()) && participants.contains(&bob.as_str()));
         // The other side asking for the same pair gets the same conversation.
-        let (status, again) = app.post(&bob, "/api/conversations", json!({ "type": "direct", "participantIds": [alice] })).await;
+        let (status, again) =
+            app.post(&bob, "/api/conversations", json!({ "type": "direct", "participantIds": [alice] })).await;
         assert_eq!(status, 200, "{backend}");
         assert_eq!(again["data"]["id"], first["data"]["id"]);
         app.stop().await;
@@ -123,7 +125,8 @@ async fn group_members_are_managed_by_owners_within_the_size_limit() {
         assert_eq!(status, 403, "{backend}: {body}");
         let (status, body) = app.post(&owner, &path, json!({ "userId": m2, "role": "admin" })).await;
         assert_eq!(status, 201, "{backend}: {body}");
-        let added = body["data"]["participants"].as_array().unwrap().iter().find(|p| p["userId"] == m2.as_str()).cloned();
+        let added =
+            body["data"]["participants"].as_array().unwrap().iter().find(|p| p["userId"] == m2.as_str()).cloned();
         assert_eq!(added.unwrap()["role"], "admin");
         let (status, body) = app.post(&owner, &path, json!({ "userId": m2 })).await;
         assert_eq!(status, 409, "{backend}");
@@ -133,14 +136,14 @@ async fn group_members_are_managed_by_owners_within_the_size_limit() {
         assert_eq!(status, 409, "{backend}: {body}");
         assert_eq!(body["error"]["code"], "GROUP_FULL");
         // Creating an oversize group is refused the same way.
-        let (status, body) = app
-            .post(&owner, "/api/conversations", json!({ "type": "group", "participantIds": [m1, m2, m3] }))
-            .await;
+        let (status, body) =
+            app.post(&owner, "/api/conversations", json!({ "type": "group", "participantIds": [m1, m2, m3] })).await;
         assert_eq!(status, 409, "{backend}");
         assert_eq!(body["error"]["code"], "GROUP_FULL");
         // Direct conversations take no extra members.
         let direct = app.chat(&owner, "direct", &[&m1]).await;
-        let (status, _) = app.post(&owner, &format!("/api/conversations/{direct}/members"), json!({ "userId": m3 })).await;
+        let (status, _) =
+            app.post(&owner, &format!("/api/conversations/{direct}/members"), json!({ "userId": m3 })).await;
         assert_eq!(status, 422, "{backend}");
         app.stop().await;
     }

@@ -63,17 +63,11 @@ enum Messages {
 }
 
 fn ts(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
+    ColumnDef::new(col).timestamp_with_time_zone().not_null().to_owned()
 }
 
 fn ts_null(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col)
-        .timestamp_with_time_zone()
-        .null()
-        .to_owned()
+    ColumnDef::new(col).timestamp_with_time_zone().null().to_owned()
 }
 
 #[async_trait::async_trait]
@@ -100,35 +94,15 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Conversations::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(Conversations::Id)
-                            .string()
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(Conversations::Id).string().not_null().primary_key())
                     .col(ColumnDef::new(Conversations::Kind).string().not_null())
                     .col(ColumnDef::new(Conversations::Name).string().null())
                     .col(ColumnDef::new(Conversations::Description).text().null())
                     .col(ColumnDef::new(Conversations::Avatar).string().null())
-                    .col(
-                        ColumnDef::new(Conversations::Encrypted)
-                            .boolean()
-                            .not_null()
-                            .default(false),
-                    )
-                    .col(
-                        ColumnDef::new(Conversations::DirectKey)
-                            .string()
-                            .null()
-                            .unique_key(),
-                    )
+                    .col(ColumnDef::new(Conversations::Encrypted).boolean().not_null().default(false))
+                    .col(ColumnDef::new(Conversations::DirectKey).string().null().unique_key())
                     .col(ColumnDef::new(Conversations::CreatedBy).string().not_null())
-                    .col(
-                        ColumnDef::new(Conversations::LastSeq)
-                            .big_integer()
-                            .not_null()
-                            .default(0),
-                    )
+                    .col(ColumnDef::new(Conversations::LastSeq).big_integer().not_null().default(0))
                     .col(ts(Conversations::CreatedAt))
                     .col(ts(Conversations::UpdatedAt))
                     .to_owned(),
@@ -143,24 +117,10 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Members::ConversationId).string().not_null())
                     .col(ColumnDef::new(Members::UserId).string().not_null())
                     .col(ColumnDef::new(Members::Role).string().not_null())
-                    .col(
-                        ColumnDef::new(Members::DeliveredSeq)
-                            .big_integer()
-                            .not_null()
-                            .default(0),
-                    )
-                    .col(
-                        ColumnDef::new(Members::ReadSeq)
-                            .big_integer()
-                            .not_null()
-                            .default(0),
-                    )
+                    .col(ColumnDef::new(Members::DeliveredSeq).big_integer().not_null().default(0))
+                    .col(ColumnDef::new(Members::ReadSeq).big_integer().not_null().default(0))
                     .col(ts(Members::JoinedAt))
-                    .primary_key(
-                        Index::create()
-                            .col(Members::ConversationId)
-                            .col(Members::UserId),
-                    )
+                    .primary_key(Index::create().col(Members::ConversationId).col(Members::UserId))
                     .foreign_key(
                         ForeignKey::create()
                             .from(Members::Table, Members::ConversationId)
@@ -186,12 +146,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Messages::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(Messages::Id)
-                            .string()
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(Messages::Id).string().not_null().primary_key())
                     .col(ColumnDef::new(Messages::ConversationId).string().not_null())
                     .col(ColumnDef::new(Messages::Seq).big_integer().not_null())
                     .col(ColumnDef::new(Messages::SenderId).string().not_null())
@@ -242,17 +197,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(Messages::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(Members::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(Conversations::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(Users::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(Messages::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(Members::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(Conversations::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(Users::Table).to_owned()).await
     }
 }

@@ -47,37 +47,25 @@ impl Core {
                 others.insert(id.clone());
             }
         }
-        for (field, value, max) in [
-            ("name", &req.name, 100),
-            ("description", &req.description, 1000),
-            ("avatar", &req.avatar, 2048),
-        ] {
+        for (field, value, max) in
+            [("name", &req.name, 100), ("description", &req.description, 1000), ("avatar", &req.avatar, 2048)]
+        {
             if value.as_ref().is_some_and(|v| v.chars().count() > max) {
-                return Err(AppError::validation(format!(
-                    "{field} is longer than {max} characters"
-                )));
+                return Err(AppError::validation(format!("{field} is longer than {max} characters")));
             }
         }
         let direct_key = match req.kind {
             ConversationKind::Direct => {
                 if others.len() != 1 {
-                    return Err(AppError::validation(
-                        "a direct conversation has exactly one other participant",
-                    ));
+                    return Err(AppError::validation("a direct conversation has exactly one other participant"));
                 }
                 let other = others.iter().next().cloned().unwrap_or_default();
-                let (a, b) = if me < other {
-                    (me.clone(), other)
-                } else {
-                    (other, me.clone())
-                };
+                let (a, b) = if me < other { (me.clone(), other) } else { (other, me.clone()) };
                 Some(format!("direct:{a}:{b}"))
             }
             ConversationKind::SelfNote => {
                 if !others.is_empty() {
-                    return Err(AppError::validation(
-                        "a note-to-self conversation has no other participants",
-                    ));
+                    return Err(AppError::validation("a note-to-self conversation has no other participants"));
                 }
                 Some(format!("self:{me}"))
             }
@@ -170,14 +158,10 @@ impl Core {
         let me = self.require_member(chat, &actor.user_id).await?;
         let conversation = self.conversation(actor, chat).await?;
         if conversation.kind != ConversationKind::Group.as_str() {
-            return Err(AppError::validation(
-                "members can only be added to group conversations",
-            ));
+            return Err(AppError::validation("members can only be added to group conversations"));
         }
         if me.role != ROLE_OWNER && me.role != ROLE_ADMIN {
-            return Err(AppError::Forbidden(
-                "only owners and admins may add members".into(),
-            ));
+            return Err(AppError::Forbidden("only owners and admins may add members".into()));
         }
         let role = role.unwrap_or(ROLE_MEMBER);
         if role != ROLE_MEMBER && role != ROLE_ADMIN {
@@ -187,10 +171,7 @@ impl Core {
             return Err(AppError::Conflict("user is already a member".into()));
         }
         if conversation.members.len() >= self.config.max_group_size {
-            return Err(AppError::GroupFull(format!(
-                "a group holds at most {} members",
-                self.config.max_group_size
-            )));
+            return Err(AppError::GroupFull(format!("a group holds at most {} members", self.config.max_group_size)));
         }
         store::users::ensure(&self.db, &[user_id.to_string()]).await?;
         store::conversations::add_member(&self.db, chat, user_id, role).await?;

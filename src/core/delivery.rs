@@ -37,10 +37,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 impl Ledger {
     pub fn new(db: Db) -> Arc<Self> {
-        Arc::new(Self {
-            db,
-            marks: DashMap::new(),
-        })
+        Arc::new(Self { db, marks: DashMap::new() })
     }
 
     /// Writes settled marks and lets current ones settle.
@@ -69,9 +66,7 @@ impl Ledger {
             mark.settled = mark.current;
         }
         for ((user, chat), seq) in writes {
-            if let Err(e) =
-                store::conversations::advance_cursor(&self.db, &chat, &user, seq, false).await
-            {
+            if let Err(e) = store::conversations::advance_cursor(&self.db, &chat, &user, seq, false).await {
                 // The connection will be caught up by its next connection instead.
                 tracing::warn!(cause = %e, "could not record a delivery");
             }
@@ -108,9 +103,8 @@ impl Ledger {
             if room == 0 {
                 break;
             }
-            let from = delivered
-                .max(handed.get(&chat).copied().unwrap_or(0))
-                .max(cursors.get(&chat).copied().unwrap_or(0));
+            let from =
+                delivered.max(handed.get(&chat).copied().unwrap_or(0)).max(cursors.get(&chat).copied().unwrap_or(0));
             let rows = store::messages::after(&self.db, &chat, from, room as u64).await?;
             out.extend(rows.into_iter().map(Message::from));
         }
@@ -120,10 +114,7 @@ impl Ledger {
 
 impl DeliveryLedger for Ledger {
     fn pushed(&self, conn: ConnId, user: &str, chat: &str, seq: i64) {
-        let mut mark = self
-            .marks
-            .entry((conn, user.to_string(), chat.to_string()))
-            .or_default();
+        let mut mark = self.marks.entry((conn, user.to_string(), chat.to_string())).or_default();
         mark.current = mark.current.max(seq);
     }
 

@@ -53,9 +53,7 @@ fn keyed(spec: RateSpec) -> DefaultKeyedRateLimiter<String> {
     // `count` events per `window`, all of them allowed at once: the seed's fixed-window table
     // read as a token bucket that refills one token every window/count.
     let period = (spec.window / spec.count.max(1)).max(Duration::from_nanos(1));
-    let quota = Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(burst))
-        .allow_burst(burst);
+    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(burst)).allow_burst(burst);
     RateLimiter::keyed(quota)
 }
 
@@ -89,12 +87,10 @@ impl Limiters {
     pub fn check(&self, limit: Limit, user: &str) -> Result<(), AppError> {
         // Allocates a key only on the first event of a user; lookups borrow.
         let key = user.to_string();
-        self.limiter(limit)
-            .check_key(&key)
-            .map_err(|not_until| AppError::RateLimited {
-                event: limit.event_name(),
-                retry_after_ms: not_until.wait_time_from(self.clock.now()).as_millis() as u64,
-            })
+        self.limiter(limit).check_key(&key).map_err(|not_until| AppError::RateLimited {
+            event: limit.event_name(),
+            retry_after_ms: not_until.wait_time_from(self.clock.now()).as_millis() as u64,
+        })
     }
 
     /// Forgets users whose buckets are full again; run periodically.

@@ -16,9 +16,7 @@ use crate::{
 };
 
 /// Message types a client may send.
-pub const MESSAGE_KINDS: &[&str] = &[
-    "text", "image", "video", "audio", "file", "voice", "location",
-];
+pub const MESSAGE_KINDS: &[&str] = &["text", "image", "video", "audio", "file", "voice", "location"];
 /// Largest `metadata` object, serialized.
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
@@ -39,14 +37,8 @@ impl Core {
     /// publishes nothing.
     /// `ticket` (from the connection's [`SendOrder`]) keeps one connection's messages in the
     /// order they arrived.
-    pub async fn send_message(
-        &self,
-        actor: &Actor,
-        draft: Draft,
-        ticket: Option<SendTicket>,
-    ) -> AppResult<Message> {
-        self.send_message_limited(actor, draft, self.config.max_message_length, ticket)
-            .await
+    pub async fn send_message(&self, actor: &Actor, draft: Draft, ticket: Option<SendTicket>) -> AppResult<Message> {
+        self.send_message_limited(actor, draft, self.config.max_message_length, ticket).await
     }
 
     /// As [`Core::send_message`], with a profile's own length limit.
@@ -70,9 +62,7 @@ impl Core {
         if let Some(reply_to) = &draft.reply_to_id {
             let parent = store::messages::get(&self.db, reply_to).await?;
             if parent.is_none_or(|p| p.conversation_id != draft.chat_id) {
-                return Err(AppError::validation(
-                    "replyToId does not name a message of this conversation",
-                ));
+                return Err(AppError::validation("replyToId does not name a message of this conversation"));
             }
         }
 
@@ -108,9 +98,7 @@ impl Core {
         limit: u64,
     ) -> AppResult<Vec<Message>> {
         self.require_member(chat, &actor.user_id).await?;
-        let rows =
-            store::messages::after(&self.db, chat, after_seq.max(0), limit.clamp(1, MAX_PAGE))
-                .await?;
+        let rows = store::messages::after(&self.db, chat, after_seq.max(0), limit.clamp(1, MAX_PAGE)).await?;
         Ok(rows.into_iter().map(Message::from).collect())
     }
 }
@@ -124,28 +112,21 @@ fn validate(draft: &Draft, max_len: usize) -> AppResult<()> {
         check_id("replyToId", reply_to)?;
     }
     if !MESSAGE_KINDS.contains(&draft.kind.as_str()) {
-        return Err(AppError::validation(format!(
-            "messageType must be one of {}",
-            MESSAGE_KINDS.join(", ")
-        )));
+        return Err(AppError::validation(format!("messageType must be one of {}", MESSAGE_KINDS.join(", "))));
     }
     if draft.content.trim().is_empty() {
         return Err(AppError::EmptyContent("message content is empty".into()));
     }
     let len = draft.content.chars().count();
     if len > max_len {
-        return Err(AppError::ContentTooLong(format!(
-            "message is {len} characters; the limit is {max_len}"
-        )));
+        return Err(AppError::ContentTooLong(format!("message is {len} characters; the limit is {max_len}")));
     }
     if let Some(meta) = &draft.metadata {
         if !meta.is_object() {
             return Err(AppError::validation("metadata must be an object"));
         }
         if meta.to_string().len() > MAX_METADATA_BYTES {
-            return Err(AppError::validation(format!(
-                "metadata is larger than {MAX_METADATA_BYTES} bytes"
-            )));
+            return Err(AppError::validation(format!("metadata is larger than {MAX_METADATA_BYTES} bytes")));
         }
     }
     Ok(())

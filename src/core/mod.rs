@@ -9,19 +9,19 @@ pub mod messages;
 pub mod model;
 pub mod presence;
 pub mod receipts;
+pub mod rooms;
 pub mod typing;
 mod writer;
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use tokio::task::JoinHandle;
 
 use crate::{
     config::Config,
     error::{AppError, AppResult},
     fanout::Hub,
-    store::{self, Db},
+    store::{self, shared::SharedState, Db},
 };
 use model::{Audience, Event};
 
@@ -35,18 +35,16 @@ pub struct Core {
     pub limits: Arc<limits::Limiters>,
     pub ledger: Arc<delivery::Ledger>,
     writer: MessageWriter,
-    presence: presence::PresenceBook,
-    /// `(chat, user)` → generation of the typing indicator, so a renewal outlives the
-    /// expiry timer of the one it replaced.
-    typing: Arc<DashMap<(String, String), u64>>,
+    /// Presence, chat rooms and typing: in-process, or in Redis across instances.
+    pub(crate) shared: Arc<dyn SharedState>,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Core {
     /// Wires the core together and starts its background tasks (writer, delivery flusher,
     /// limiter pruning).
-    pub fn start(config: Arc<Config>, db: Db) -> Arc<Self> {
-        let hub = Arc::new(Hub::new());
+    pub fn start(config: Arc<Config>, db: Db, shared: Arc<dyn SharedState>, instance: String) -> Arc<Self> {
+        let hub = Arc::new(Hub::new(instance));
         let ledger = delivery::Ledger::new(db.clone());
         hub.set_ledger(ledger.clone());
         let limits = limits::Limiters::new(&config.rate_limits);
@@ -62,7 +60,8 @@ impl Core {
                 );
             }),
         );
-        let background = vec![writer_task, ledger.spawn_flusher(), limits.spawn_pruner()];
+        let renewer = spawn_renewer(hub.clone(), shared.clone());
+        let background = vec![writer_task, ledger.spawn_flusher(), limits.spawn_pruner(), renewer];
         Arc::new(Self {
             db,
             config,
@@ -70,16 +69,23 @@ impl Core {
             limits,
             ledger,
             writer,
-            presence: presence::PresenceBook::default(),
-            typing: Arc::new(DashMap::new()),
+            shared,
             background: std::sync::Mutex::new(background),
         })
     }
 
-    /// Writes what must survive a graceful stop (delivery marks); in-flight message writes
-    /// finish on their own because the writer drains its queue before it ends.
-    pub async fn flush(&self) {
+    /// Graceful stop, step one: wait until every queued message is durable and published.
+    pub async fn drain_writes(&self) {
         self.writer.barrier().await;
+    }
+
+    /// Graceful stop, step two: hand nothing more to connections, give what was handed a
+    /// moment to reach the wire, and record it all as delivered. What arrives after the freeze
+    /// is caught up from the store by the user's next connection (on another instance), so a
+    /// graceful stop neither loses nor re-pushes a message.
+    pub async fn freeze_and_record(&self, drain: std::time::Duration) {
+        self.hub.freeze();
+        tokio::time::sleep(drain).await;
         self.ledger.flush_all().await;
     }
 
@@ -107,17 +113,28 @@ impl Core {
     }
 }
 
+/// Keeps this instance's shared entries (online users, room members) alive; when the instance
+/// dies they expire on their own.
+fn spawn_renewer(hub: Arc<Hub>, shared: Arc<dyn SharedState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(store::redis::RENEW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = shared.renew(&hub.local_users(), &hub.local_rooms()).await {
+                tracing::warn!(cause = %e, "could not renew shared presence");
+            }
+        }
+    })
+}
+
 /// Client-chosen identifiers (chat ids, temp ids, user ids) share one sanity rule.
 pub(crate) fn check_id(field: &str, value: &str) -> AppResult<()> {
     if value.is_empty() || value.len() > 128 {
-        return Err(AppError::validation(format!(
-            "{field} must be 1 to 128 characters"
-        )));
+        return Err(AppError::validation(format!("{field} must be 1 to 128 characters")));
     }
     if value.chars().any(char::is_control) {
-        return Err(AppError::validation(format!(
-            "{field} must not contain control characters"
-        )));
+        return Err(AppError::validation(format!("{field} must not contain control characters")));
     }
     Ok(())
 }

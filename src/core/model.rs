@@ -19,11 +19,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn rest(user_id: impl Into<String>) -> Self {
-        Self {
-            user_id: user_id.into(),
-            username: None,
-            conn: None,
-        }
+        Self { user_id: user_id.into(), username: None, conn: None }
     }
 }
 

@@ -1,9 +1,8 @@
-//! Presence: online while a user has a connection, with a chosen status (online, away, busy,
-//! offline for "invisible") and custom status; last seen is kept durably on disconnect.
-//! Watchers (`presence:subscribe`) hear every change.
+//! Presence: online while a user has a connection on any instance, with a chosen status
+//! (online, away, busy, or offline to appear invisible) and custom status; last seen is kept
+//! durably on disconnect. Watchers (`presence:subscribe`) hear every change, on every instance.
 
 use chrono::Utc;
-use dashmap::DashMap;
 
 use super::{
     limits::Limit,
@@ -12,18 +11,14 @@ use super::{
 };
 use crate::{
     error::{AppError, AppResult},
-    store,
+    fanout::Departure,
+    store::{self, shared::PresenceRecord},
 };
 
 /// Largest `customStatus`, in characters.
 const MAX_CUSTOM_STATUS: usize = 140;
 /// Most users one subscribe call may name.
 pub const MAX_WATCH: usize = 1000;
-
-#[derive(Default)]
-pub struct PresenceBook {
-    entries: DashMap<UserId, Presence>,
-}
 
 /// The identity claims a connection brings.
 #[derive(Clone, Debug)]
@@ -34,8 +29,17 @@ pub struct Identity {
     pub avatar: Option<String>,
 }
 
+fn record(p: &Presence) -> PresenceRecord {
+    PresenceRecord {
+        status: p.status.as_str().to_string(),
+        custom_status: p.custom_status.clone(),
+        last_seen: p.last_seen,
+    }
+}
+
 impl Core {
-    /// Records the user from their token and marks them online.
+    /// Records the user from their token and marks them online (announced when they were
+    /// offline everywhere).
     pub async fn user_connected(&self, who: &Identity) -> AppResult<()> {
         store::users::upsert(
             &self.db,
@@ -45,114 +49,107 @@ impl Core {
             who.avatar.as_deref(),
         )
         .await?;
-        let changed = {
-            let mut entry = self
-                .presence
-                .entries
-                .entry(who.user_id.clone())
-                .or_insert_with(|| Presence {
-                    user_id: who.user_id.clone(),
-                    status: PresenceStatus::Offline,
-                    custom_status: None,
-                    last_seen: None,
-                });
-            let was_offline = entry.status == PresenceStatus::Offline;
-            if was_offline {
-                entry.status = PresenceStatus::Online;
-            }
-            entry.last_seen = Some(Utc::now());
-            was_offline.then(|| entry.clone())
-        };
-        if let Some(p) = changed {
+        let came_online = self.shared.user_here(&who.user_id).await.map_err(AppError::Internal)?;
+        if came_online {
+            // A status chosen earlier (away, busy, invisible) survives reconnects.
+            let kept = self.shared.presence(std::slice::from_ref(&who.user_id)).await.map_err(AppError::Internal)?;
+            let previous = kept.into_iter().next().flatten();
+            let status =
+                previous.as_ref().and_then(|r| PresenceStatus::parse(&r.status)).unwrap_or(PresenceStatus::Online);
+            let p = Presence {
+                user_id: who.user_id.clone(),
+                status,
+                custom_status: previous.and_then(|r| r.custom_status),
+                last_seen: Some(Utc::now()),
+            };
+            self.shared.set_presence(&who.user_id, &record(&p)).await.map_err(AppError::Internal)?;
             self.announce(p);
         }
         Ok(())
     }
 
-    /// Called when one of the user's connections closed; `was_last` when none is left here.
-    pub async fn user_disconnected(&self, user: &str, was_last: bool) {
-        if !was_last {
+    /// Called when a connection closed: leaves its rooms and, when it was the user's last
+    /// connection anywhere, announces them offline and stores last seen.
+    pub async fn connection_closed(&self, departure: Departure) {
+        for chat in &departure.rooms_left {
+            if let Err(e) = self.shared.leave_room(chat, &departure.user).await {
+                tracing::warn!(cause = %e, "could not leave shared room");
+            }
+        }
+        if !departure.last_here {
+            return;
+        }
+        let offline = match self.shared.user_gone(&departure.user).await {
+            Ok(offline) => offline,
+            Err(e) => {
+                tracing::warn!(cause = %e, "could not update shared presence");
+                return;
+            }
+        };
+        if !offline {
             return;
         }
         let now = Utc::now();
         let p = Presence {
-            user_id: user.to_string(),
+            user_id: departure.user.clone(),
             status: PresenceStatus::Offline,
             custom_status: None,
             last_seen: Some(now),
         };
-        self.presence.entries.insert(user.to_string(), p.clone());
         self.announce(p);
-        if let Err(e) = store::users::set_last_seen(&self.db, user, now).await {
+        if let Err(e) = store::users::set_last_seen(&self.db, &departure.user, now).await {
             tracing::warn!(cause = %e, "could not store last seen");
         }
     }
 
-    pub fn update_presence(
+    pub async fn update_presence(
         &self,
         actor: &Actor,
         status: &str,
         custom_status: Option<String>,
     ) -> AppResult<Presence> {
         self.limits.check(Limit::PresenceUpdate, &actor.user_id)?;
-        let status = PresenceStatus::parse(status).ok_or_else(|| {
-            AppError::validation("status must be one of online, away, busy, offline")
-        })?;
-        if custom_status
-            .as_ref()
-            .is_some_and(|c| c.chars().count() > MAX_CUSTOM_STATUS)
-        {
-            return Err(AppError::validation(format!(
-                "customStatus is longer than {MAX_CUSTOM_STATUS} characters"
-            )));
+        let status = PresenceStatus::parse(status)
+            .ok_or_else(|| AppError::validation("status must be one of online, away, busy, offline"))?;
+        if custom_status.as_ref().is_some_and(|c| c.chars().count() > MAX_CUSTOM_STATUS) {
+            return Err(AppError::validation(format!("customStatus is longer than {MAX_CUSTOM_STATUS} characters")));
         }
-        let p = Presence {
-            user_id: actor.user_id.clone(),
-            status,
-            custom_status,
-            last_seen: Some(Utc::now()),
-        };
-        self.presence
-            .entries
-            .insert(actor.user_id.clone(), p.clone());
+        let p = Presence { user_id: actor.user_id.clone(), status, custom_status, last_seen: Some(Utc::now()) };
+        self.shared.set_presence(&actor.user_id, &record(&p)).await.map_err(AppError::Internal)?;
         self.announce(p.clone());
         Ok(p)
     }
 
-    /// Current presence of each user; users never seen here are offline with their stored
-    /// last seen.
+    /// Current presence of each user. Users with no live connection anywhere are offline,
+    /// with their last seen from the store when no instance knows better.
     pub async fn presence_of(&self, users: &[UserId]) -> AppResult<Vec<Presence>> {
-        let mut out = Vec::with_capacity(users.len());
-        let mut unknown = Vec::new();
-        for user in users {
-            match self.presence.entries.get(user) {
-                Some(p) => out.push(p.clone()),
-                None => unknown.push(user.clone()),
-            }
-        }
-        if !unknown.is_empty() {
-            let rows = store::users::get_many(&self.db, &unknown).await?;
-            for user in unknown {
-                let last_seen = rows
-                    .iter()
-                    .find(|r| r.id == user)
-                    .and_then(|r| r.last_seen_at);
-                out.push(Presence {
-                    user_id: user,
-                    status: PresenceStatus::Offline,
-                    custom_status: None,
-                    last_seen,
-                });
-            }
-        }
+        let online = self.shared.online(users).await.map_err(AppError::Internal)?;
+        let records = self.shared.presence(users).await.map_err(AppError::Internal)?;
+        let rows = store::users::get_many(&self.db, users).await?;
+        let out = users
+            .iter()
+            .zip(online)
+            .zip(records)
+            .map(|((user, online), rec)| {
+                let stored_last_seen = rows.iter().find(|r| &r.id == user).and_then(|r| r.last_seen_at);
+                let last_seen = rec.as_ref().and_then(|r| r.last_seen).max(stored_last_seen);
+                if online {
+                    let rec = rec.unwrap_or_default();
+                    Presence {
+                        user_id: user.clone(),
+                        status: PresenceStatus::parse(&rec.status).unwrap_or(PresenceStatus::Online),
+                        custom_status: rec.custom_status,
+                        last_seen,
+                    }
+                } else {
+                    Presence { user_id: user.clone(), status: PresenceStatus::Offline, custom_status: None, last_seen }
+                }
+            })
+            .collect();
         Ok(out)
     }
 
     fn announce(&self, p: Presence) {
-        self.hub.publish(
-            &Audience::PresenceWatchers(p.user_id.clone()),
-            Event::Presence(p),
-            None,
-        );
+        self.hub.publish(&Audience::PresenceWatchers(p.user_id.clone()), Event::Presence(p), None);
     }
 }

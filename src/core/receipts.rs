@@ -15,13 +15,7 @@ use crate::{
 };
 
 impl Core {
-    pub async fn mark(
-        &self,
-        actor: &Actor,
-        kind: ReceiptKind,
-        chat: &str,
-        message_id: &str,
-    ) -> AppResult<Receipt> {
+    pub async fn mark(&self, actor: &Actor, kind: ReceiptKind, chat: &str, message_id: &str) -> AppResult<Receipt> {
         let limit = match kind {
             ReceiptKind::Delivered => Limit::Delivered,
             ReceiptKind::Read => Limit::Read,
@@ -34,14 +28,8 @@ impl Core {
             .await?
             .filter(|m| m.conversation_id == chat)
             .ok_or_else(|| AppError::NotFound("message not found in this conversation".into()))?;
-        store::conversations::advance_cursor(
-            &self.db,
-            chat,
-            &actor.user_id,
-            msg.seq,
-            kind == ReceiptKind::Read,
-        )
-        .await?;
+        store::conversations::advance_cursor(&self.db, chat, &actor.user_id, msg.seq, kind == ReceiptKind::Read)
+            .await?;
         let receipt = Receipt {
             kind,
             chat_id: chat.to_string(),
@@ -51,11 +39,7 @@ impl Core {
             at: Utc::now(),
         };
         if msg.sender_id != actor.user_id {
-            self.hub.publish(
-                &Audience::Users(vec![msg.sender_id]),
-                Event::Receipt(receipt.clone()),
-                actor.conn,
-            );
+            self.hub.publish(&Audience::Users(vec![msg.sender_id]), Event::Receipt(receipt.clone()), actor.conn);
         }
         Ok(receipt)
     }

@@ -1,5 +1,7 @@
 //! Typing indicators: relayed to the chat's room, and expired by the server when a client
-//! stops renewing them (a client that vanishes mid-sentence must not type forever).
+//! stops renewing them (a client that vanishes mid-sentence must not type forever). The
+//! indicator lives in shared state with its own expiry, so a renewal on another instance
+//! outlives this instance's timer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -8,7 +10,7 @@ use super::{
     model::{Actor, Audience, Event, Typing},
     Core,
 };
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
@@ -19,7 +21,6 @@ impl Core {
         }
         super::check_id("chatId", chat)?;
         self.require_member(chat, &actor.user_id).await?;
-        let key = (chat.to_string(), actor.user_id.clone());
         let event = |typing: bool| {
             Event::Typing(Typing {
                 chat_id: chat.to_string(),
@@ -30,25 +31,27 @@ impl Core {
         };
         let audience = Audience::Chat(chat.to_string());
         if !typing {
-            self.typing.remove(&key);
+            self.shared.clear_typing(chat, &actor.user_id, None).await.map_err(AppError::Internal)?;
             self.hub.publish(&audience, event(false), actor.conn);
             return Ok(());
         }
-        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-        self.typing.insert(key.clone(), generation);
+        // Unique across instances: the instance's start time would collide less than this
+        // counter alone, so mix in the clock.
+        let generation = (chrono::Utc::now().timestamp_micros() as u64) ^ GENERATION.fetch_add(1, Ordering::Relaxed);
+        let ttl = self.config.typing_timeout;
+        // The shared entry outlives the timer, so the timer (not the store) decides the expiry;
+        // the store's own expiry only cleans up after a crashed instance.
+        let keep = 2 * ttl.as_millis() as u64 + 1000;
+        self.shared.set_typing(chat, &actor.user_id, generation, keep).await.map_err(AppError::Internal)?;
         self.hub.publish(&audience, event(true), actor.conn);
 
-        let (map, hub, timeout, stop) = (
-            self.typing.clone(),
-            self.hub.clone(),
-            self.config.typing_timeout,
-            event(false),
-        );
+        let (shared, hub, stop) = (self.shared.clone(), self.hub.clone(), event(false));
+        let (chat, user) = (chat.to_string(), actor.user_id.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
+            tokio::time::sleep(ttl).await;
             // Only the newest indicator may expire; a renewal replaced the generation.
-            if map.remove_if(&key, |_, g| *g == generation).is_some() {
-                hub.publish(&Audience::Chat(key.0.clone()), stop, None);
+            if let Ok(true) = shared.clear_typing(&chat, &user, Some(generation)).await {
+                hub.publish(&Audience::Chat(chat), stop, None);
             }
         });
         Ok(())

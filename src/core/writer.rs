@@ -66,15 +66,8 @@ impl SendOrder {
     /// Must be called in packet order (synchronously, when the event arrives).
     pub fn ticket(&self) -> SendTicket {
         let (done, rx) = oneshot::channel();
-        let previous = self
-            .last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace(rx);
-        SendTicket {
-            previous,
-            _done: done,
-        }
+        let previous = self.last.lock().unwrap_or_else(|p| p.into_inner()).replace(rx);
+        SendTicket { previous, _done: done }
     }
 }
 
@@ -96,17 +89,12 @@ impl MessageWriter {
 
     /// Queues a message and waits until it is durable. `ticket` is released once the message
     /// is queued, which lets the sender's next message queue behind it (per-connection order).
-    pub async fn append(
-        &self,
-        new: Pending,
-        ticket: Option<SendTicket>,
-    ) -> Result<Outcome, AppError> {
+    pub async fn append(&self, new: Pending, ticket: Option<SendTicket>) -> Result<Outcome, AppError> {
         let (reply, rx) = oneshot::channel();
         let queued = self.tx.send(Request::Append(new, reply)).await;
         drop(ticket);
         queued.map_err(|_| AppError::Internal(anyhow::anyhow!("message writer stopped")))?;
-        rx.await
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("message writer dropped a request")))?
+        rx.await.map_err(|_| AppError::Internal(anyhow::anyhow!("message writer dropped a request")))?
     }
 }
 
@@ -163,11 +151,7 @@ async fn write(db: &Db, batch: &mut Vec<(Pending, Reply)>, on_stored: &OnStored)
     }
 }
 
-fn finish(
-    requests: impl Iterator<Item = (Pending, Reply)>,
-    results: Vec<Appended>,
-    on_stored: &OnStored,
-) {
+fn finish(requests: impl Iterator<Item = (Pending, Reply)>, results: Vec<Appended>, on_stored: &OnStored) {
     for ((pending, reply), result) in requests.zip(results) {
         let outcome = match result {
             Appended::New(model) => {

@@ -92,11 +92,7 @@ async fn create(
         encrypted: body.encrypted,
     };
     let (conversation, created) = app.core.create_conversation(&actor, req).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, ok(conversation_json(&conversation))))
 }
 
@@ -117,9 +113,6 @@ async fn add_member(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<AddMemberBody>,
 ) -> AppResult<impl IntoResponse> {
-    let conversation = app
-        .core
-        .add_member(&actor, &id, &body.user_id, body.role.as_deref())
-        .await?;
+    let conversation = app.core.add_member(&actor, &id, &body.user_id, body.role.as_deref()).await?;
     Ok((StatusCode::CREATED, ok(conversation_json(&conversation))))
 }

@@ -46,37 +46,15 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let latency = Family::<EventLabels, Histogram>::new_with_constructor(|| {
             // 50 µs … ~1.6 s, doubling.
-            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-                0.00005, 2.0, 16,
-            ))
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 16))
         });
         let slow_consumer_resyncs = Gauge::default();
-        registry.register(
-            "connections_active",
-            "Open client connections",
-            connections_active.clone(),
-        );
-        registry.register(
-            "connections",
-            "Client connections accepted",
-            connections_total.clone(),
-        );
-        registry.register(
-            "connections_peak",
-            "Most connections open at once",
-            connections_peak.clone(),
-        );
+        registry.register("connections_active", "Open client connections", connections_active.clone());
+        registry.register("connections", "Client connections accepted", connections_total.clone());
+        registry.register("connections_peak", "Most connections open at once", connections_peak.clone());
         registry.register("events", "Client events handled", events.clone());
-        registry.register(
-            "errors",
-            "Client events answered with an error",
-            errors.clone(),
-        );
-        registry.register(
-            "event_duration_seconds",
-            "Time to handle a client event",
-            latency.clone(),
-        );
+        registry.register("errors", "Client events answered with an error", errors.clone());
+        registry.register("event_duration_seconds", "Time to handle a client event", latency.clone());
         registry.register(
             "slow_consumer_resyncs",
             "Connections switched to catch-up because their buffer was full",
@@ -111,18 +89,11 @@ impl Metrics {
     }
 
     pub fn observe(&self, event: &str, seconds: f64, error_code: Option<&str>) {
-        let labels = EventLabels {
-            event: event.to_string(),
-        };
+        let labels = EventLabels { event: event.to_string() };
         self.events.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(seconds);
         if let Some(code) = error_code {
-            self.errors
-                .get_or_create(&ErrorLabels {
-                    event: event.to_string(),
-                    code: code.to_string(),
-                })
-                .inc();
+            self.errors.get_or_create(&ErrorLabels { event: event.to_string(), code: code.to_string() }).inc();
         }
     }
 

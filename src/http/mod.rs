@@ -36,42 +36,23 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// require); a list allows those origins with credentials. Preflights allow `Authorization`.
 pub fn cors(origins: &[String]) -> CorsLayer {
     let base = CorsLayer::new()
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT]);
     if origins.iter().any(|o| o == "*") {
         base.allow_origin(AllowOrigin::any())
     } else {
-        let list: Vec<HeaderValue> = origins
-            .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok())
-            .collect();
-        base.allow_origin(AllowOrigin::list(list))
-            .allow_credentials(true)
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        base.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
     }
 }
 
 /// Serves `/socket.io/socket.io.js`. It must sit *outside* the Socket.IO layer, which
 /// claims every path under `/socket.io/` for Engine.IO.
-pub async fn socket_io_client(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+pub async fn socket_io_client(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let path = req.uri().path();
-    if req.method() == Method::GET
-        && (path == "/socket.io/socket.io.js" || path == "/socket.io/socket.io.min.js")
-    {
+    if req.method() == Method::GET && (path == "/socket.io/socket.io.js" || path == "/socket.io/socket.io.min.js") {
         let headers = [
-            (
-                header::CONTENT_TYPE,
-                "application/javascript; charset=utf-8",
-            ),
+            (header::CONTENT_TYPE, "application/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ];
         return (headers, SOCKET_IO_JS).into_response();
@@ -82,7 +63,12 @@ pub async fn socket_io_client(
 /// `GET /health`: status, uptime, connection counts, database reachability.
 async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let db_ok = crate::store::ping(app.core.db()).await;
-    let status = if db_ok { "healthy" } else { "degraded" };
+    let redis_ok = match &app.redis {
+        Some(pool) => Some(crate::store::redis::ping(pool).await),
+        None => None,
+    };
+    let healthy = db_ok && redis_ok != Some(false);
+    let status = if healthy { "healthy" } else { "degraded" };
     let body = json!({
         "status": status,
         "uptime": app.started.elapsed().as_millis() as u64,
@@ -95,42 +81,23 @@ async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         "database": { "ok": db_ok, "backend": if app.config.is_postgres() { "postgres" } else { "sqlite" } },
         "redis": { "configured": app.config.redis_url.is_some() },
     });
-    let code = if db_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body))
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
-    app.metrics.slow_consumer_resyncs.set(
-        app.core
-            .hub
-            .stats
-            .slow_consumer_resyncs
-            .load(std::sync::atomic::Ordering::Relaxed) as i64,
-    );
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
+    app.metrics
+        .slow_consumer_resyncs
+        .set(app.core.hub.stats.slow_consumer_resyncs.load(std::sync::atomic::Ordering::Relaxed) as i64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render())
 }
 
 /// REST errors: the envelope of SPEC §6 with the matching status.
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         self.log_if_internal("http");
-        let status =
-            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
-            status,
-            Json(json!({ "success": false, "error": self.body() })),
-        )
-            .into_response()
+        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(json!({ "success": false, "error": self.body() }))).into_response()
     }
 }
 
@@ -145,17 +112,10 @@ pub struct Authenticated(pub Actor);
 impl FromRequestParts<Arc<AppState>> for Authenticated {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let token = crate::auth::token_from_request(&parts.headers, parts.uri.query());
         let identity = app.verifier.verify(token.as_deref())?;
-        Ok(Authenticated(Actor {
-            user_id: identity.user_id,
-            username: identity.username,
-            conn: None,
-        }))
+        Ok(Authenticated(Actor { user_id: identity.user_id, username: identity.username, conn: None }))
     }
 }
 

@@ -39,11 +39,7 @@ impl Session {
     pub fn actor(&self) -> Actor {
         Actor {
             user_id: self.identity.user_id.clone(),
-            username: self
-                .identity
-                .username
-                .clone()
-                .or_else(|| self.identity.name.clone()),
+            username: self.identity.username.clone().or_else(|| self.identity.name.clone()),
             conn: Some(self.conn),
         }
     }
@@ -80,17 +76,12 @@ async fn admit<P: SocketIoProfile>(
     TryData(auth): TryData<Value>,
     State(app): State<Arc<AppState>>,
 ) -> Result<(), Refused> {
-    let from_auth = auth
-        .ok()
-        .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_string));
+    let from_auth = auth.ok().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_string));
     let token = from_auth.or_else(|| {
         let parts = s.req_parts();
         crate::auth::token_from_request(&parts.headers, parts.uri.query())
     });
-    let identity = app
-        .verifier
-        .verify(token.as_deref())
-        .map_err(|e| Refused(e.to_string()))?;
+    let identity = app.verifier.verify(token.as_deref()).map_err(|e| Refused(e.to_string()))?;
     app.core.user_connected(&identity).await.map_err(|e| {
         e.log_if_internal("connect");
         Refused("server error, please retry".into())
@@ -103,11 +94,7 @@ async fn admit<P: SocketIoProfile>(
         user: identity.user_id.clone(),
         _profile: std::marker::PhantomData,
     }));
-    s.extensions.insert(Session {
-        identity: Arc::new(identity),
-        conn,
-        order: Arc::default(),
-    });
+    s.extensions.insert(Session { identity: Arc::new(identity), conn, order: Arc::default() });
     app.metrics.connection_opened();
     Ok(())
 }
@@ -128,13 +115,9 @@ async fn disconnected(
 ) {
     tracing::debug!(user = %session.identity.user_id, ?reason, "socket disconnected");
     app.metrics.connection_closed();
-    let was_last = app.core.hub.unregister(session.conn);
-    app.core
-        .user_disconnected(
-            &session.identity.user_id,
-            was_last && !app.core.hub.is_online(&session.identity.user_id),
-        )
-        .await;
+    if let Some(departure) = app.core.hub.unregister(session.conn) {
+        app.core.connection_closed(departure).await;
+    }
 }
 
 /// A socket as the hub sees it.
@@ -179,10 +162,7 @@ impl FromMessageParts<LocalAdapter> for Reply {
         v: &mut PacketValue,
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        Ok(Reply {
-            ack: AckSender::from_message_parts(s, v, ack_id)?,
-            wants_ack: ack_id.is_some(),
-        })
+        Ok(Reply { ack: AckSender::from_message_parts(s, v, ack_id)?, wants_ack: ack_id.is_some() })
     }
 }
 
@@ -202,10 +182,8 @@ impl Reply {
                 if self.wants_ack {
                     let _ = self.ack.send(&json!({ "success": false, "error": body }));
                 } else {
-                    let _ = socket.emit(
-                        "error",
-                        &json!({ "code": body.code, "message": body.message, "event": event }),
-                    );
+                    let _ =
+                        socket.emit("error", &json!({ "code": body.code, "message": body.message, "event": event }));
                 }
             }
         }
@@ -215,8 +193,7 @@ impl Reply {
 /// Turns a payload into a typed request: a non-object, a wrong type or a missing field is a
 /// `VALIDATION_FAILED` naming the problem.
 pub fn decode<T: DeserializeOwned>(data: Result<Value, impl std::fmt::Display>) -> AppResult<T> {
-    let value =
-        data.map_err(|e| AppError::validation(format!("payload could not be read: {e}")))?;
+    let value = data.map_err(|e| AppError::validation(format!("payload could not be read: {e}")))?;
     if !value.is_object() {
         return Err(AppError::validation("payload must be an object"));
     }
@@ -250,11 +227,7 @@ where
                     Ok(req) => handler(app.clone(), session, req, ticket).await,
                     Err(e) => Err(e),
                 };
-                app.metrics.observe(
-                    event,
-                    started.elapsed().as_secs_f64(),
-                    result.as_ref().err().map(AppError::code),
-                );
+                app.metrics.observe(event, started.elapsed().as_secs_f64(), result.as_ref().err().map(AppError::code));
                 reply.send(&s, event, result);
             }
         },
@@ -271,8 +244,7 @@ pub fn on_unknown(socket: &SocketRef) {
          State(app): State<Arc<AppState>>| async move {
             app.metrics.observe("unknown", 0.0, Some("UNKNOWN_TYPE"));
             let event: String = name.chars().take(64).collect();
-            let result: AppResult<()> =
-                Err(AppError::UnknownType(format!("unknown event `{event}`")));
+            let result: AppResult<()> = Err(AppError::UnknownType(format!("unknown event `{event}`")));
             reply.send(&s, &event, result);
         },
     );

@@ -4,8 +4,7 @@ use chrono::Utc;
 use entity::{conversation, member};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 pub struct NewConversation {
@@ -50,11 +49,7 @@ pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Cre
         created_at: Set(now),
         updated_at: Set(now),
     })
-    .on_conflict(
-        OnConflict::column(conversation::Column::DirectKey)
-            .do_nothing()
-            .to_owned(),
-    )
+    .on_conflict(OnConflict::column(conversation::Column::DirectKey).do_nothing().to_owned())
     .exec_without_returning(&txn)
     .await?;
     if inserted == 0 {
@@ -65,20 +60,15 @@ pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Cre
             None => Err(DbErr::RecordNotFound(format!("direct conversation {key}"))),
         };
     }
-    let rows = new
-        .members
-        .into_iter()
-        .map(|(user_id, role)| member::ActiveModel {
-            conversation_id: Set(new.id.clone()),
-            user_id: Set(user_id),
-            role: Set(role),
-            delivered_seq: Set(0),
-            read_seq: Set(0),
-            joined_at: Set(now),
-        });
-    member::Entity::insert_many(rows)
-        .exec_without_returning(&txn)
-        .await?;
+    let rows = new.members.into_iter().map(|(user_id, role)| member::ActiveModel {
+        conversation_id: Set(new.id.clone()),
+        user_id: Set(user_id),
+        role: Set(role),
+        delivered_seq: Set(0),
+        read_seq: Set(0),
+        joined_at: Set(now),
+    });
+    member::Entity::insert_many(rows).exec_without_returning(&txn).await?;
     let model = conversation::Entity::find_by_id(new.id.clone())
         .one(&txn)
         .await?
@@ -87,26 +77,15 @@ pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Cre
     Ok(Created::New(model))
 }
 
-async fn find_direct(
-    db: &DatabaseConnection,
-    key: &str,
-) -> Result<Option<conversation::Model>, DbErr> {
-    conversation::Entity::find()
-        .filter(conversation::Column::DirectKey.eq(key))
-        .one(db)
-        .await
+async fn find_direct(db: &DatabaseConnection, key: &str) -> Result<Option<conversation::Model>, DbErr> {
+    conversation::Entity::find().filter(conversation::Column::DirectKey.eq(key)).one(db).await
 }
 
 pub async fn get(db: &DatabaseConnection, id: &str) -> Result<Option<conversation::Model>, DbErr> {
-    conversation::Entity::find_by_id(id.to_string())
-        .one(db)
-        .await
+    conversation::Entity::find_by_id(id.to_string()).one(db).await
 }
 
-pub async fn members(
-    db: &DatabaseConnection,
-    conversation_id: &str,
-) -> Result<Vec<member::Model>, DbErr> {
+pub async fn members(db: &DatabaseConnection, conversation_id: &str) -> Result<Vec<member::Model>, DbErr> {
     member::Entity::find()
         .filter(member::Column::ConversationId.eq(conversation_id))
         .order_by_asc(member::Column::JoinedAt)
@@ -119,9 +98,7 @@ pub async fn member(
     conversation_id: &str,
     user_id: &str,
 ) -> Result<Option<member::Model>, DbErr> {
-    member::Entity::find_by_id((conversation_id.to_string(), user_id.to_string()))
-        .one(db)
-        .await
+    member::Entity::find_by_id((conversation_id.to_string(), user_id.to_string())).one(db).await
 }
 
 /// Adds a member whose cursors start at the current end of the conversation: a newcomer reads
@@ -133,10 +110,7 @@ pub async fn add_member(
     user_id: &str,
     role: &str,
 ) -> Result<bool, DbErr> {
-    let last_seq = get(db, conversation_id)
-        .await?
-        .map(|c| c.last_seq)
-        .unwrap_or(0);
+    let last_seq = get(db, conversation_id).await?.map(|c| c.last_seq).unwrap_or(0);
     let inserted = member::Entity::insert(member::ActiveModel {
         conversation_id: Set(conversation_id.to_string()),
         user_id: Set(user_id.to_string()),
@@ -145,11 +119,7 @@ pub async fn add_member(
         read_seq: Set(last_seq),
         joined_at: Set(Utc::now()),
     })
-    .on_conflict(
-        OnConflict::columns([member::Column::ConversationId, member::Column::UserId])
-            .do_nothing()
-            .to_owned(),
-    )
+    .on_conflict(OnConflict::columns([member::Column::ConversationId, member::Column::UserId]).do_nothing().to_owned())
     .exec_without_returning(db)
     .await?;
     touch(db, conversation_id).await?;
@@ -157,10 +127,8 @@ pub async fn add_member(
 }
 
 pub async fn touch(db: &DatabaseConnection, conversation_id: &str) -> Result<(), DbErr> {
-    let mut active: conversation::ActiveModel = conversation::ActiveModel {
-        id: Set(conversation_id.to_string()),
-        ..Default::default()
-    };
+    let mut active: conversation::ActiveModel =
+        conversation::ActiveModel { id: Set(conversation_id.to_string()), ..Default::default() };
     active.updated_at = Set(Utc::now());
     active.update(db).await.map(|_| ())
 }
@@ -174,10 +142,7 @@ pub async fn advance_cursor(
     seq: i64,
     read: bool,
 ) -> Result<bool, DbErr> {
-    let key = (
-        member::Column::ConversationId.eq(conversation_id),
-        member::Column::UserId.eq(user_id),
-    );
+    let key = (member::Column::ConversationId.eq(conversation_id), member::Column::UserId.eq(user_id));
     let delivered = member::Entity::update_many()
         .col_expr(member::Column::DeliveredSeq, Expr::value(seq))
         .filter(key.0.clone())
@@ -202,10 +167,7 @@ pub async fn advance_cursor(
 
 /// The conversations in which this user has messages past their delivered cursor:
 /// `(conversation id, delivered_seq)`.
-pub async fn with_backlog(
-    db: &DatabaseConnection,
-    user_id: &str,
-) -> Result<Vec<(String, i64)>, DbErr> {
+pub async fn with_backlog(db: &DatabaseConnection, user_id: &str) -> Result<Vec<(String, i64)>, DbErr> {
     let rows: Vec<(String, i64)> = member::Entity::find()
         .select_only()
         .column(member::Column::ConversationId)

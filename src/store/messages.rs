@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::{conversation, message};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use super::is_postgres;
@@ -35,10 +34,7 @@ pub enum Appended {
 /// is locked before its `temp_id` is looked up, so two instances racing on one resend cannot
 /// both insert, and `seq` is taken from the locked row so it stays gapless: a rollback undoes
 /// the increment with the insert.
-pub async fn append_batch(
-    db: &DatabaseConnection,
-    batch: &[NewMessage],
-) -> Result<Vec<Appended>, DbErr> {
+pub async fn append_batch(db: &DatabaseConnection, batch: &[NewMessage]) -> Result<Vec<Appended>, DbErr> {
     let txn = super::begin_write(db).await?;
     let mut out = Vec::with_capacity(batch.len());
     let mut last_seq: HashMap<&str, i64> = HashMap::new();
@@ -67,14 +63,8 @@ pub async fn append_batch(
         }
         let seq = seq_before + 1;
         conversation::Entity::update_many()
-            .col_expr(
-                conversation::Column::LastSeq,
-                sea_orm::sea_query::Expr::value(seq),
-            )
-            .col_expr(
-                conversation::Column::UpdatedAt,
-                sea_orm::sea_query::Expr::value(new.created_at),
-            )
+            .col_expr(conversation::Column::LastSeq, sea_orm::sea_query::Expr::value(seq))
+            .col_expr(conversation::Column::UpdatedAt, sea_orm::sea_query::Expr::value(new.created_at))
             .filter(conversation::Column::Id.eq(&new.conversation_id))
             .exec(&txn)
             .await?;
@@ -92,9 +82,7 @@ pub async fn append_batch(
             edited_at: Set(None),
             deleted_at: Set(None),
         };
-        message::Entity::insert(row)
-            .exec_without_returning(&txn)
-            .await?;
+        message::Entity::insert(row).exec_without_returning(&txn).await?;
         last_seq.insert(&new.conversation_id, seq);
         results[i] = Some(Appended::New(message::Model {
             id: new.id.clone(),
@@ -121,17 +109,12 @@ pub async fn append_batch(
 /// Returns the conversation's current `last_seq`, holding its row lock (PostgreSQL) until the
 /// transaction ends. SQLite has one writer at a time, which gives the same guarantee.
 async fn lock_conversation(txn: &DatabaseTransaction, id: &str) -> Result<i64, DbErr> {
-    let mut query = conversation::Entity::find_by_id(id.to_string())
-        .select_only()
-        .column(conversation::Column::LastSeq);
+    let mut query =
+        conversation::Entity::find_by_id(id.to_string()).select_only().column(conversation::Column::LastSeq);
     if is_postgres(txn) {
         query = query.lock_exclusive();
     }
-    query
-        .into_tuple::<i64>()
-        .one(txn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("conversation {id}")))
+    query.into_tuple::<i64>().one(txn).await?.ok_or_else(|| DbErr::RecordNotFound(format!("conversation {id}")))
 }
 
 /// Messages with `seq > after`, oldest first.

@@ -3,6 +3,8 @@
 
 pub mod conversations;
 pub mod messages;
+pub mod redis;
+pub mod shared;
 pub mod users;
 
 use std::time::Duration;
@@ -19,18 +21,15 @@ pub use sea_orm::DatabaseConnection as Db;
 /// database is ready with no manual step.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
     let mut opts = ConnectOptions::new(url.to_string());
-    opts.sqlx_logging(false)
-        .acquire_timeout(Duration::from_secs(10));
+    opts.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
         // WAL lets readers run beside the single writer; FULL sync makes "acked" mean "on disk"
         // even across a power cut, and group commits (see core::writer) pay for the fsync.
-        opts.max_connections(8)
-            .min_connections(1)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(15))
-            });
+        opts.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(15))
+        });
     } else {
         opts.max_connections(20).min_connections(1);
     }
@@ -52,9 +51,7 @@ pub async fn ping(db: &DatabaseConnection) -> bool {
 /// Starts a transaction that will write. On SQLite it takes the write lock up front
 /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails at once
 /// with SQLITE_BUSY when another writer got in between, without waiting on the busy timeout.
-pub(crate) async fn begin_write(
-    db: &DatabaseConnection,
-) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
     use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
     if is_postgres(db) {
         return db.begin().await;

@@ -2,9 +2,7 @@
 
 use chrono::Utc;
 use entity::user;
-use sea_orm::{
-    sea_query::OnConflict, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
-};
+use sea_orm::{sea_query::OnConflict, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
 
 /// Inserts the user or refreshes the profile claims (only those present in the token).
 pub async fn upsert(
@@ -35,11 +33,7 @@ pub async fn upsert(
         update.push(user::Column::Avatar);
     }
     user::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(user::Column::Id)
-                .update_columns(update)
-                .to_owned(),
-        )
+        .on_conflict(OnConflict::column(user::Column::Id).update_columns(update).to_owned())
         .exec_without_returning(db)
         .await?;
     Ok(())
@@ -68,22 +62,12 @@ pub async fn ensure(db: &DatabaseConnection, ids: &[String]) -> Result<(), DbErr
 }
 
 pub async fn get_many(db: &DatabaseConnection, ids: &[String]) -> Result<Vec<user::Model>, DbErr> {
-    user::Entity::find()
-        .filter(user::Column::Id.is_in(ids.iter().cloned()))
-        .all(db)
-        .await
+    user::Entity::find().filter(user::Column::Id.is_in(ids.iter().cloned())).all(db).await
 }
 
-pub async fn set_last_seen(
-    db: &DatabaseConnection,
-    id: &str,
-    at: chrono::DateTime<Utc>,
-) -> Result<(), DbErr> {
+pub async fn set_last_seen(db: &DatabaseConnection, id: &str, at: chrono::DateTime<Utc>) -> Result<(), DbErr> {
     user::Entity::update_many()
-        .col_expr(
-            user::Column::LastSeenAt,
-            sea_orm::sea_query::Expr::value(at),
-        )
+        .col_expr(user::Column::LastSeenAt, sea_orm::sea_query::Expr::value(at))
         .filter(user::Column::Id.eq(id))
         .exec(db)
         .await?;

@@ -86,7 +86,8 @@ impl TestApp {
     }
 
     pub async fn get(&self, user: &str, path: &str) -> (u16, serde_json::Value) {
-        let res = self.http.get(format!("{}{path}", self.url)).bearer_auth(self.token(user)).send().await.expect("request");
+        let res =
+            self.http.get(format!("{}{path}", self.url)).bearer_auth(self.token(user)).send().await.expect("request");
         let status = res.status().as_u16();
         (status, res.json().await.expect("json body"))
     }

@@ -1,0 +1,285 @@
+//! Redis: shared state for several instances ([`RedisState`]) and the event bus that carries
+//! core events between them ([`RedisBus`]). Keys start with `REDIS_PREFIX`.
+//!
+//! Instance-owned entries are sorted-set members scored with their expiry time (ms), renewed
+//! by their instance every [`RENEW_EVERY`]; readers ignore members whose score has passed. A
+//! crashed instance's users therefore fall offline within [`ENTRY_TTL`].
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use deadpool_redis::{
+    redis::{self, AsyncCommands, Script},
+    Pool, Runtime,
+};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::shared::{PresenceRecord, SharedResult, SharedState};
+
+/// How long an instance's entry lives without renewal.
+pub const ENTRY_TTL: Duration = Duration::from_secs(30);
+/// How often an instance renews its entries.
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+pub fn pool(url: &str) -> anyhow::Result<Pool> {
+    Ok(deadpool_redis::Config::from_url(url).create_pool(Some(Runtime::Tokio1))?)
+}
+
+/// Answers whether Redis responds, for `/health`.
+pub async fn ping(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+pub struct RedisState {
+    pool: Pool,
+    prefix: String,
+    instance: String,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Adds an instance-owned member with a fresh expiry, dropping expired ones; returns how many
+/// live members there were before.
+const JOIN: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local before = redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return before
+";
+
+/// Removes a member, drops expired ones, returns how many live members remain.
+const LEAVE: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+";
+
+/// Deletes the typing key only if it still holds the expected generation.
+const CLEAR_IF: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+impl RedisState {
+    pub fn new(pool: Pool, prefix: &str, instance: &str) -> Arc<Self> {
+        Arc::new(Self { pool, prefix: prefix.to_string(), instance: instance.to_string() })
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut k = self.prefix.clone();
+        k.push_str(&parts.join(":"));
+        k
+    }
+
+    fn room_member(&self, user: &str) -> String {
+        format!("{user}\u{1f}{}", self.instance)
+    }
+
+    async fn join(&self, key: &str, member: &str) -> SharedResult<i64> {
+        let mut conn = self.pool.get().await?;
+        let expiry = now_ms() + ENTRY_TTL.as_millis() as i64;
+        let before: i64 = Script::new(JOIN)
+            .key(key)
+            .arg(now_ms())
+            .arg(expiry)
+            .arg(member)
+            .arg(2 * ENTRY_TTL.as_millis() as i64)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(before)
+    }
+
+    async fn leave(&self, key: &str, member: &str) -> SharedResult<i64> {
+        let mut conn = self.pool.get().await?;
+        let remaining: i64 = Script::new(LEAVE).key(key).arg(now_ms()).arg(member).invoke_async(&mut conn).await?;
+        Ok(remaining)
+    }
+}
+
+#[async_trait]
+impl SharedState for RedisState {
+    async fn user_here(&self, user: &str) -> SharedResult<bool> {
+        Ok(self.join(&self.key(&["online", user]), &self.instance).await? == 0)
+    }
+
+    async fn user_gone(&self, user: &str) -> SharedResult<bool> {
+        Ok(self.leave(&self.key(&["online", user]), &self.instance).await? == 0)
+    }
+
+    async fn online(&self, users: &[String]) -> SharedResult<Vec<bool>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.get().await?;
+        let mut pipe = redis::pipe();
+        let now = now_ms();
+        for user in users {
+            pipe.cmd("ZCOUNT").arg(self.key(&["online", user])).arg(now).arg("+inf");
+        }
+        let counts: Vec<i64> = pipe.query_async(&mut conn).await?;
+        Ok(counts.into_iter().map(|c| c > 0).collect())
+    }
+
+    async fn set_presence(&self, user: &str, record: &PresenceRecord) -> SharedResult<()> {
+        let mut conn = self.pool.get().await?;
+        let _: () = conn.set(self.key(&["presence", user]), serde_json::to_string(record)?).await?;
+        Ok(())
+    }
+
+    async fn presence(&self, users: &[String]) -> SharedResult<Vec<Option<PresenceRecord>>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.get().await?;
+        let keys: Vec<String> = users.iter().map(|u| self.key(&["presence", u])).collect();
+        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        Ok(raw.into_iter().map(|r| r.and_then(|s| serde_json::from_str(&s).ok())).collect())
+    }
+
+    async fn join_room(&self, chat: &str, user: &str) -> SharedResult<()> {
+        self.join(&self.key(&["room", chat]), &self.room_member(user)).await.map(|_| ())
+    }
+
+    async fn leave_room(&self, chat: &str, user: &str) -> SharedResult<()> {
+        self.leave(&self.key(&["room", chat]), &self.room_member(user)).await.map(|_| ())
+    }
+
+    async fn room_users(&self, chat: &str) -> SharedResult<Vec<String>> {
+        let mut conn = self.pool.get().await?;
+        let members: Vec<String> = conn.zrangebyscore(self.key(&["room", chat]), now_ms(), "+inf").await?;
+        let mut users: Vec<String> =
+            members.into_iter().filter_map(|m| m.split_once('\u{1f}').map(|(u, _)| u.to_string())).collect();
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
+
+    async fn set_typing(&self, chat: &str, user: &str, generation: u64, ttl_ms: u64) -> SharedResult<()> {
+        let mut conn = self.pool.get().await?;
+        let _: () = redis::cmd("SET")
+            .arg(self.key(&["typing", chat, user]))
+            .arg(generation)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn clear_typing(&self, chat: &str, user: &str, generation: Option<u64>) -> SharedResult<bool> {
+        let mut conn = self.pool.get().await?;
+        let key = self.key(&["typing", chat, user]);
+        let removed: i64 = match generation {
+            Some(g) => Script::new(CLEAR_IF).key(&key).arg(g).invoke_async(&mut conn).await?,
+            None => conn.del(&key).await?,
+        };
+        Ok(removed > 0)
+    }
+
+    async fn renew(&self, users: &[String], rooms: &[(String, String)]) -> SharedResult<()> {
+        if users.is_empty() && rooms.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        let expiry = now_ms() + ENTRY_TTL.as_millis() as i64;
+        let ttl = 2 * ENTRY_TTL.as_millis() as i64;
+        let mut pipe = redis::pipe();
+        for user in users {
+            let key = self.key(&["online", user]);
+            pipe.zadd(&key, &self.instance, expiry).ignore().pexpire(&key, ttl).ignore();
+        }
+        for (chat, user) in rooms {
+            let key = self.key(&["room", chat]);
+            pipe.zadd(&key, self.room_member(user), expiry).ignore().pexpire(&key, ttl).ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// Publishes serialized envelopes to one channel; every instance subscribes to it.
+pub struct RedisBus {
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl RedisBus {
+    /// Starts the publisher task. Publishing never blocks the caller: envelopes queue in order.
+    pub fn start(pool: Pool, channel: String) -> Arc<Self> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(payload) = rx.recv().await {
+                // Retry until Redis takes it: dropping it would lose a live event elsewhere.
+                let mut backoff = Duration::from_millis(50);
+                loop {
+                    let sent = match pool.get().await {
+                        Ok(mut conn) => {
+                            conn.publish::<_, _, i64>(&channel, &payload).await.map_err(anyhow::Error::from)
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                    match sent {
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(cause = %e, "redis publish failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                    }
+                }
+            }
+        });
+        Arc::new(Self { tx })
+    }
+
+    pub fn publish(&self, payload: String) {
+        let _ = self.tx.send(payload);
+    }
+}
+
+/// Subscribes to the bus channel and hands every payload to `deliver`. After the subscription
+/// was lost and restored, `resubscribed` is called: events published meanwhile were missed,
+/// and the caller must make its connections catch up from the store.
+pub fn subscribe(
+    url: String,
+    channel: String,
+    deliver: impl Fn(String) + Send + Sync + 'static,
+    resubscribed: impl Fn() + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let session = async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, anyhow::Error>(pubsub)
+            };
+            match session.await {
+                Ok(mut pubsub) => {
+                    if !first {
+                        tracing::warn!("redis bus subscription restored; resyncing local connections");
+                        resubscribed();
+                    }
+                    let mut stream = pubsub.on_message();
+                    while let Some(msg) = stream.next().await {
+                        match msg.get_payload::<String>() {
+                            Ok(payload) => deliver(payload),
+                            Err(e) => tracing::warn!(cause = %e, "unreadable bus payload"),
+                        }
+                    }
+                    tracing::warn!("redis bus subscription ended");
+                }
+                Err(e) => tracing::warn!(cause = %e, "redis bus subscribe failed"),
+            }
+            first = false;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}

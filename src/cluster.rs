@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     config::Config,
-    fanout::{Bus, Envelope, Hub},
+    fanout::{Bus, Envelope, Hub, Published},
     store::{
         redis::{self, RedisBus, RedisState},
         shared::{MemoryState, SharedState},
@@ -54,10 +54,20 @@ impl Cluster {
 struct RedisBusLink(Arc<RedisBus>);
 
 impl Bus for RedisBusLink {
-    fn publish(&self, envelope: &Envelope) {
+    fn publish(&self, envelope: &Envelope) -> Published {
         match serde_json::to_string(envelope) {
             Ok(payload) => self.0.publish(payload),
-            Err(e) => tracing::error!(cause = %e, "could not encode an envelope"),
+            Err(e) => {
+                tracing::error!(cause = %e, "could not encode an envelope");
+                // Nothing will ever be published: resolve at once rather than hold an ack.
+                let (done, published) = tokio::sync::oneshot::channel();
+                let _ = done.send(());
+                published
+            }
         }
+    }
+
+    fn flush(&self) -> Published {
+        self.0.flush()
     }
 }

@@ -69,7 +69,7 @@ pub trait DeliveryLedger: Send + Sync + 'static {
         user: &'a str,
         cursors: HashMap<ChatId, i64>,
         limit: usize,
-    ) -> BoxFut<'a, Result<Vec<Message>, AppError>>;
+    ) -> BoxFut<'a, Result<Backlog, AppError>>;
 }
 
 /// An event on its way to the other instances.
@@ -81,9 +81,23 @@ pub struct Envelope {
     pub event: Event,
 }
 
+/// Resolves once the bus has accepted an envelope (or was shut down).
+pub type Published = tokio::sync::oneshot::Receiver<()>;
+
 /// Carries envelopes to the other instances.
 pub trait Bus: Send + Sync + 'static {
-    fn publish(&self, envelope: &Envelope);
+    /// Queues an envelope; envelopes leave in the order they were queued.
+    fn publish(&self, envelope: &Envelope) -> Published;
+    /// Resolves when everything queued before it has left.
+    fn flush(&self) -> Published;
+}
+
+/// What a connection must be sent to catch up.
+pub struct Backlog {
+    pub messages: Vec<Message>,
+    /// For every chat of the user: the `seq` up to which nothing needs sending. Live messages
+    /// are checked against it, so a message lost between instances shows up as a gap.
+    pub baselines: HashMap<ChatId, i64>,
 }
 
 /// What an unregistered connection leaves behind.
@@ -143,6 +157,7 @@ struct Entry {
 #[derive(Default)]
 pub struct HubStats {
     pub slow_consumer_resyncs: AtomicU64,
+    pub gap_resyncs: AtomicU64,
     pub held_back: AtomicU64,
 }
 
@@ -163,6 +178,8 @@ pub struct Hub {
 
 /// How many backlog messages one catch-up query fetches.
 const BACKLOG_PAGE: usize = 500;
+/// How long a gap in live `seq`s may last before the connection catches up from the store.
+const GAP_WAIT: Duration = Duration::from_secs(1);
 /// How long a syncing connection waits for a full buffer to drain before retrying.
 const DRAIN_WAIT: Duration = Duration::from_millis(25);
 
@@ -188,6 +205,13 @@ impl Hub {
 
     pub fn set_bus(&self, bus: Arc<dyn Bus>) {
         let _ = self.bus.set(bus);
+    }
+
+    /// Waits until everything queued on the bus has left (graceful shutdown).
+    pub async fn flush_bus(&self) {
+        if let Some(bus) = self.bus.get() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), bus.flush()).await;
+        }
     }
 
     pub fn instance(&self) -> &str {
@@ -342,11 +366,12 @@ impl Hub {
 
     /// Publishes an event to an audience. `origin` is the connection that caused it: it gets
     /// no echo (for messages it only records the `seq` as handed, since it has the ack).
-    pub fn publish(self: &Arc<Self>, audience: &Audience, event: Event, origin: Option<ConnId>) {
+    /// Returns the bus confirmation when there is a bus: message acks wait for it, so that an
+    /// acknowledged message has left this instance even if the instance dies right after.
+    pub fn publish(self: &Arc<Self>, audience: &Audience, event: Event, origin: Option<ConnId>) -> Option<Published> {
         self.deliver_local(audience, &event, origin);
-        if let Some(bus) = self.bus.get() {
-            bus.publish(&Envelope { instance: self.instance.clone(), audience: audience.clone(), event });
-        }
+        let bus = self.bus.get()?;
+        Some(bus.publish(&Envelope { instance: self.instance.clone(), audience: audience.clone(), event }))
     }
 
     fn targets(&self, audience: &Audience) -> Vec<ConnId> {
@@ -414,9 +439,13 @@ impl Hub {
             Ok(()) => {
                 handed.insert(msg.seq);
                 let contiguous = handed.contiguous;
+                let gap = !handed.above.is_empty();
                 drop(state);
                 if let Some(ledger) = self.ledger.get() {
                     ledger.pushed(id, &entry.user, &msg.chat_id, contiguous);
+                }
+                if gap {
+                    self.check_gap_later(id, entry, &msg.chat_id);
                 }
             }
             Err(SendFailure::Full) => {
@@ -425,6 +454,26 @@ impl Hub {
             }
             Err(SendFailure::Closed) => {}
         }
+    }
+
+    /// A later message arrived before an earlier one. Usually the earlier one is a moment
+    /// behind (another instance published it); if it has not come after [`GAP_WAIT`], it was
+    /// lost on the way, and the connection catches up from the store.
+    fn check_gap_later(self: &Arc<Self>, id: ConnId, entry: &Arc<Entry>, chat: &str) {
+        let (hub, entry, chat) = (self.clone(), entry.clone(), chat.to_string());
+        tokio::spawn(async move {
+            let before = lock(&entry.sync).handed.get(&chat).map(|h| h.contiguous);
+            tokio::time::sleep(GAP_WAIT).await;
+            let still = {
+                let state = lock(&entry.sync);
+                state.handed.get(&chat).is_some_and(|h| !h.above.is_empty() && Some(h.contiguous) == before)
+            };
+            if still && hub.conns.contains_key(&id) {
+                hub.stats.gap_resyncs.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(conn = id, %chat, "gap in live messages: resyncing from the store");
+                hub.fall_behind(id, &entry);
+            }
+        });
     }
 
     /// A slow consumer: switch it to syncing mode and catch it up from the database.
@@ -455,7 +504,8 @@ impl Hub {
                 state.missed = false;
                 state.handed.iter().map(|(chat, h)| (chat.clone(), h.contiguous)).collect()
             };
-            let backlog = match ledger.missed(&entry.user, cursors, BACKLOG_PAGE).await {
+            let Backlog { messages: backlog, baselines } = match ledger.missed(&entry.user, cursors, BACKLOG_PAGE).await
+            {
                 Ok(backlog) => backlog,
                 Err(e) => {
                     e.log_if_internal("catch-up");
@@ -466,6 +516,12 @@ impl Hub {
                     continue;
                 }
             };
+            {
+                let mut state = lock(&entry.sync);
+                for (chat, seq) in baselines {
+                    state.handed.entry(chat).or_insert_with(|| Handed::starting_at(seq));
+                }
+            }
             let page_full = backlog.len() >= BACKLOG_PAGE;
             for msg in backlog {
                 if !self.push_backlog(id, &entry, msg, &*ledger).await {
@@ -512,11 +568,9 @@ impl Hub {
         }
         let contiguous = {
             let mut state = lock(&entry.sync);
-            let handed = state.handed.entry(chat.clone()).or_default();
-            // A chat first seen in the backlog starts right below its first missed message.
-            if handed.contiguous == 0 && handed.above.is_empty() {
-                handed.contiguous = seq - 1;
-            }
+            // The baseline was set before the backlog was pushed; a chat without one starts
+            // right below its first missed message.
+            let handed = state.handed.entry(chat.clone()).or_insert_with(|| Handed::starting_at(seq - 1));
             handed.insert(seq);
             handed.contiguous
         };

@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use crate::{
     core::model::{ChatId, Message, UserId},
     error::AppError,
-    fanout::{BoxFut, ConnId, DeliveryLedger},
+    fanout::{Backlog, BoxFut, ConnId, DeliveryLedger},
     store::{self, Db},
 };
 
@@ -85,30 +85,26 @@ impl Ledger {
         })
     }
 
-    async fn load_missed(
-        &self,
-        user: &str,
-        cursors: HashMap<ChatId, i64>,
-        limit: usize,
-    ) -> Result<Vec<Message>, AppError> {
+    async fn load_missed(&self, user: &str, cursors: HashMap<ChatId, i64>, limit: usize) -> Result<Backlog, AppError> {
         // What the user's other open connections were handed counts as delivered.
         let mut handed: HashMap<ChatId, i64> = HashMap::new();
         for entry in self.marks.iter().filter(|e| e.key().1 == user) {
             let slot = handed.entry(entry.key().2.clone()).or_default();
             *slot = (*slot).max(entry.value().current);
         }
-        let mut out = Vec::new();
-        for (chat, delivered) in store::conversations::with_backlog(&self.db, user).await? {
-            let room = limit.saturating_sub(out.len());
-            if room == 0 {
-                break;
-            }
+        let mut messages = Vec::new();
+        let mut baselines = HashMap::new();
+        for (chat, delivered, last_seq) in store::conversations::cursors(&self.db, user).await? {
             let from =
                 delivered.max(handed.get(&chat).copied().unwrap_or(0)).max(cursors.get(&chat).copied().unwrap_or(0));
-            let rows = store::messages::after(&self.db, &chat, from, room as u64).await?;
-            out.extend(rows.into_iter().map(Message::from));
+            let room = limit.saturating_sub(messages.len());
+            if last_seq > from && room > 0 {
+                let rows = store::messages::after(&self.db, &chat, from, room as u64).await?;
+                messages.extend(rows.into_iter().map(Message::from));
+            }
+            baselines.insert(chat, from);
         }
-        Ok(out)
+        Ok(Backlog { messages, baselines })
     }
 }
 
@@ -128,7 +124,7 @@ impl DeliveryLedger for Ledger {
         user: &'a str,
         cursors: HashMap<ChatId, i64>,
         limit: usize,
-    ) -> BoxFut<'a, Result<Vec<Message>, AppError>> {
+    ) -> BoxFut<'a, Result<Backlog, AppError>> {
         Box::pin(self.load_missed(user, cursors, limit))
     }
 }

@@ -57,7 +57,7 @@ impl Core {
                     &Audience::Users(pending.audience.clone()),
                     Event::MessageCreated(msg.clone()),
                     pending.origin,
-                );
+                )
             }),
         );
         let renewer = spawn_renewer(hub.clone(), shared.clone());
@@ -77,6 +77,7 @@ impl Core {
     /// Graceful stop, step one: wait until every queued message is durable and published.
     pub async fn drain_writes(&self) {
         self.writer.barrier().await;
+        self.hub.flush_bus().await;
     }
 
     /// Graceful stop, step two: hand nothing more to connections, give what was handed a

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     core::model::{Message, UserId},
     error::AppError,
-    fanout::ConnId,
+    fanout::{ConnId, Published},
     store::{
         self,
         messages::{Appended, NewMessage},
@@ -36,8 +36,13 @@ pub struct Pending {
     pub origin: Option<ConnId>,
 }
 
-/// Called with each newly stored message, in commit order, before the acks are sent.
-pub type OnStored = Arc<dyn Fn(&Message, &Pending) + Send + Sync>;
+/// Called with each newly stored message, in commit order, before the acks are sent. May
+/// return a confirmation that the acks wait for (the cross-instance bus took the message).
+pub type OnStored = Arc<dyn Fn(&Message, &Pending) -> Option<Published> + Send + Sync>;
+
+/// Longest an ack waits for the bus; past it the message is durable anyway and other
+/// instances' clients catch up by `seq`.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 enum Request {
     Append(Pending, Reply),
@@ -134,13 +139,13 @@ async fn write(db: &Db, batch: &mut Vec<(Pending, Reply)>, on_stored: &OnStored)
     {
         let items: Vec<NewMessage> = batch.iter().map(|(p, _)| p.new.clone()).collect();
         match store::messages::append_batch(db, &items).await {
-            Ok(results) => finish(batch.drain(..), results, on_stored),
+            Ok(results) => finish(batch.drain(..), results, on_stored).await,
             Err(e) => {
                 // One bad item must not fail its neighbours: retry each on its own.
                 tracing::warn!(cause = %e, size = items.len(), "batch append failed; retrying one by one");
                 for (item, reply) in batch.drain(..) {
                     match store::messages::append_batch(db, std::slice::from_ref(&item.new)).await {
-                        Ok(results) => finish(std::iter::once((item, reply)), results, on_stored),
+                        Ok(results) => finish(std::iter::once((item, reply)), results, on_stored).await,
                         Err(e) => {
                             let _ = reply.send(Err(e.into()));
                         }
@@ -151,16 +156,29 @@ async fn write(db: &Db, batch: &mut Vec<(Pending, Reply)>, on_stored: &OnStored)
     }
 }
 
-fn finish(requests: impl Iterator<Item = (Pending, Reply)>, results: Vec<Appended>, on_stored: &OnStored) {
+async fn finish(requests: impl Iterator<Item = (Pending, Reply)>, results: Vec<Appended>, on_stored: &OnStored) {
+    let mut acks = Vec::new();
+    let mut last_published = None;
     for ((pending, reply), result) in requests.zip(results) {
         let outcome = match result {
             Appended::New(model) => {
                 let msg = Message::from(model);
-                on_stored(&msg, &pending);
+                if let Some(published) = on_stored(&msg, &pending) {
+                    last_published = Some(published);
+                }
                 Outcome::Stored(msg)
             }
             Appended::Duplicate(model) => Outcome::Duplicate(Message::from(model)),
         };
+        acks.push((reply, outcome));
+    }
+    // The bus publishes in order, so the last confirmation covers the whole batch.
+    if let Some(published) = last_published {
+        if tokio::time::timeout(PUBLISH_WAIT, published).await.is_err() {
+            tracing::warn!("the bus did not confirm in time; acknowledging the durable messages anyway");
+        }
+    }
+    for (reply, outcome) in acks {
         // The sender may have gone; the message is stored and published regardless.
         let _ = reply.send(Ok(outcome));
     }

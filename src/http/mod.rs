@@ -79,9 +79,10 @@ async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
             "peak": app.metrics.peak(),
         },
         "database": { "ok": db_ok, "backend": if app.config.is_postgres() { "postgres" } else { "sqlite" } },
-        "redis": { "configured": app.config.redis_url.is_some() },
+        "redis": { "configured": redis_ok.is_some(), "ok": redis_ok },
+        "instance": app.core.hub.instance(),
     });
-    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body))
 }
 

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use entity::{conversation, member};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, OnConflict},
+    sea_query::{Expr, OnConflict},
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
@@ -165,21 +165,17 @@ pub async fn advance_cursor(
     Ok(read_rows > 0 || delivered > 0)
 }
 
-/// The conversations in which this user has messages past their delivered cursor:
-/// `(conversation id, delivered_seq)`.
-pub async fn with_backlog(db: &DatabaseConnection, user_id: &str) -> Result<Vec<(String, i64)>, DbErr> {
-    let rows: Vec<(String, i64)> = member::Entity::find()
+/// Every conversation of this user with their delivered cursor and the conversation's last
+/// `seq`: `(conversation id, delivered_seq, last_seq)`.
+pub async fn cursors(db: &DatabaseConnection, user_id: &str) -> Result<Vec<(String, i64, i64)>, DbErr> {
+    member::Entity::find()
         .select_only()
         .column(member::Column::ConversationId)
         .column(member::Column::DeliveredSeq)
+        .column_as(Expr::col((conversation::Entity, conversation::Column::LastSeq)), "last_seq")
         .inner_join(conversation::Entity)
         .filter(member::Column::UserId.eq(user_id))
-        .filter(
-            Expr::col((conversation::Entity, conversation::Column::LastSeq))
-                .gt(Expr::col((member::Entity, member::Column::DeliveredSeq))),
-        )
         .into_tuple()
         .all(db)
-        .await?;
-    Ok(rows)
+        .await
 }

@@ -13,7 +13,7 @@ use deadpool_redis::{
     Pool, Runtime,
 };
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::shared::{PresenceRecord, SharedResult, SharedState};
 
@@ -206,15 +206,29 @@ impl SharedState for RedisState {
 
 /// Publishes serialized envelopes to one channel; every instance subscribes to it.
 pub struct RedisBus {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+}
+
+enum Outgoing {
+    /// A payload, and who waits for Redis to have taken it.
+    Publish(String, oneshot::Sender<()>),
+    /// Answered when everything queued before it was published.
+    Marker(oneshot::Sender<()>),
 }
 
 impl RedisBus {
     /// Starts the publisher task. Publishing never blocks the caller: envelopes queue in order.
     pub fn start(pool: Pool, channel: String) -> Arc<Self> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         tokio::spawn(async move {
-            while let Some(payload) = rx.recv().await {
+            while let Some(item) = rx.recv().await {
+                let (payload, done) = match item {
+                    Outgoing::Publish(payload, done) => (payload, done),
+                    Outgoing::Marker(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
                 // Retry until Redis takes it: dropping it would lose a live event elsewhere.
                 let mut backoff = Duration::from_millis(50);
                 loop {
@@ -225,7 +239,10 @@ impl RedisBus {
                         Err(e) => Err(e.into()),
                     };
                     match sent {
-                        Ok(_) => break,
+                        Ok(_) => {
+                            let _ = done.send(());
+                            break;
+                        }
                         Err(e) => {
                             tracing::warn!(cause = %e, "redis publish failed; retrying");
                             tokio::time::sleep(backoff).await;
@@ -238,8 +255,18 @@ impl RedisBus {
         Arc::new(Self { tx })
     }
 
-    pub fn publish(&self, payload: String) {
-        let _ = self.tx.send(payload);
+    /// Queues a payload; the receiver resolves once Redis has taken it.
+    pub fn publish(&self, payload: String) -> oneshot::Receiver<()> {
+        let (done, published) = oneshot::channel();
+        let _ = self.tx.send(Outgoing::Publish(payload, done));
+        published
+    }
+
+    /// Resolves once everything queued so far has been published.
+    pub fn flush(&self) -> oneshot::Receiver<()> {
+        let (done, flushed) = oneshot::channel();
+        let _ = self.tx.send(Outgoing::Marker(done));
+        flushed
     }
 }
 

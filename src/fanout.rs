@@ -227,6 +227,19 @@ impl Hub {
         }
     }
 
+    /// Takes every connection of `user` out of the chat's room: they stopped being a member,
+    /// so room events (typing) must stop reaching them.
+    pub fn remove_user_from_chat(&self, user: &str, chat: &str) {
+        let ids: Vec<ConnId> = self
+            .users
+            .get(user)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.leave_chat(id, chat);
+        }
+    }
+
     /// Distinct users with a connection in the chat's room on this instance.
     pub fn users_in_chat(&self, chat: &str) -> Vec<UserId> {
         let ids: Vec<ConnId> = self

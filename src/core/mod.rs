@@ -1,18 +1,21 @@
-//! The domain core: conversations, membership, messages, receipts, typing and presence, with
-//! the delivery guarantees of SPEC §5. It knows nothing of Socket.IO, HTTP or JSON field
+//! The domain core: conversations, membership, messages, receipts, reactions, typing,
+//! presence, calls and notifications, with the delivery guarantees of SPEC §5. It knows nothing of Socket.IO, HTTP or JSON field
 //! names; it stores through `store` and announces through `fanout`.
 
+pub mod calls;
 pub mod conversations;
 pub mod delivery;
 pub mod limits;
 pub mod messages;
 pub mod model;
+pub mod notifications;
 pub mod presence;
+pub mod reactions;
 pub mod receipts;
 pub mod typing;
 mod writer;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 use tokio::task::JoinHandle;
@@ -40,6 +43,9 @@ pub struct Core {
     /// expiry timer of the one it replaced.
     typing: Arc<DashMap<(String, String), u64>>,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The `Arc` this core lives in, for timers that outlive the call that set them (ring
+    /// timeouts, the grace period of a participant who went offline).
+    me: Weak<Core>,
 }
 
 impl Core {
@@ -63,7 +69,8 @@ impl Core {
             }),
         );
         let background = vec![writer_task, ledger.spawn_flusher(), limits.spawn_pruner()];
-        Arc::new(Self {
+        let core = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             db,
             config,
             hub,
@@ -73,7 +80,9 @@ impl Core {
             presence: presence::PresenceBook::default(),
             typing: Arc::new(DashMap::new()),
             background: std::sync::Mutex::new(background),
-        })
+        });
+        core.resume_calls();
+        core
     }
 
     /// Writes what must survive a graceful stop (delivery marks); in-flight message writes

@@ -74,6 +74,7 @@ impl Core {
         if !was_last {
             return;
         }
+        self.call_participant_offline(user);
         let now = Utc::now();
         let p = Presence {
             user_id: user.to_string(),

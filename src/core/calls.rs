@@ -416,9 +416,10 @@ impl Core {
                                 .unwrap_or_default();
                         let left = (ends - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                         let id = record.call.id.clone();
-                        core.later(left, move |core| async move {
-                            core.ring_timed_out(&id).await
-                        });
+                        core.later(
+                            left,
+                            move |core| async move { core.ring_timed_out(&id).await },
+                        );
                     }
                     _ => {
                         for p in record.participants.iter().filter(|p| p.state == JOINED) {
@@ -437,13 +438,7 @@ impl Core {
                 return Ok(None); // answered, declined or cancelled meanwhile
             }
             let missed = ringing_callees(rec);
-            finish(
-                rec,
-                CallStatus::Missed,
-                CallEndReason::Missed,
-                None,
-                now,
-            );
+            finish(rec, CallStatus::Missed, CallEndReason::Missed, None, now);
             Ok::<_, AppError>(Some(missed))
         })
         .await;
@@ -607,10 +602,7 @@ fn status_of(rec: &CallRecord) -> AppResult<CallStatus> {
     })
 }
 
-fn participant<'a>(
-    rec: &'a CallRecord,
-    user: &str,
-) -> Option<&'a entity::call_participant::Model> {
+fn participant<'a>(rec: &'a CallRecord, user: &str) -> Option<&'a entity::call_participant::Model> {
     rec.participants.iter().find(|p| p.user_id == user)
 }
 

@@ -337,7 +337,11 @@ impl Core {
         let mut changed = Vec::new();
         for (field, value, old) in [
             (ChatField::Name, &change.name, &before.name),
-            (ChatField::Description, &change.description, &before.description),
+            (
+                ChatField::Description,
+                &change.description,
+                &before.description,
+            ),
             (ChatField::Avatar, &change.avatar, &before.avatar),
         ] {
             if value.as_ref().is_some_and(|v| v != old) {
@@ -376,8 +380,7 @@ impl Core {
             .map(|m| m.user_id.clone())
             .collect();
         users.extend(also.map(str::to_string));
-        self.hub
-            .publish(&Audience::Users(users), event, actor.conn);
+        self.hub.publish(&Audience::Users(users), event, actor.conn);
     }
 
     fn announce_update(&self, conversation: &Conversation, changed: Vec<ChatField>, actor: &Actor) {

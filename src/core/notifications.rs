@@ -110,9 +110,8 @@ fn to_row(n: &Notification) -> AppResult<entity::notification::Model> {
 }
 
 fn from_row(row: entity::notification::Model) -> AppResult<Notification> {
-    let data: NotificationData = serde_json::from_value(row.data).map_err(|e| {
-        AppError::Internal(anyhow::anyhow!("stored notification {}: {e}", row.id))
-    })?;
+    let data: NotificationData = serde_json::from_value(row.data)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("stored notification {}: {e}", row.id)))?;
     Ok(Notification {
         id: row.id,
         user_id: row.user_id,

@@ -75,7 +75,10 @@ impl Core {
     }
 
     /// Fills in the reactions of messages read from history.
-    pub(crate) async fn with_reactions(&self, mut messages: Vec<Message>) -> AppResult<Vec<Message>> {
+    pub(crate) async fn with_reactions(
+        &self,
+        mut messages: Vec<Message>,
+    ) -> AppResult<Vec<Message>> {
         let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
         let rows = store::reactions::for_messages(&self.db, &ids).await?;
         for m in &mut messages {

@@ -300,6 +300,34 @@ impl Reply {
     }
 }
 
+/// The event's first argument; `Null` when the client sent none (`socket.emit('x', ack)`),
+/// which socketioxide reports as a decoding error.
+pub struct Payload(Result<Value, String>);
+
+impl FromMessageParts<LocalAdapter> for Payload {
+    type Error = Infallible;
+    fn from_message_parts(
+        s: &Arc<Socket<LocalAdapter>>,
+        v: &mut PacketValue,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        let TryData(data) = TryData::<Value>::from_message_parts(s, v, ack_id)?;
+        Ok(Payload(match data {
+            Ok(value) => Ok(value),
+            Err(_) if only_event_name(v) => Ok(Value::Null),
+            Err(e) => Err(e.to_string()),
+        }))
+    }
+}
+
+/// True when the packet is `["event"]`: an event without arguments. Only looked at once
+/// decoding failed, so well-formed events are not parsed twice.
+fn only_event_name(v: &PacketValue) -> bool {
+    v.as_str()
+        .and_then(|raw| serde_json::from_str::<Vec<serde::de::IgnoredAny>>(raw).ok())
+        .is_some_and(|args| args.len() == 1)
+}
+
 /// Turns a payload into a typed request: a non-object, a wrong type or a missing field is a
 /// `VALIDATION_FAILED` naming the problem.
 pub fn decode<T: DeserializeOwned>(data: Result<Value, impl std::fmt::Display>) -> AppResult<T> {
@@ -328,7 +356,7 @@ where
     socket.on(
         event,
         move |s: SocketRef,
-              TryData(data): TryData<Value>,
+              Payload(data): Payload,
               reply: Reply,
               State(app): State<Arc<AppState>>,
               Extension(session): Extension<Session>| {

@@ -13,11 +13,7 @@ use std::{
 
 use common::{backends, spawn_app, user};
 use switchboard::{
-    core::{
-        messages::Draft,
-        model::{Actor, Event},
-        Core,
-    },
+    core::{messages::Draft, model::{Actor, Event}, Core},
     fanout::{Connection, SendFailure},
 };
 
@@ -30,20 +26,10 @@ struct Recorder {
 
 impl Recorder {
     fn new(user: &str) -> Arc<Self> {
-        Arc::new(Self {
-            user: user.to_string(),
-            full: AtomicBool::new(false),
-            got: Mutex::new(Vec::new()),
-        })
+        Arc::new(Self { user: user.to_string(), full: AtomicBool::new(false), got: Mutex::new(Vec::new()) })
     }
     fn seqs(&self, chat: &str) -> Vec<i64> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(c, _)| c == chat)
-            .map(|(_, s)| *s)
-            .collect()
+        self.got.lock().unwrap().iter().filter(|(c, _)| c == chat).map(|(_, s)| *s).collect()
     }
 }
 
@@ -85,10 +71,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 async fn send(core: &Arc<Core>, who: &str, chat: &str, text: &str) -> i64 {
-    core.send_message(&Actor::rest(who), draft(chat, text, None), None)
-        .await
-        .expect("send")
-        .seq
+    core.send_message(&Actor::rest(who), draft(chat, text, None), None).await.expect("send").seq
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -102,9 +85,7 @@ async fn seq_stays_gapless_under_concurrent_senders() {
         let mut tasks = Vec::new();
         for i in 0..200 {
             let (core, chat, who) = (core.clone(), chat.clone(), users[i % 4].clone());
-            tasks.push(tokio::spawn(async move {
-                send(&core, &who, &chat, &format!("m{i}")).await
-            }));
+            tasks.push(tokio::spawn(async move { send(&core, &who, &chat, &format!("m{i}")).await }));
         }
         let mut seqs = Vec::new();
         for t in tasks {
@@ -112,14 +93,8 @@ async fn seq_stays_gapless_under_concurrent_senders() {
         }
         seqs.sort();
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "{backend}");
-        let stored = core
-            .messages_after(&Actor::rest(&users[0]), &chat, 150, 200)
-            .await
-            .unwrap();
-        assert_eq!(
-            stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
-            (151..=200).collect::<Vec<_>>()
-        );
+        let stored = core.messages_after(&Actor::rest(&users[0]), &chat, 150, 200).await.unwrap();
+        assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), (151..=200).collect::<Vec<_>>());
         app.stop().await;
     }
 }
@@ -135,13 +110,7 @@ async fn concurrent_resends_of_one_temp_id_store_one_message() {
         for _ in 0..10 {
             let (core, chat, alice) = (core.clone(), chat.clone(), alice.clone());
             tasks.push(tokio::spawn(async move {
-                core.send_message(
-                    &Actor::rest(&alice),
-                    draft(&chat, "once", Some("same")),
-                    None,
-                )
-                .await
-                .unwrap()
+                core.send_message(&Actor::rest(&alice), draft(&chat, "once", Some("same")), None).await.unwrap()
             }));
         }
         let mut ids = Vec::new();
@@ -150,16 +119,10 @@ async fn concurrent_resends_of_one_temp_id_store_one_message() {
         }
         ids.dedup();
         assert_eq!(ids.len(), 1, "{backend}");
-        let stored = core
-            .messages_after(&Actor::rest(&bob), &chat, 0, 50)
-            .await
-            .unwrap();
+        let stored = core.messages_after(&Actor::rest(&bob), &chat, 0, 50).await.unwrap();
         assert_eq!(stored.len(), 1, "{backend}");
         // The same tempId from another sender is another message.
-        let other = core
-            .send_message(&Actor::rest(&bob), draft(&chat, "mine", Some("same")), None)
-            .await
-            .unwrap();
+        let other = core.send_message(&Actor::rest(&bob), draft(&chat, "mine", Some("same")), None).await.unwrap();
         assert_eq!(other.seq, 2);
         app.stop().await;
     }
@@ -217,19 +180,12 @@ async fn a_slow_consumer_is_caught_up_from_the_store_instead_of_losing_events() 
             send(&core, &alice, &chat, &format!("while full {i}")).await;
         }
         assert_eq!(rec.seqs(&chat), vec![1]);
-        assert!(
-            core.hub.stats.slow_consumer_resyncs.load(Ordering::Relaxed) >= 1,
-            "{backend}"
-        );
+        assert!(core.hub.stats.slow_consumer_resyncs.load(Ordering::Relaxed) >= 1, "{backend}");
         rec.full.store(false, Ordering::SeqCst);
         send(&core, &alice, &chat, "after").await;
         eventually("all twelve", || rec.seqs(&chat).len() >= 12).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(
-            rec.seqs(&chat),
-            (1..=12).collect::<Vec<_>>(),
-            "{backend}: in order, once each"
-        );
+        assert_eq!(rec.seqs(&chat), (1..=12).collect::<Vec<_>>(), "{backend}: in order, once each");
         core.hub.unregister(id);
         app.stop().await;
     }

@@ -6,9 +6,7 @@ use std::{path::Path, process::Command};
 
 #[test]
 fn javascript_clients_suite() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("js");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("js");
     if !dir.join("node_modules").join("socket.io-client").exists() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
@@ -18,18 +16,10 @@ fn javascript_clients_suite() {
         assert!(status.success(), "npm ci failed");
     }
     let status = Command::new("node")
-        .args([
-            "--test",
-            "--test-concurrency=4",
-            "--test-timeout=120000",
-            "--test-reporter=spec",
-        ])
+        .args(["--test", "--test-concurrency=4", "--test-timeout=120000", "--test-reporter=spec"])
         .current_dir(&dir)
         .env("SWITCHBOARD_BIN", env!("CARGO_BIN_EXE_switchboard"))
         .status()
         .expect("node is installed");
-    assert!(
-        status.success(),
-        "JavaScript client tests failed (see the output above)"
-    );
+    assert!(status.success(), "JavaScript client tests failed (see the output above)");
 }

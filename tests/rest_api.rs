@@ -10,31 +10,15 @@ async fn direct_conversations_are_reused_for_the_same_pair() {
     for backend in backends() {
         let app = spawn_app(backend, &[]).await;
         let (alice, bob) = (user("alice"), user("bob"));
-        let (status, first) = app
-            .post(
-                &alice,
-                "/api/conversations",
-                json!({ "type": "direct", "participantIds": [bob] }),
-            )
-            .await;
+        let (status, first) = app.post(&alice, "/api/conversations", json!({ "type": "direct", "participantIds": [bob] })).await;
         assert_eq!(status, 201, "{backend}: {first}");
         assert_eq!(first["success"], true);
         assert_eq!(first["data"]["type"], "direct");
-        let participants: Vec<&str> = first["data"]["participants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["userId"].as_str().unwrap())
-            .collect();
+        let participants: Vec<&str> =
+            first["data"]["participants"].as_array().unwrap().iter().map(|p| p["userId"].as_str().unwrap()).collect();
         assert!(participants.contains(&alice.as_str()) && participants.contains(&bob.as_str()));
         // The other side asking for the same pair gets the same conversation.
-        let (status, again) = app
-            .post(
-                &bob,
-                "/api/conversations",
-                json!({ "type": "direct", "participantIds": [alice] }),
-            )
-            .await;
+        let (status, again) = app.post(&bob, "/api/conversations", json!({ "type": "direct", "participantIds": [alice] })).await;
         assert_eq!(status, 200, "{backend}");
         assert_eq!(again["data"]["id"], first["data"]["id"]);
         app.stop().await;
@@ -51,12 +35,7 @@ async fn concurrent_creates_of_one_direct_pair_yield_one_conversation() {
             let (app, a, b) = (app.clone(), alice.clone(), bob.clone());
             tasks.push(tokio::spawn(async move {
                 let (me, other) = if i % 2 == 0 { (a, b) } else { (b, a) };
-                app.post(
-                    &me,
-                    "/api/conversations",
-                    json!({ "type": "direct", "participantIds": [other] }),
-                )
-                .await
+                app.post(&me, "/api/conversations", json!({ "type": "direct", "participantIds": [other] })).await
             }));
         }
         let mut ids = Vec::new();
@@ -79,26 +58,11 @@ async fn conversations_are_validated() {
         let app = spawn_app(backend, &[]).await;
         let alice = user("alice");
         for (body, code) in [
-            (
-                json!({ "type": "direct", "participantIds": [] }),
-                "VALIDATION_FAILED",
-            ),
-            (
-                json!({ "type": "direct", "participantIds": ["a", "b"] }),
-                "VALIDATION_FAILED",
-            ),
-            (
-                json!({ "type": "channel", "participantIds": [] }),
-                "VALIDATION_FAILED",
-            ),
-            (
-                json!({ "type": "group", "participantIds": [""] }),
-                "VALIDATION_FAILED",
-            ),
-            (
-                json!({ "type": "self", "participantIds": ["x"] }),
-                "VALIDATION_FAILED",
-            ),
+            (json!({ "type": "direct", "participantIds": [] }), "VALIDATION_FAILED"),
+            (json!({ "type": "direct", "participantIds": ["a", "b"] }), "VALIDATION_FAILED"),
+            (json!({ "type": "channel", "participantIds": [] }), "VALIDATION_FAILED"),
+            (json!({ "type": "group", "participantIds": [""] }), "VALIDATION_FAILED"),
+            (json!({ "type": "self", "participantIds": ["x"] }), "VALIDATION_FAILED"),
             (json!({ "participantIds": [] }), "VALIDATION_FAILED"),
             (json!("not an object"), "VALIDATION_FAILED"),
         ] {
@@ -157,16 +121,9 @@ async fn group_members_are_managed_by_owners_within_the_size_limit() {
         // A plain member may not add people.
         let (status, body) = app.post(&m1, &path, json!({ "userId": m2 })).await;
         assert_eq!(status, 403, "{backend}: {body}");
-        let (status, body) = app
-            .post(&owner, &path, json!({ "userId": m2, "role": "admin" }))
-            .await;
+        let (status, body) = app.post(&owner, &path, json!({ "userId": m2, "role": "admin" })).await;
         assert_eq!(status, 201, "{backend}: {body}");
-        let added = body["data"]["participants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["userId"] == m2.as_str())
-            .cloned();
+        let added = body["data"]["participants"].as_array().unwrap().iter().find(|p| p["userId"] == m2.as_str()).cloned();
         assert_eq!(added.unwrap()["role"], "admin");
         let (status, body) = app.post(&owner, &path, json!({ "userId": m2 })).await;
         assert_eq!(status, 409, "{backend}");
@@ -177,23 +134,13 @@ async fn group_members_are_managed_by_owners_within_the_size_limit() {
         assert_eq!(body["error"]["code"], "GROUP_FULL");
         // Creating an oversize group is refused the same way.
         let (status, body) = app
-            .post(
-                &owner,
-                "/api/conversations",
-                json!({ "type": "group", "participantIds": [m1, m2, m3] }),
-            )
+            .post(&owner, "/api/conversations", json!({ "type": "group", "participantIds": [m1, m2, m3] }))
             .await;
         assert_eq!(status, 409, "{backend}");
         assert_eq!(body["error"]["code"], "GROUP_FULL");
         // Direct conversations take no extra members.
         let direct = app.chat(&owner, "direct", &[&m1]).await;
-        let (status, _) = app
-            .post(
-                &owner,
-                &format!("/api/conversations/{direct}/members"),
-                json!({ "userId": m3 }),
-            )
-            .await;
+        let (status, _) = app.post(&owner, &format!("/api/conversations/{direct}/members"), json!({ "userId": m3 })).await;
         assert_eq!(status, 422, "{backend}");
         app.stop().await;
     }
@@ -203,22 +150,10 @@ async fn group_members_are_managed_by_owners_within_the_size_limit() {
 async fn health_reports_the_database() {
     for backend in backends() {
         let app = spawn_app(backend, &[]).await;
-        let body: serde_json::Value = reqwest::get(format!("{}/health", app.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: serde_json::Value = reqwest::get(format!("{}/health", app.url)).await.unwrap().json().await.unwrap();
         assert_eq!(body["status"], "healthy");
         assert_eq!(body["database"]["ok"], true);
-        assert_eq!(
-            body["database"]["backend"],
-            if backend == "sqlite" {
-                "sqlite"
-            } else {
-                "postgres"
-            }
-        );
+        assert_eq!(body["database"]["backend"], if backend == "sqlite" { "sqlite" } else { "postgres" });
         app.stop().await;
     }
 }

@@ -37,13 +37,8 @@ async fn fresh_database(backend: &str) -> (String, Option<tempfile::TempDir>, Op
     }
     let base = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL");
     let name = format!("sb_rs_{}", uuid::Uuid::new_v4().simple());
-    let admin = Database::connect(&base)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
+    let admin = Database::connect(&base).await.expect("connect to TEST_DATABASE_URL");
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
     let (prefix, _) = base.rsplit_once('/').expect("database url has a path");
     (format!("{prefix}/{name}"), None, Some(name))
 }
@@ -69,15 +64,7 @@ pub async fn spawn_app(backend: &str, extra: &[(&str, &str)]) -> TestApp {
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    TestApp {
-        url,
-        state,
-        http: reqwest::Client::new(),
-        stop: Some(stop),
-        task: Some(task),
-        _dir: dir,
-        pg_name,
-    }
+    TestApp { url, state, http: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: dir, pg_name }
 }
 
 impl TestApp {
@@ -85,12 +72,7 @@ impl TestApp {
         switchboard::auth::mint(SECRET, None, user, None, Duration::from_secs(3600)).expect("mint")
     }
 
-    pub async fn post(
-        &self,
-        user: &str,
-        path: &str,
-        body: serde_json::Value,
-    ) -> (u16, serde_json::Value) {
+    pub async fn post(&self, user: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let res = self
             .http
             .post(format!("{}{path}", self.url))
@@ -104,30 +86,16 @@ impl TestApp {
     }
 
     pub async fn get(&self, user: &str, path: &str) -> (u16, serde_json::Value) {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(self.token(user))
-            .send()
-            .await
-            .expect("request");
+        let res = self.http.get(format!("{}{path}", self.url)).bearer_auth(self.token(user)).send().await.expect("request");
         let status = res.status().as_u16();
         (status, res.json().await.expect("json body"))
     }
 
     /// Creates a conversation and returns its id.
     pub async fn chat(&self, owner: &str, kind: &str, others: &[&str]) -> String {
-        let (status, body) = self
-            .post(
-                owner,
-                "/api/conversations",
-                serde_json::json!({ "type": kind, "participantIds": others }),
-            )
-            .await;
-        assert!(
-            status == 201 || status == 200,
-            "create chat: {status} {body}"
-        );
+        let (status, body) =
+            self.post(owner, "/api/conversations", serde_json::json!({ "type": kind, "participantIds": others })).await;
+        assert!(status == 201 || status == 200, "create chat: {status} {body}");
         body["data"]["id"].as_str().expect("id").to_string()
     }
 
@@ -140,17 +108,12 @@ impl TestApp {
         }
         if let (Some(name), Ok(base)) = (self.pg_name.take(), std::env::var("TEST_DATABASE_URL")) {
             if let Ok(admin) = Database::connect(&base).await {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
+                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
             }
         }
     }
 }
 
 pub fn user(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }

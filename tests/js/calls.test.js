@@ -100,6 +100,33 @@ for (const backend of backends()) {
       closeAll(a1, a2, b1, b2);
     });
 
+    it('has exactly one winner when two devices answer at once, or two callers ring one callee', async () => {
+      const [alice, bob, carol] = [uid('alice'), uid('bob'), uid('carol')];
+      const ab = await createChat(srv.url, token(alice), 'direct', [bob]);
+      const cb = await createChat(srv.url, token(carol), 'direct', [bob]);
+      const a = await join(srv, alice);
+      const b1 = await join(srv, bob);
+      const b2 = await join(srv, bob);
+      const c = await join(srv, carol);
+      const { callId } = await call(a, 'call:initiate', { chatId: ab, callType: 'audio' });
+      const answers = await Promise.all([b1, b2].map((s) => ask(s, 'call:answer', { callId, answer })));
+      assert.equal(answers.filter((r) => r.success).length, 1);
+      assert.equal(answers.find((r) => !r.success).error.code, 'CONFLICT');
+      await call(a, 'call:end', { callId });
+
+      const calls = await Promise.all([
+        ask(a, 'call:initiate', { chatId: ab, callType: 'audio' }),
+        ask(c, 'call:initiate', { chatId: cb, callType: 'audio' }),
+      ]);
+      assert.equal(calls.filter((r) => r.success).length, 1, 'bob rings for one of them');
+      const lost = calls.find((r) => !r.success);
+      assert.equal(lost.error.code, 'CONFLICT');
+      assert.equal(lost.error.message, 'busy');
+      const won = calls.find((r) => r.success).data;
+      await call(won.callerId === alice ? a : c, 'call:end', { callId: won.callId });
+      closeAll(a, b1, b2, c);
+    });
+
     it('calls a user by calleeId through their direct chat', async () => {
       const [alice, bob] = [uid('alice'), uid('bob')];
       const chat = await createChat(srv.url, token(alice), 'direct', [bob]);

@@ -120,18 +120,19 @@ impl Core {
         // A reused direct conversation must still be one the caller belongs to.
         let conversation = self.conversation(actor, &model.id).await?;
         if is_new && req.kind == ConversationKind::Group {
-            for m in conversation
+            // Everyone but the creator joins as a plain member: one batch.
+            let added: Vec<String> = conversation
                 .members
                 .iter()
                 .filter(|m| m.user_id != actor.user_id)
-            {
-                let data = NotificationData::AddedToChat {
-                    chat_id: conversation.id.clone(),
-                    added_by: actor.user_id.clone(),
-                    role: m.role.clone(),
-                };
-                self.notify(std::slice::from_ref(&m.user_id), data).await;
-            }
+                .map(|m| m.user_id.clone())
+                .collect();
+            let data = NotificationData::AddedToChat {
+                chat_id: conversation.id.clone(),
+                added_by: actor.user_id.clone(),
+                role: ROLE_MEMBER.to_string(),
+            };
+            self.notify(&added, data).await;
         }
         Ok((conversation, is_new))
     }

@@ -1,6 +1,7 @@
 //! The domain core: conversations, membership, messages, receipts, reactions, typing,
-//! presence, calls and notifications, with the delivery guarantees of SPEC §5. It knows nothing of Socket.IO, HTTP or JSON field
-//! names; it stores through `store` and announces through `fanout`.
+//! presence, calls and notifications, with the delivery guarantees of SPEC §5. It knows
+//! nothing of Socket.IO, HTTP or JSON field names; it stores through `store` and announces
+//! through `fanout`.
 
 pub mod calls;
 pub mod conversations;

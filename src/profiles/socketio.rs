@@ -194,7 +194,11 @@ fn watch_idle(s: SocketRef, session: Session, app: Arc<AppState>) {
         loop {
             let idle = session.activity.idle_for();
             if idle >= max_idle {
-                tracing::info!(user = %session.identity.user_id, idle_ms = idle.as_millis() as u64, "idle socket disconnected");
+                tracing::info!(
+                    user = %session.identity.user_id,
+                    idle_ms = idle.as_millis() as u64,
+                    "idle socket disconnected"
+                );
                 app.metrics.idle_disconnect();
                 let _ = s.disconnect();
                 return;

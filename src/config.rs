@@ -81,7 +81,17 @@ pub struct RateLimits {
     pub presence_update: RateSpec,
     pub call_initiate: RateSpec,
     pub reactions: RateSpec,
+    /// Socket.IO connection attempts per client IP (`RATE_LIMIT_MAX_CONNECTIONS` per
+    /// `RATE_LIMIT_CONNECTION_WINDOW`), counted before the token is checked.
+    pub connections: RateSpec,
 }
+
+/// Connection attempts allowed per IP and window by default. The seed's 5 per minute is too
+/// tight for real clients: every tab is a connection, a server restart makes all of them
+/// reconnect at once, and a household or office behind one NAT address shares the bucket.
+/// 60 per minute (a burst of 60, then one a second) still stops a reconnect loop or a
+/// scripted flood from one address.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 60;
 
 /// Where a development secret is in use, the server says so loudly at start.
 pub const DEV_JWT_SECRET: &str = "switchboard-dev-secret-change-me";
@@ -117,7 +127,16 @@ pub struct Config {
     pub max_group_size: usize,
     pub media_max_size: u64,
     pub presence_timeout: Duration,
+    /// `MAX_IDLE_TIME`: a socket that sends no event for this long is disconnected; zero
+    /// turns the idle timeout off.
     pub max_idle_time: Duration,
+    /// `CALL_RING_TIMEOUT`: an unanswered call becomes missed after this long. Also how long
+    /// a participant of an active call may stay without any connection before the server ends
+    /// the call for them.
+    pub call_ring_timeout: Duration,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` / `X-Real-IP` name the client IP
+    /// (a reverse proxy such as nginx). Any other peer is the client itself.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long a typing indicator lives without renewal.
     pub typing_timeout: Duration,
     pub default_profile: Profile,
@@ -168,6 +187,11 @@ impl Source {
     /// Durations given in milliseconds, as the seeds do (`SOCKETIO_PING_TIMEOUT=60000`).
     fn millis(&self, names: &[&str], default_ms: u64) -> Result<Duration, ConfigError> {
         self.parse::<u64>(names, default_ms).map(Duration::from_millis)
+    }
+
+    /// As [`Source::millis`], refusing zero.
+    fn positive_millis(&self, names: &[&str], default_ms: u64) -> Result<Duration, ConfigError> {
+        self.positive::<u64>(names, default_ms).map(Duration::from_millis)
     }
 
     fn positive<T>(&self, names: &[&str], default: T) -> Result<T, ConfigError>
@@ -269,6 +293,26 @@ impl Config {
             presence_update: src.parse(&["RATE_LIMIT_PRESENCE_UPDATE"], RateSpec::new(20, 60))?,
             call_initiate: src.parse(&["RATE_LIMIT_CALL_INITIATE"], RateSpec::new(5, 60))?,
             reactions: src.parse(&["RATE_LIMIT_REACTIONS"], RateSpec::new(50, 60))?,
+            connections: RateSpec {
+                count: src.positive(&["RATE_LIMIT_MAX_CONNECTIONS"], DEFAULT_MAX_CONNECTIONS)?,
+                window: src.positive_millis(&["RATE_LIMIT_CONNECTION_WINDOW"], 60_000)?,
+            },
+        };
+
+        let trusted_proxies = match src.raw(&["TRUSTED_PROXIES"]) {
+            None => Vec::new(),
+            Some((name, value)) => value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|ip| {
+                    ip.parse::<std::net::IpAddr>().map_err(|e| ConfigError {
+                        name: name.clone(),
+                        value: value.clone(),
+                        reason: format!("`{ip}`: {e}"),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         };
 
         Ok(Config {
@@ -292,6 +336,8 @@ impl Config {
             media_max_size: src.positive(&["MEDIA_MAX_SIZE"], 10_485_760u64)?,
             presence_timeout: Duration::from_secs(src.parse(&["PRESENCE_TIMEOUT_SECONDS"], 300u64)?),
             max_idle_time: src.millis(&["MAX_IDLE_TIME"], 1_800_000)?,
+            call_ring_timeout: src.positive_millis(&["CALL_RING_TIMEOUT"], 30_000)?,
+            trusted_proxies,
             typing_timeout: src.millis(&["TYPING_TIMEOUT"], 5_000)?,
             default_profile: src.parse(&["DEFAULT_PROFILE"], Profile::Sup)?,
             rate_limits,
@@ -351,5 +397,51 @@ mod tests {
         assert_eq!(err.name, "RATE_LIMIT_TYPING");
         let err = Config::from_vars(vars(&[("MAX_GROUP_SIZE", "0")])).expect_err("must fail");
         assert_eq!(err.name, "MAX_GROUP_SIZE");
+    }
+
+    #[test]
+    fn calls_and_connections_have_seed_defaults() {
+        let c = Config::from_vars(vec![]).expect("defaults load");
+        assert_eq!(c.call_ring_timeout, Duration::from_millis(30_000));
+        assert_eq!(c.max_idle_time, Duration::from_millis(1_800_000));
+        assert_eq!(c.rate_limits.connections, RateSpec::new(DEFAULT_MAX_CONNECTIONS, 60));
+        assert_eq!(c.rate_limits.call_initiate, RateSpec::new(5, 60));
+        assert_eq!(c.rate_limits.reactions, RateSpec::new(50, 60));
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn calls_and_connections_are_configurable() {
+        let c = Config::from_vars(vars(&[
+            ("CALL_RING_TIMEOUT", "500"),
+            ("MAX_IDLE_TIME", "0"),
+            ("RATE_LIMIT_MAX_CONNECTIONS", "3"),
+            ("RATE_LIMIT_CONNECTION_WINDOW", "10000"),
+            ("RATE_LIMIT_CALL_INITIATE", "2/1m"),
+            ("TRUSTED_PROXIES", "127.0.0.1, ::1"),
+        ]))
+        .expect("settings load");
+        assert_eq!(c.call_ring_timeout, Duration::from_millis(500));
+        assert!(c.max_idle_time.is_zero(), "zero turns the idle timeout off");
+        assert_eq!(c.rate_limits.connections.count, 3);
+        assert_eq!(c.rate_limits.connections.window, Duration::from_millis(10_000));
+        assert_eq!(c.rate_limits.call_initiate, RateSpec::new(2, 60));
+        assert_eq!(c.trusted_proxies, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap(), "::1".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bad_call_and_connection_settings_name_the_setting() {
+        for (name, value) in [
+            ("CALL_RING_TIMEOUT", "0"),
+            ("CALL_RING_TIMEOUT", "soon"),
+            ("MAX_IDLE_TIME", "-1"),
+            ("RATE_LIMIT_MAX_CONNECTIONS", "0"),
+            ("RATE_LIMIT_CONNECTION_WINDOW", "0"),
+            ("RATE_LIMIT_CONNECTION_WINDOW", "1m"),
+            ("TRUSTED_PROXIES", "127.0.0.1,nginx"),
+        ] {
+            let err = Config::from_vars(vars(&[(name, value)])).expect_err(name);
+            assert_eq!(err.name, name, "{name}={value}");
+        }
     }
 }

@@ -344,6 +344,15 @@ impl Hub {
         !self.user_in_room(chat, &entry.user, id)
     }
 
+    /// Takes every connection of `user` out of the chat's room: they stopped being a member,
+    /// so room events (typing) must stop reaching them.
+    pub fn remove_user_from_chat(&self, user: &str, chat: &str) {
+        let ids: Vec<ConnId> = self.users.get(user).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        for id in ids {
+            self.leave_chat(id, chat);
+        }
+    }
+
     pub fn watch(&self, id: ConnId, users: &[UserId]) {
         if let Some(entry) = self.conns.get(&id) {
             let mut watching = lock(&entry.watching);
@@ -397,6 +406,11 @@ impl Hub {
     pub fn deliver_local(self: &Arc<Self>, audience: &Audience, event: &Event, origin: Option<ConnId>) {
         if self.is_frozen() {
             return;
+        }
+        // A member who left stops hearing the chat's room on every instance, not only on the
+        // one that removed them: each instance applies it when the event passes through.
+        if let Event::MemberLeft(left) = event {
+            self.remove_user_from_chat(&left.user_id, &left.chat_id);
         }
         for id in self.targets(audience) {
             let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else {

@@ -60,6 +60,7 @@ fn draft(chat: &str, text: &str, temp_id: Option<&str>) -> Draft {
         reply_to_id: None,
         metadata: None,
         temp_id: temp_id.map(str::to_string),
+        mentions: Vec::new(),
     }
 }
 

@@ -3,7 +3,11 @@
 //! and conversation/message ids are UUIDv7 text so that both SQLite and PostgreSQL store them
 //! the same way.
 
+pub mod call;
+pub mod call_participant;
 pub mod conversation;
 pub mod member;
 pub mod message;
+pub mod notification;
+pub mod reaction;
 pub mod user;

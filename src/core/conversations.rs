@@ -2,18 +2,31 @@
 
 use std::collections::BTreeSet;
 
+use chrono::Utc;
+
 use super::{
     check_id,
-    model::{Actor, Conversation, ConversationKind, Member},
+    model::{
+        Actor, Audience, ChatField, ChatUpdated, Conversation, ConversationKind, Event, Member, MemberJoined,
+        MemberLeft, NotificationData,
+    },
     Core,
 };
 use crate::{
     error::{AppError, AppResult},
     store::{
         self,
-        conversations::{Created, NewConversation},
+        conversations::{Created, DetailsUpdate, NewConversation},
     },
 };
+
+/// New details for a conversation; `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct DetailsChange {
+    pub name: Option<Option<String>>,
+    pub description: Option<Option<String>>,
+    pub avatar: Option<Option<String>>,
+}
 
 #[derive(Debug, Clone)]
 pub struct ConversationRequest {
@@ -47,13 +60,7 @@ impl Core {
                 others.insert(id.clone());
             }
         }
-        for (field, value, max) in
-            [("name", &req.name, 100), ("description", &req.description, 1000), ("avatar", &req.avatar, 2048)]
-        {
-            if value.as_ref().is_some_and(|v| v.chars().count() > max) {
-                return Err(AppError::validation(format!("{field} is longer than {max} characters")));
-            }
-        }
+        check_details(&req.name, &req.description, &req.avatar)?;
         let direct_key = match req.kind {
             ConversationKind::Direct => {
                 if others.len() != 1 {
@@ -104,6 +111,17 @@ impl Core {
         };
         // A reused direct conversation must still be one the caller belongs to.
         let conversation = self.conversation(actor, &model.id).await?;
+        if is_new && req.kind == ConversationKind::Group {
+            // Everyone but the creator joins as a plain member: one batch.
+            let added: Vec<String> =
+                conversation.members.iter().filter(|m| m.user_id != actor.user_id).map(|m| m.user_id.clone()).collect();
+            let data = NotificationData::AddedToChat {
+                chat_id: conversation.id.clone(),
+                added_by: actor.user_id.clone(),
+                role: ROLE_MEMBER.to_string(),
+            };
+            self.notify(&added, data).await;
+        }
         Ok((conversation, is_new))
     }
 
@@ -174,7 +192,154 @@ impl Core {
             return Err(AppError::GroupFull(format!("a group holds at most {} members", self.config.max_group_size)));
         }
         store::users::ensure(&self.db, &[user_id.to_string()]).await?;
-        store::conversations::add_member(&self.db, chat, user_id, role).await?;
-        self.conversation(actor, chat).await
+        if !store::conversations::add_member(&self.db, chat, user_id, role).await? {
+            return Err(AppError::Conflict("user is already a member".into()));
+        }
+        let conversation = self.conversation(actor, chat).await?;
+        self.publish_to_members(
+            &conversation,
+            None,
+            Event::MemberJoined(MemberJoined {
+                chat_id: chat.to_string(),
+                user_id: user_id.to_string(),
+                role: role.to_string(),
+                added_by: actor.user_id.clone(),
+            }),
+            actor,
+        );
+        self.announce_update(&conversation, vec![ChatField::Members], actor);
+        self.notify(
+            &[user_id.to_string()],
+            NotificationData::AddedToChat {
+                chat_id: chat.to_string(),
+                added_by: actor.user_id.clone(),
+                role: role.to_string(),
+            },
+        )
+        .await;
+        Ok(conversation)
     }
+
+    /// Removes a member from a group, or lets a member leave (`user_id` is the caller).
+    /// Owners remove anyone, admins remove plain members, everyone may leave. When the owner
+    /// leaves, the longest-standing admin (else member) becomes owner.
+    pub async fn remove_member(&self, actor: &Actor, chat: &str, user_id: &str) -> AppResult<Conversation> {
+        check_id("userId", user_id)?;
+        let me = self.require_member(chat, &actor.user_id).await?;
+        let before = self.conversation(actor, chat).await?;
+        if before.kind != ConversationKind::Group.as_str() {
+            return Err(AppError::validation("members can only be removed from group conversations"));
+        }
+        let target = before
+            .members
+            .iter()
+            .find(|m| m.user_id == user_id)
+            .ok_or_else(|| AppError::NotFound("user is not a member".into()))?;
+        let leaving = user_id == actor.user_id;
+        let allowed = leaving || me.role == ROLE_OWNER || (me.role == ROLE_ADMIN && target.role == ROLE_MEMBER);
+        if !allowed {
+            return Err(AppError::Forbidden("only owners, and admins for plain members, may remove members".into()));
+        }
+        // Members are ordered by when they joined, so the first match is the longest-standing.
+        let heir = (target.role == ROLE_OWNER)
+            .then(|| {
+                let others = || before.members.iter().filter(|m| m.user_id != user_id);
+                others().find(|m| m.role == ROLE_ADMIN).or_else(|| others().next()).map(|m| m.user_id.clone())
+            })
+            .flatten();
+        if !store::conversations::remove_member(&self.db, chat, user_id, heir.as_deref()).await? {
+            return Err(AppError::NotFound("user is not a member".into()));
+        }
+        // The hub takes the user out of the chat's room on every instance when MemberLeft
+        // passes through it; the shared room entry of this instance goes now, the others'
+        // expire when their instances stop renewing them.
+        if let Err(e) = self.shared.leave_room(chat, user_id).await {
+            tracing::warn!(cause = %e, "could not leave shared room");
+        }
+        let left = Event::MemberLeft(MemberLeft {
+            chat_id: chat.to_string(),
+            user_id: user_id.to_string(),
+            removed_by: actor.user_id.clone(),
+        });
+        let mut changed = vec![ChatField::Members];
+        if heir.is_some() {
+            changed.push(ChatField::Owner);
+        }
+        // The caller may no longer be a member: read as the system, not as them.
+        let after = match before.members.iter().find(|m| m.user_id != user_id) {
+            Some(remaining) => self.conversation(&Actor::rest(remaining.user_id.clone()), chat).await?,
+            None => Conversation { members: Vec::new(), ..before.clone() },
+        };
+        // The removed user hears it too, so their devices can drop the chat.
+        self.publish_to_members(&after, Some(user_id), left, actor);
+        self.announce_update(&after, changed, actor);
+        Ok(after)
+    }
+
+    /// Changes a group's name, description or avatar (owners and admins).
+    pub async fn update_details(&self, actor: &Actor, chat: &str, change: DetailsChange) -> AppResult<Conversation> {
+        let me = self.require_member(chat, &actor.user_id).await?;
+        let flat = |v: &Option<Option<String>>| v.clone().flatten();
+        check_details(&flat(&change.name), &flat(&change.description), &flat(&change.avatar))?;
+        let before = self.conversation(actor, chat).await?;
+        if before.kind != ConversationKind::Group.as_str() {
+            return Err(AppError::validation("only group conversations have editable details"));
+        }
+        if me.role != ROLE_OWNER && me.role != ROLE_ADMIN {
+            return Err(AppError::Forbidden("only owners and admins may change a group".into()));
+        }
+        let mut changed = Vec::new();
+        for (field, value, old) in [
+            (ChatField::Name, &change.name, &before.name),
+            (ChatField::Description, &change.description, &before.description),
+            (ChatField::Avatar, &change.avatar, &before.avatar),
+        ] {
+            if value.as_ref().is_some_and(|v| v != old) {
+                changed.push(field);
+            }
+        }
+        if changed.is_empty() {
+            return Ok(before);
+        }
+        store::conversations::update_details(
+            &self.db,
+            chat,
+            DetailsUpdate { name: change.name, description: change.description, avatar: change.avatar },
+        )
+        .await?;
+        let after = self.conversation(actor, chat).await?;
+        self.announce_update(&after, changed, actor);
+        Ok(after)
+    }
+
+    /// Publishes to every member's devices (plus `also`, e.g. a member who just left).
+    fn publish_to_members(&self, conversation: &Conversation, also: Option<&str>, event: Event, actor: &Actor) {
+        let mut users: Vec<String> = conversation.members.iter().map(|m| m.user_id.clone()).collect();
+        users.extend(also.map(str::to_string));
+        self.hub.publish(&Audience::Users(users), event, actor.conn);
+    }
+
+    fn announce_update(&self, conversation: &Conversation, changed: Vec<ChatField>, actor: &Actor) {
+        let update = ChatUpdated {
+            chat_id: conversation.id.clone(),
+            changed,
+            name: conversation.name.clone(),
+            description: conversation.description.clone(),
+            avatar: conversation.avatar.clone(),
+            member_count: conversation.members.len(),
+            owner_id: conversation.members.iter().find(|m| m.role == ROLE_OWNER).map(|m| m.user_id.clone()),
+            updated_by: actor.user_id.clone(),
+            updated_at: Utc::now(),
+        };
+        self.publish_to_members(conversation, None, Event::ChatUpdated(update), actor);
+    }
+}
+
+fn check_details(name: &Option<String>, description: &Option<String>, avatar: &Option<String>) -> AppResult<()> {
+    for (field, value, max) in [("name", name, 100), ("description", description, 1000), ("avatar", avatar, 2048)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(AppError::validation(format!("{field} is longer than {max} characters")));
+        }
+    }
+    Ok(())
 }

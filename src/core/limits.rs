@@ -1,8 +1,9 @@
-//! Per-user, per-event rate limits (governor's GCRA). Each bucket is shared by the
-//! equivalent event of every profile: Spark's `send_message` and SUP's `message:new` draw on
-//! the same one. Keyed state is pruned periodically so it stays bounded by active users.
+//! Per-user, per-event rate limits (governor's GCRA), and connection attempts per client IP.
+//! Each event bucket is shared by the equivalent event of every profile: Spark's
+//! `send_message` and SUP's `message:new` draw on the same one. Keyed state is pruned
+//! periodically so it stays bounded by the users and addresses active in a window.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{clock::Clock, clock::DefaultClock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -46,9 +47,10 @@ pub struct Limiters {
     presence_update: DefaultKeyedRateLimiter<String>,
     call_initiate: DefaultKeyedRateLimiter<String>,
     reactions: DefaultKeyedRateLimiter<String>,
+    connections: DefaultKeyedRateLimiter<IpAddr>,
 }
 
-fn keyed(spec: RateSpec) -> DefaultKeyedRateLimiter<String> {
+fn keyed<K: std::hash::Hash + Eq + Clone>(spec: RateSpec) -> DefaultKeyedRateLimiter<K> {
     let burst = NonZeroU32::new(spec.count).unwrap_or(NonZeroU32::MIN);
     // `count` events per `window`, all of them allowed at once: the seed's fixed-window table
     // read as a token bucket that refills one token every window/count.
@@ -68,7 +70,13 @@ impl Limiters {
             presence_update: keyed(limits.presence_update),
             call_initiate: keyed(limits.call_initiate),
             reactions: keyed(limits.reactions),
+            connections: keyed(limits.connections),
         })
+    }
+
+    /// Takes one connection attempt for `ip`, or says how long until the next is allowed.
+    pub fn check_connection(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.connections.check_key(&ip).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     fn limiter(&self, limit: Limit) -> &DefaultKeyedRateLimiter<String> {
@@ -107,6 +115,8 @@ impl Limiters {
             l.retain_recent();
             l.shrink_to_fit();
         }
+        self.connections.retain_recent();
+        self.connections.shrink_to_fit();
     }
 
     pub fn spawn_pruner(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{
     check_id,
     limits::Limit,
-    model::{Actor, Message},
+    model::{Actor, Message, NotificationData},
     writer::{Outcome, Pending, SendTicket},
     Core, MAX_PAGE,
 };
@@ -29,6 +29,9 @@ pub struct Draft {
     pub reply_to_id: Option<String>,
     pub metadata: Option<Value>,
     pub temp_id: Option<String>,
+    /// Users the message mentions (the profile finds them in its own payload); members among
+    /// them other than the sender get a notification.
+    pub mentions: Vec<String>,
 }
 
 impl Core {
@@ -66,6 +69,11 @@ impl Core {
             }
         }
 
+        let mentioned: Vec<String> = members
+            .iter()
+            .map(|m| m.user_id.clone())
+            .filter(|u| *u != actor.user_id && draft.mentions.contains(u))
+            .collect();
         let pending = Pending {
             new: NewMessage {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -85,7 +93,19 @@ impl Core {
             ticket.wait_turn().await;
         }
         match self.writer.append(pending, ticket).await? {
-            Outcome::Stored(msg) | Outcome::Duplicate(msg) => Ok(msg),
+            Outcome::Stored(msg) => {
+                if !mentioned.is_empty() {
+                    let data = NotificationData::Mention {
+                        chat_id: msg.chat_id.clone(),
+                        message_id: msg.id.clone(),
+                        sender_id: msg.sender_id.clone(),
+                    };
+                    self.notify(&mentioned, data).await;
+                }
+                Ok(msg)
+            }
+            // The original send already notified.
+            Outcome::Duplicate(msg) => Ok(msg),
         }
     }
 
@@ -99,7 +119,7 @@ impl Core {
     ) -> AppResult<Vec<Message>> {
         self.require_member(chat, &actor.user_id).await?;
         let rows = store::messages::after(&self.db, chat, after_seq.max(0), limit.clamp(1, MAX_PAGE)).await?;
-        Ok(rows.into_iter().map(Message::from).collect())
+        self.with_reactions(rows.into_iter().map(Message::from).collect()).await
     }
 }
 

@@ -1,19 +1,23 @@
-//! The domain core: conversations, membership, messages, receipts, typing and presence, with
-//! the delivery guarantees of SPEC §5. It knows nothing of Socket.IO, HTTP or JSON field
-//! names; it stores through `store` and announces through `fanout`.
+//! The domain core: conversations, membership, messages, receipts, reactions, typing,
+//! presence, calls and notifications, with the delivery guarantees of SPEC §5. It knows
+//! nothing of Socket.IO, HTTP or JSON field names; it stores through `store` and announces
+//! through `fanout`.
 
+pub mod calls;
 pub mod conversations;
 pub mod delivery;
 pub mod limits;
 pub mod messages;
 pub mod model;
+pub mod notifications;
 pub mod presence;
+pub mod reactions;
 pub mod receipts;
 pub mod rooms;
 pub mod typing;
 mod writer;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::task::JoinHandle;
 
@@ -38,6 +42,9 @@ pub struct Core {
     /// Presence, chat rooms and typing: in-process, or in Redis across instances.
     pub(crate) shared: Arc<dyn SharedState>,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The `Arc` this core lives in, for timers that outlive the call that set them (ring
+    /// timeouts, the grace period of a participant who went offline).
+    me: Weak<Core>,
 }
 
 impl Core {
@@ -62,7 +69,8 @@ impl Core {
         );
         let renewer = spawn_renewer(hub.clone(), shared.clone());
         let background = vec![writer_task, ledger.spawn_flusher(), limits.spawn_pruner(), renewer];
-        Arc::new(Self {
+        let core = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             db,
             config,
             hub,
@@ -71,7 +79,9 @@ impl Core {
             writer,
             shared,
             background: std::sync::Mutex::new(background),
-        })
+        });
+        core.resume_calls();
+        core
     }
 
     /// Graceful stop, step one: wait until every queued message is durable and published.

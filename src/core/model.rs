@@ -88,7 +88,14 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted: bool,
+    /// Reactions by emoji, when the read loaded them (history reads do; a freshly sent or
+    /// pushed message does not, since it has none or is about to be fetched again).
+    #[serde(default)]
+    pub reactions: Option<ReactionSummary>,
 }
+
+/// Who reacted with what: emoji → user ids, in the order they reacted.
+pub type ReactionSummary = std::collections::BTreeMap<String, Vec<UserId>>;
 
 impl From<entity::message::Model> for Message {
     fn from(m: entity::message::Model) -> Self {
@@ -105,6 +112,7 @@ impl From<entity::message::Model> for Message {
             created_at: m.created_at,
             edited_at: m.edited_at,
             deleted: m.deleted_at.is_some(),
+            reactions: None,
         }
     }
 }
@@ -170,6 +178,256 @@ pub struct Typing {
     pub typing: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallKind {
+    Audio,
+    Video,
+}
+
+impl CallKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Audio => "audio",
+            CallKind::Video => "video",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "audio" => Some(CallKind::Audio),
+            "video" => Some(CallKind::Video),
+            _ => None,
+        }
+    }
+}
+
+/// The call state machine: `Ringing` → `Active` → `Ended`; a ringing call can also end as
+/// `Rejected` (every callee declined) or `Missed` (nobody answered in time, or the caller
+/// gave up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallStatus {
+    Ringing,
+    Active,
+    Ended,
+    Rejected,
+    Missed,
+}
+
+impl CallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Ringing => "ringing",
+            CallStatus::Active => "active",
+            CallStatus::Ended => "ended",
+            CallStatus::Rejected => "rejected",
+            CallStatus::Missed => "missed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ringing" => Some(CallStatus::Ringing),
+            "active" => Some(CallStatus::Active),
+            "ended" => Some(CallStatus::Ended),
+            "rejected" => Some(CallStatus::Rejected),
+            "missed" => Some(CallStatus::Missed),
+            _ => None,
+        }
+    }
+
+    pub fn is_live(self) -> bool {
+        matches!(self, CallStatus::Ringing | CallStatus::Active)
+    }
+}
+
+/// Why a call (or its ringing on some devices) stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallEndReason {
+    /// A participant of an active call hung up.
+    Hangup,
+    /// The caller gave up before anyone answered.
+    Cancelled,
+    /// Nobody answered within the ring timeout.
+    Missed,
+    /// Every callee declined.
+    Rejected,
+    /// Another device of this user, or another member of a group, answered.
+    AnsweredElsewhere,
+    /// Another device of this user declined.
+    RejectedElsewhere,
+    /// A participant had no connection left for longer than the grace period.
+    Disconnected,
+}
+
+impl CallEndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallEndReason::Hangup => "hangup",
+            CallEndReason::Cancelled => "cancelled",
+            CallEndReason::Missed => "missed",
+            CallEndReason::Rejected => "rejected",
+            CallEndReason::AnsweredElsewhere => "answered_elsewhere",
+            CallEndReason::RejectedElsewhere => "rejected_elsewhere",
+            CallEndReason::Disconnected => "disconnected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            CallEndReason::Hangup,
+            CallEndReason::Cancelled,
+            CallEndReason::Missed,
+            CallEndReason::Rejected,
+            CallEndReason::AnsweredElsewhere,
+            CallEndReason::RejectedElsewhere,
+            CallEndReason::Disconnected,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Call {
+    pub id: String,
+    pub chat_id: ChatId,
+    pub caller_id: UserId,
+    /// Everyone who was rung.
+    pub callee_ids: Vec<UserId>,
+    pub kind: CallKind,
+    pub status: CallStatus,
+    pub answered_by: Option<UserId>,
+    pub ended_by: Option<UserId>,
+    pub end_reason: Option<CallEndReason>,
+    pub started_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+}
+
+/// Call signaling. Offers, answers and ICE candidates are opaque to the server (WebRTC SDP
+/// and candidates as the clients produce them) and relayed untouched.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum CallSignal {
+    /// To every device of the callees.
+    Incoming {
+        call: Call,
+        caller_name: Option<String>,
+        offer: Option<Value>,
+    },
+    /// To the caller: `user_id` picked up.
+    Answered {
+        call_id: String,
+        chat_id: ChatId,
+        user_id: UserId,
+        answer: Option<Value>,
+    },
+    /// To the caller: `user_id` declined; `status` says whether the call is over.
+    Rejected {
+        call_id: String,
+        chat_id: ChatId,
+        user_id: UserId,
+        reason: Option<String>,
+        status: CallStatus,
+    },
+    /// The call is over for the receiver (or stopped ringing on this device).
+    Ended {
+        call_id: String,
+        chat_id: ChatId,
+        reason: CallEndReason,
+        ended_by: Option<UserId>,
+        answered_by: Option<UserId>,
+        duration_ms: Option<i64>,
+    },
+    IceCandidate {
+        call_id: String,
+        chat_id: ChatId,
+        user_id: UserId,
+        candidate: Value,
+    },
+}
+
+/// A reaction added (`added`) or removed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reaction {
+    pub message_id: String,
+    pub chat_id: ChatId,
+    pub user_id: UserId,
+    pub emoji: String,
+    pub at: DateTime<Utc>,
+    pub added: bool,
+}
+
+/// What a notification is about. Stored as JSON (serde's shape of this enum is the storage
+/// format; profiles choose the wire shape).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NotificationData {
+    Mention { chat_id: ChatId, message_id: String, sender_id: UserId },
+    MissedCall { call_id: String, chat_id: ChatId, caller_id: UserId, call_kind: CallKind },
+    AddedToChat { chat_id: ChatId, added_by: UserId, role: String },
+}
+
+impl NotificationData {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NotificationData::Mention { .. } => "mention",
+            NotificationData::MissedCall { .. } => "missed_call",
+            NotificationData::AddedToChat { .. } => "added_to_chat",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: String,
+    pub user_id: UserId,
+    pub data: NotificationData,
+    pub read: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberJoined {
+    pub chat_id: ChatId,
+    pub user_id: UserId,
+    pub role: String,
+    pub added_by: UserId,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberLeft {
+    pub chat_id: ChatId,
+    pub user_id: UserId,
+    /// Who removed them; themselves when they left.
+    pub removed_by: UserId,
+}
+
+/// Which details of a chat a [`ChatUpdated`] changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatField {
+    Name,
+    Description,
+    Avatar,
+    Members,
+    Owner,
+}
+
+/// A chat's details after a change, with the list of what changed (a field can change to
+/// nothing, which an `Option` alone could not tell apart from "unchanged").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChatUpdated {
+    pub chat_id: ChatId,
+    pub changed: Vec<ChatField>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub avatar: Option<String>,
+    pub member_count: usize,
+    pub owner_id: Option<UserId>,
+    pub updated_by: UserId,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// What the core tells connected clients about. Profiles encode each variant in their own
 /// event names and shapes, or ignore it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -178,6 +436,12 @@ pub enum Event {
     Receipt(Receipt),
     Typing(Typing),
     Presence(Presence),
+    Call(CallSignal),
+    Reaction(Reaction),
+    Notification(Notification),
+    MemberJoined(MemberJoined),
+    MemberLeft(MemberLeft),
+    ChatUpdated(ChatUpdated),
 }
 
 /// Who receives an event. These are the rooms `user:{id}` and `chat:{id}` of the spec, plus

@@ -89,6 +89,7 @@ impl Core {
         if !offline {
             return;
         }
+        self.call_participant_offline(&departure.user);
         let now = Utc::now();
         let p = Presence {
             user_id: departure.user.clone(),

@@ -1,5 +1,6 @@
-//! `POST /api/conversations`, `GET /api/conversations/{id}`,
-//! `POST /api/conversations/{id}/members`, in Spark's shapes.
+//! `POST /api/conversations`, `GET /api/conversations/{id}`, `PATCH /api/conversations/{id}`,
+//! `POST /api/conversations/{id}/members`, `DELETE /api/conversations/{id}/members/{userId}`,
+//! in Spark's shapes.
 
 use std::sync::Arc;
 
@@ -7,17 +8,17 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::IntoResponse,
-    routing::{get, post},
+    routing::{delete, get, post},
     Router,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use super::{ok, Authenticated, JsonBody};
 use crate::{
     app::AppState,
     core::{
-        conversations::ConversationRequest,
+        conversations::{ConversationRequest, DetailsChange},
         model::{Conversation, ConversationKind},
     },
     error::{AppError, AppResult},
@@ -27,8 +28,29 @@ use crate::{
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/conversations", post(create))
-        .route("/api/conversations/{id}", get(show))
+        .route("/api/conversations/{id}", get(show).patch(update))
         .route("/api/conversations/{id}/members", post(add_member))
+        .route("/api/conversations/{id}/members/{user_id}", delete(remove_member))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateBody {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    avatar: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (clear it: `Some(None)`) from one not sent (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -115,4 +137,26 @@ async fn add_member(
 ) -> AppResult<impl IntoResponse> {
     let conversation = app.core.add_member(&actor, &id, &body.user_id, body.role.as_deref()).await?;
     Ok((StatusCode::CREATED, ok(conversation_json(&conversation))))
+}
+
+/// `PATCH /api/conversations/{id}`: name, description, avatar of a group (owners, admins).
+async fn update(
+    State(app): State<Arc<AppState>>,
+    Authenticated(actor): Authenticated,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> AppResult<impl IntoResponse> {
+    let change = DetailsChange { name: body.name, description: body.description, avatar: body.avatar };
+    let conversation = app.core.update_details(&actor, &id, change).await?;
+    Ok(ok(conversation_json(&conversation)))
+}
+
+/// `DELETE /api/conversations/{id}/members/{userId}`: remove a member, or leave (own id).
+async fn remove_member(
+    State(app): State<Arc<AppState>>,
+    Authenticated(actor): Authenticated,
+    Path((id, user_id)): Path<(String, String)>,
+) -> AppResult<impl IntoResponse> {
+    let conversation = app.core.remove_member(&actor, &id, &user_id).await?;
+    Ok(ok(conversation_json(&conversation)))
 }

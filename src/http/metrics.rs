@@ -1,10 +1,14 @@
 //! Operational metrics, rendered as Prometheus text at `/metrics`: connections (active,
-//! total, peak), events and errors by name, and event handling latency. One registry per
-//! server instance, so tests can run many servers in one process.
+//! total, peak, refused, idle disconnects), events and errors by name, and event handling
+//! latency. The same counts, summed by event and by error code, feed `/health`. One registry
+//! per server instance, so tests can run many servers in one process.
 
-use std::sync::{
-    atomic::{AtomicI64, Ordering},
-    Arc,
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicI64, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use prometheus_client::{
@@ -24,6 +28,50 @@ pub struct ErrorLabels {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Why a connection was refused, as counted.
+#[derive(Clone, Copy, Debug)]
+pub enum Refusal {
+    RateLimited,
+    Unauthorized,
+    ServerError,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::RateLimited => "rate_limited",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::ServerError => "server_error",
+        }
+    }
+}
+
+/// Totals for `/health`. Prometheus families cannot be read back, so they are kept beside
+/// them; the label sets are bounded (event names the server knows, error codes).
+#[derive(Default)]
+struct Tallies {
+    events: BTreeMap<String, u64>,
+    errors: BTreeMap<&'static str, u64>,
+    refused: BTreeMap<&'static str, u64>,
+}
+
+/// What `/health` reports about traffic.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCounts {
+    pub events_total: u64,
+    pub events_by_name: BTreeMap<String, u64>,
+    pub errors_total: u64,
+    pub errors_by_code: BTreeMap<&'static str, u64>,
+    pub refused_by_reason: BTreeMap<&'static str, u64>,
+    pub idle_disconnects: u64,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connections_active: Gauge,
@@ -34,6 +82,10 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub latency: Family<EventLabels, Histogram>,
     pub slow_consumer_resyncs: Gauge,
+    pub connections_refused: Family<ReasonLabels, Counter>,
+    pub idle_disconnects: Counter,
+    idle_count: AtomicU64,
+    tallies: Mutex<Tallies>,
 }
 
 impl Metrics {
@@ -60,8 +112,20 @@ impl Metrics {
             "Connections switched to catch-up because their buffer was full",
             slow_consumer_resyncs.clone(),
         );
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register("connections_refused", "Connection attempts refused, by reason", connections_refused.clone());
+        let idle_disconnects = Counter::default();
+        registry.register(
+            "idle_disconnects",
+            "Sockets disconnected after MAX_IDLE_TIME without a client event",
+            idle_disconnects.clone(),
+        );
         Arc::new(Self {
             registry,
+            connections_refused,
+            idle_disconnects,
+            idle_count: AtomicU64::new(0),
+            tallies: Mutex::new(Tallies::default()),
             connections_active,
             connections_total,
             connections_peak,
@@ -95,6 +159,38 @@ impl Metrics {
         if let Some(code) = error_code {
             self.errors.get_or_create(&ErrorLabels { event: event.to_string(), code: code.to_string() }).inc();
         }
+        let mut t = self.tallies();
+        *t.events.entry(event.to_string()).or_default() += 1;
+        if let Some(code) = error_code {
+            *t.errors.entry(static_code(code)).or_default() += 1;
+        }
+    }
+
+    pub fn connection_refused(&self, why: Refusal) {
+        self.connections_refused.get_or_create(&ReasonLabels { reason: why.as_str().to_string() }).inc();
+        *self.tallies().refused.entry(why.as_str()).or_default() += 1;
+    }
+
+    pub fn idle_disconnect(&self) {
+        self.idle_disconnects.inc();
+        self.idle_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn health_counts(&self) -> HealthCounts {
+        let t = self.tallies();
+        HealthCounts {
+            events_total: t.events.values().sum(),
+            events_by_name: t.events.clone(),
+            errors_total: t.errors.values().sum(),
+            errors_by_code: t.errors.clone(),
+            refused_by_reason: t.refused.clone(),
+            idle_disconnects: self.idle_count.load(Ordering::Relaxed),
+        }
+    }
+
+    fn tallies(&self) -> std::sync::MutexGuard<'_, Tallies> {
+        // Plain counters: a panic elsewhere mid-update leaves them usable.
+        self.tallies.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn render(&self) -> String {
@@ -104,4 +200,25 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Error codes are a closed set (SPEC §6); anything else is counted as internal.
+fn static_code(code: &str) -> &'static str {
+    const CODES: [&str; 14] = [
+        "UNAUTHORIZED",
+        "FORBIDDEN",
+        "NOT_FOUND",
+        "VALIDATION_FAILED",
+        "INVALID_JSON",
+        "UNKNOWN_TYPE",
+        "EMPTY_CONTENT",
+        "CONTENT_TOO_LONG",
+        "SELF_MESSAGE",
+        "RATE_LIMITED",
+        "EDIT_WINDOW_EXPIRED",
+        "GROUP_FULL",
+        "CONFLICT",
+        "INTERNAL_ERROR",
+    ];
+    CODES.into_iter().find(|c| *c == code).unwrap_or("INTERNAL_ERROR")
 }

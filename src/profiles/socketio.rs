@@ -8,7 +8,15 @@
 //! hub registration (in syncing mode, so live messages wait for the backlog). The connect
 //! handler only emits the greeting and starts the catch-up.
 
-use std::{convert::Infallible, future::Future, sync::Arc, time::Instant};
+use std::{
+    convert::Infallible,
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
@@ -25,6 +33,7 @@ use crate::{
     core::{model::Actor, model::Event, presence::Identity, SendOrder, SendTicket},
     error::{AppError, AppResult},
     fanout::{ConnId, Connection, SendFailure},
+    http::metrics::Refusal,
 };
 
 /// Who a socket is, set once at connect.
@@ -33,6 +42,32 @@ pub struct Session {
     pub identity: Arc<Identity>,
     pub conn: ConnId,
     pub order: Arc<SendOrder>,
+    pub activity: Arc<Activity>,
+}
+
+/// When a socket last sent an event, for the idle timeout, and the signal that it closed.
+pub struct Activity {
+    opened: Instant,
+    /// Milliseconds after `opened` of the last client event.
+    last_ms: AtomicU64,
+    closed: tokio::sync::Notify,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self { opened: Instant::now(), last_ms: AtomicU64::new(0), closed: tokio::sync::Notify::new() }
+    }
+}
+
+impl Activity {
+    pub fn touch(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.opened.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
 }
 
 impl Session {
@@ -76,14 +111,28 @@ async fn admit<P: SocketIoProfile>(
     TryData(auth): TryData<Value>,
     State(app): State<Arc<AppState>>,
 ) -> Result<(), Refused> {
+    // Before the token check, so refused tokens count too (and cost no signature check).
+    match crate::http::client_ip(s.req_parts(), &app.config.trusted_proxies) {
+        Some(ip) => {
+            if let Err(wait) = app.core.limits.check_connection(ip) {
+                app.metrics.connection_refused(Refusal::RateLimited);
+                return Err(Refused(format!("too many connection attempts, retry in {} ms", wait.as_millis().max(1))));
+            }
+        }
+        None => tracing::warn!("no peer address on a Socket.IO request; not rate limited"),
+    }
     let from_auth = auth.ok().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_string));
     let token = from_auth.or_else(|| {
         let parts = s.req_parts();
         crate::auth::token_from_request(&parts.headers, parts.uri.query())
     });
-    let identity = app.verifier.verify(token.as_deref()).map_err(|e| Refused(e.to_string()))?;
+    let identity = app.verifier.verify(token.as_deref()).map_err(|e| {
+        app.metrics.connection_refused(Refusal::Unauthorized);
+        Refused(e.to_string())
+    })?;
     app.core.user_connected(&identity).await.map_err(|e| {
         e.log_if_internal("connect");
+        app.metrics.connection_refused(Refusal::ServerError);
         Refused("server error, please retry".into())
     })?;
 
@@ -94,7 +143,12 @@ async fn admit<P: SocketIoProfile>(
         user: identity.user_id.clone(),
         _profile: std::marker::PhantomData,
     }));
-    s.extensions.insert(Session { identity: Arc::new(identity), conn, order: Arc::default() });
+    s.extensions.insert(Session {
+        identity: Arc::new(identity),
+        conn,
+        order: Arc::default(),
+        activity: Arc::default(),
+    });
     app.metrics.connection_opened();
     Ok(())
 }
@@ -106,6 +160,40 @@ async fn connected<P: SocketIoProfile>(
 ) {
     P::greet(&s, &session);
     app.core.hub.start_sync(session.conn);
+    if !app.config.max_idle_time.is_zero() {
+        watch_idle(s, session, app);
+    }
+}
+
+/// Disconnects the socket once it has sent no event for `MAX_IDLE_TIME`. Heartbeats do not
+/// count: they prove the transport is alive, not that anyone uses it.
+///
+/// This sends a Socket.IO DISCONNECT (`socket.disconnect()`), unlike a graceful stop, which
+/// only closes the transport. An unchanged client reconnects by itself after a transport
+/// close; after "io server disconnect" it stays disconnected until the app calls
+/// `socket.connect()` again. Only the latter releases anything: an idle tab that reconnected
+/// at once would hold the same resources as before.
+fn watch_idle(s: SocketRef, session: Session, app: Arc<AppState>) {
+    let max_idle = app.config.max_idle_time;
+    tokio::spawn(async move {
+        loop {
+            let idle = session.activity.idle_for();
+            if idle >= max_idle {
+                tracing::info!(
+                    user = %session.identity.user_id,
+                    idle_ms = idle.as_millis() as u64,
+                    "idle socket disconnected"
+                );
+                app.metrics.idle_disconnect();
+                let _ = s.disconnect();
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(max_idle - idle) => {}
+                _ = session.activity.closed.notified() => return,
+            }
+        }
+    });
 }
 
 async fn disconnected(
@@ -114,6 +202,8 @@ async fn disconnected(
     reason: DisconnectReason,
 ) {
     tracing::debug!(user = %session.identity.user_id, ?reason, "socket disconnected");
+    // Stops the idle watcher (a stored permit, so it is not missed between two waits).
+    session.activity.closed.notify_one();
     app.metrics.connection_closed();
     if let Some(departure) = app.core.hub.unregister(session.conn) {
         app.core.connection_closed(departure).await;
@@ -190,10 +280,42 @@ impl Reply {
     }
 }
 
+/// The event's first argument; `Null` when the client sent none (`socket.emit('x', ack)`),
+/// which socketioxide reports as a decoding error.
+pub struct Payload(Result<Value, String>);
+
+impl FromMessageParts<LocalAdapter> for Payload {
+    type Error = Infallible;
+    fn from_message_parts(
+        s: &Arc<Socket<LocalAdapter>>,
+        v: &mut PacketValue,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        let TryData(data) = TryData::<Value>::from_message_parts(s, v, ack_id)?;
+        Ok(Payload(match data {
+            Ok(value) => Ok(value),
+            Err(_) if only_event_name(v) => Ok(Value::Null),
+            Err(e) => Err(e.to_string()),
+        }))
+    }
+}
+
+/// True when the packet is `["event"]`: an event without arguments. Only looked at once
+/// decoding failed, so well-formed events are not parsed twice.
+fn only_event_name(v: &PacketValue) -> bool {
+    v.as_str()
+        .and_then(|raw| serde_json::from_str::<Vec<serde::de::IgnoredAny>>(raw).ok())
+        .is_some_and(|args| args.len() == 1)
+}
+
 /// Turns a payload into a typed request: a non-object, a wrong type or a missing field is a
 /// `VALIDATION_FAILED` naming the problem.
 pub fn decode<T: DeserializeOwned>(data: Result<Value, impl std::fmt::Display>) -> AppResult<T> {
-    let value = data.map_err(|e| AppError::validation(format!("payload could not be read: {e}")))?;
+    let mut value = data.map_err(|e| AppError::validation(format!("payload could not be read: {e}")))?;
+    // `socket.emit('notification:clear-all')` carries no payload; it means "no arguments".
+    if value.is_null() {
+        value = Value::Object(Default::default());
+    }
     if !value.is_object() {
         return Err(AppError::validation("payload must be an object"));
     }
@@ -213,11 +335,12 @@ where
     socket.on(
         event,
         move |s: SocketRef,
-              TryData(data): TryData<Value>,
+              Payload(data): Payload,
               reply: Reply,
               State(app): State<Arc<AppState>>,
               Extension(session): Extension<Session>| {
             // This part runs synchronously in packet order; the future below may not.
+            session.activity.touch();
             let ticket = session.order.ticket();
             let handler = handler.clone();
             async move {
@@ -241,7 +364,10 @@ pub fn on_unknown(socket: &SocketRef) {
         |s: SocketRef,
          socketioxide::extract::Event(name): socketioxide::extract::Event,
          reply: Reply,
-         State(app): State<Arc<AppState>>| async move {
+         State(app): State<Arc<AppState>>,
+         Extension(session): Extension<Session>| async move {
+            // An unknown event is still someone using the socket.
+            session.activity.touch();
             app.metrics.observe("unknown", 0.0, Some("UNKNOWN_TYPE"));
             let event: String = name.chars().take(64).collect();
             let result: AppResult<()> = Err(AppError::UnknownType(format!("unknown event `{event}`")));

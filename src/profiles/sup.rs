@@ -14,8 +14,12 @@ use super::{
 use crate::{
     app::AppState,
     core::{
+        calls::CallRequest,
         messages::Draft,
-        model::{Event, Message, Presence, ReceiptKind},
+        model::{
+            Call, CallSignal, ChatField, ChatUpdated, Event, Message, Notification, NotificationData, Presence,
+            Reaction, ReceiptKind,
+        },
         presence::MAX_WATCH,
     },
     error::{AppError, AppResult},
@@ -83,8 +87,88 @@ struct SyncRequest {
     limit: Option<u64>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallInitiate {
+    chat_id: Option<String>,
+    callee_id: Option<String>,
+    call_type: String,
+    offer: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallAnswer {
+    call_id: String,
+    answer: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallReject {
+    call_id: String,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallRef {
+    call_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IceCandidate {
+    call_id: String,
+    #[serde(default)]
+    candidate: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallHistory {
+    chat_id: String,
+    limit: Option<u64>,
+    /// ISO 8601: only calls started before this (paging back).
+    before: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReactionRef {
+    message_id: String,
+    emoji: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NotificationRef {
+    notification_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Pending {
+    limit: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Nothing {}
+
+/// Most mentions one message may carry; members beyond a group's size cannot be mentioned.
+const MAX_MENTIONS: usize = 1000;
+
+/// `metadata.mentions`: the user ids a message mentions (anything else there is ignored).
+fn mentions(metadata: Option<&Value>) -> Vec<String> {
+    metadata
+        .and_then(|m| m.get("mentions"))
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).take(MAX_MENTIONS).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 pub fn message_json(m: &Message) -> Value {
-    json!({
+    let mut out = json!({
         "id": m.id,
         "chatId": m.chat_id,
         "senderId": m.sender_id,
@@ -95,7 +179,131 @@ pub fn message_json(m: &Message) -> Value {
         "tempId": m.temp_id,
         "seq": m.seq,
         "createdAt": iso(&m.created_at),
+    });
+    // Only history reads load reactions; live `message:new` keeps the seed's shape.
+    if let Some(reactions) = &m.reactions {
+        out["reactions"] = json!(reactions);
+    }
+    out
+}
+
+fn call_json(c: &Call) -> Value {
+    json!({
+        "callId": c.id,
+        "chatId": c.chat_id,
+        "callerId": c.caller_id,
+        "calleeIds": c.callee_ids,
+        "callType": c.kind.as_str(),
+        "status": c.status.as_str(),
+        "answeredBy": c.answered_by,
+        "endedBy": c.ended_by,
+        "endReason": c.end_reason.map(|r| r.as_str()),
+        "startedAt": iso(&c.started_at),
+        "answeredAt": c.answered_at.as_ref().map(iso),
+        "endedAt": c.ended_at.as_ref().map(iso),
+        "duration": c.duration_ms.map(|ms| ms / 1000),
+        "durationMs": c.duration_ms,
     })
+}
+
+fn call_signal(signal: &CallSignal) -> (&'static str, Value) {
+    match signal {
+        CallSignal::Incoming { call, caller_name, offer } => (
+            "call:incoming",
+            json!({
+                "callId": call.id,
+                "chatId": call.chat_id,
+                "callerId": call.caller_id,
+                "callerName": caller_name,
+                "calleeIds": call.callee_ids,
+                "callType": call.kind.as_str(),
+                "offer": offer,
+                "startedAt": iso(&call.started_at),
+            }),
+        ),
+        CallSignal::Answered { call_id, chat_id, user_id, answer } => {
+            ("call:answer", json!({ "callId": call_id, "chatId": chat_id, "userId": user_id, "answer": answer }))
+        }
+        CallSignal::Rejected { call_id, chat_id, user_id, reason, status } => (
+            "call:reject",
+            json!({
+                "callId": call_id,
+                "chatId": chat_id,
+                "userId": user_id,
+                "reason": reason,
+                "status": status.as_str(),
+            }),
+        ),
+        CallSignal::Ended { call_id, chat_id, reason, ended_by, answered_by, duration_ms } => (
+            "call:end",
+            json!({
+                "callId": call_id,
+                "chatId": chat_id,
+                "reason": reason.as_str(),
+                "endedBy": ended_by,
+                "answeredBy": answered_by,
+                "duration": duration_ms.map(|ms| ms / 1000),
+                "durationMs": duration_ms,
+            }),
+        ),
+        CallSignal::IceCandidate { call_id, chat_id, user_id, candidate } => (
+            "call:ice-candidate",
+            json!({ "callId": call_id, "chatId": chat_id, "userId": user_id, "candidate": candidate }),
+        ),
+    }
+}
+
+fn reaction_json(r: &Reaction) -> Value {
+    json!({
+        "messageId": r.message_id,
+        "chatId": r.chat_id,
+        "userId": r.user_id,
+        "emoji": r.emoji,
+        "at": iso(&r.at),
+    })
+}
+
+fn notification_json(n: &Notification) -> Value {
+    let data = match &n.data {
+        NotificationData::Mention { chat_id, message_id, sender_id } => {
+            json!({ "chatId": chat_id, "messageId": message_id, "senderId": sender_id })
+        }
+        NotificationData::MissedCall { call_id, chat_id, caller_id, call_kind } => json!({
+            "callId": call_id,
+            "chatId": chat_id,
+            "callerId": caller_id,
+            "callType": call_kind.as_str(),
+        }),
+        NotificationData::AddedToChat { chat_id, added_by, role } => {
+            json!({ "chatId": chat_id, "addedBy": added_by, "role": role })
+        }
+    };
+    json!({
+        "id": n.id,
+        "type": n.data.kind(),
+        "data": data,
+        "read": n.read,
+        "createdAt": iso(&n.created_at),
+    })
+}
+
+/// `chat:updated`: the chat id, who and when, and only the fields that changed.
+fn chat_updated_json(u: &ChatUpdated) -> Value {
+    let mut out = json!({
+        "chatId": u.chat_id,
+        "updatedBy": u.updated_by,
+        "updatedAt": iso(&u.updated_at),
+    });
+    for field in &u.changed {
+        match field {
+            ChatField::Name => out["name"] = json!(u.name),
+            ChatField::Description => out["description"] = json!(u.description),
+            ChatField::Avatar => out["avatar"] = json!(u.avatar),
+            ChatField::Members => out["memberCount"] = json!(u.member_count),
+            ChatField::Owner => out["ownerId"] = json!(u.owner_id),
+        }
+    }
+    out
 }
 
 fn presence_json(p: &Presence) -> Value {
@@ -133,6 +341,17 @@ impl SocketIoProfile for Sup {
                 json!({ "chatId": t.chat_id, "userId": t.user_id, "username": t.username }),
             ),
             Event::Presence(p) => ("presence:update", presence_json(p)),
+            Event::Call(signal) => call_signal(signal),
+            Event::Reaction(r) => (if r.added { "reaction:new" } else { "reaction:remove" }, reaction_json(r)),
+            Event::Notification(n) => ("notification:new", notification_json(n)),
+            Event::MemberJoined(j) => (
+                "chat:member-joined",
+                json!({ "chatId": j.chat_id, "userId": j.user_id, "role": j.role, "addedBy": j.added_by }),
+            ),
+            Event::MemberLeft(l) => {
+                ("chat:member-left", json!({ "chatId": l.chat_id, "userId": l.user_id, "removedBy": l.removed_by }))
+            }
+            Event::ChatUpdated(u) => ("chat:updated", chat_updated_json(u)),
         })
     }
 
@@ -150,6 +369,7 @@ impl SocketIoProfile for Sup {
     fn register_handlers(s: &SocketRef) {
         on(s, "message:new", |app: Arc<AppState>, session: Session, req: NewMessage, ticket| async move {
             let draft = Draft {
+                mentions: mentions(req.metadata.as_ref()),
                 chat_id: req.chat_id,
                 content: req.encrypted_content,
                 kind: req.message_type,
@@ -226,6 +446,71 @@ impl SocketIoProfile for Sup {
             Ok(
                 json!({ "chatId": req.chat_id, "members": members.iter().map(|u| json!({ "userId": u })).collect::<Vec<_>>() }),
             )
+        });
+
+        on(s, "call:initiate", |app: Arc<AppState>, session: Session, req: CallInitiate, _| async move {
+            let request =
+                CallRequest { chat_id: req.chat_id, callee_id: req.callee_id, kind: req.call_type, offer: req.offer };
+            let call = app.core.initiate_call(&session.actor(), request).await?;
+            Ok(call_json(&call))
+        });
+        on(s, "call:answer", |app: Arc<AppState>, session: Session, req: CallAnswer, _| async move {
+            let call = app.core.answer_call(&session.actor(), &req.call_id, req.answer).await?;
+            Ok(call_json(&call))
+        });
+        on(s, "call:reject", |app: Arc<AppState>, session: Session, req: CallReject, _| async move {
+            let call = app.core.reject_call(&session.actor(), &req.call_id, req.reason).await?;
+            Ok(call_json(&call))
+        });
+        on(s, "call:end", |app: Arc<AppState>, session: Session, req: CallRef, _| async move {
+            let call = app.core.end_call(&session.actor(), &req.call_id).await?;
+            Ok(call_json(&call))
+        });
+        on(s, "call:ice-candidate", |app: Arc<AppState>, session: Session, req: IceCandidate, _| async move {
+            app.core.relay_ice(&session.actor(), &req.call_id, req.candidate).await?;
+            Ok(json!({ "callId": req.call_id }))
+        });
+        on(s, "call:history", |app: Arc<AppState>, session: Session, req: CallHistory, _| async move {
+            let before = req
+                .before
+                .as_deref()
+                .map(|b| {
+                    chrono::DateTime::parse_from_rfc3339(b)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|e| AppError::validation(format!("before: {e}")))
+                })
+                .transpose()?;
+            let calls = app.core.call_history(&session.actor(), &req.chat_id, req.limit, before).await?;
+            Ok(json!({
+                "chatId": req.chat_id,
+                "calls": calls.iter().map(call_json).collect::<Vec<_>>(),
+            }))
+        });
+
+        for (event, add) in [("reaction:new", true), ("reaction:remove", false)] {
+            on(s, event, move |app: Arc<AppState>, session: Session, req: ReactionRef, _| async move {
+                let r = app.core.react(&session.actor(), &req.message_id, &req.emoji, add).await?;
+                Ok(reaction_json(&r))
+            });
+        }
+
+        on(s, "notification:read", |app: Arc<AppState>, session: Session, req: NotificationRef, _| async move {
+            let n = app.core.read_notification(&session.actor(), &req.notification_id).await?;
+            Ok(notification_json(&n))
+        });
+        on(s, "notification:clear", |app: Arc<AppState>, session: Session, req: NotificationRef, _| async move {
+            app.core.clear_notification(&session.actor(), &req.notification_id).await?;
+            Ok(json!({ "notificationId": req.notification_id }))
+        });
+        on(s, "notification:clear-all", |app: Arc<AppState>, session: Session, _req: Nothing, _| async move {
+            let cleared = app.core.clear_all_notifications(&session.actor()).await?;
+            Ok(json!({ "cleared": cleared }))
+        });
+        on(s, "notification:get-pending", |app: Arc<AppState>, session: Session, req: Pending, _| async move {
+            let list = app.core.pending_notifications(&session.actor(), req.limit).await?;
+            Ok(json!({
+                "notifications": list.iter().map(notification_json).collect::<Vec<_>>(),
+            }))
         });
         on_unknown(s);
     }

@@ -179,3 +179,71 @@ pub async fn cursors(db: &DatabaseConnection, user_id: &str) -> Result<Vec<(Stri
         .all(db)
         .await
 }
+
+/// Removes a member; when `promote` names another member, they become `owner` in the same
+/// transaction (a group never loses its last owner). Returns false when the user was not a
+/// member.
+pub async fn remove_member(
+    db: &DatabaseConnection,
+    conversation_id: &str,
+    user_id: &str,
+    promote: Option<&str>,
+) -> Result<bool, DbErr> {
+    let txn = super::begin_write(db).await?;
+    let deleted = member::Entity::delete_many()
+        .filter(member::Column::ConversationId.eq(conversation_id))
+        .filter(member::Column::UserId.eq(user_id))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if deleted == 0 {
+        return Ok(false);
+    }
+    if let Some(heir) = promote {
+        member::Entity::update_many()
+            .col_expr(member::Column::Role, Expr::value("owner"))
+            .filter(member::Column::ConversationId.eq(conversation_id))
+            .filter(member::Column::UserId.eq(heir))
+            .exec(&txn)
+            .await?;
+    }
+    conversation::Entity::update_many()
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(conversation::Column::Id.eq(conversation_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// New values for a conversation's details; `None` leaves a field as it is, `Some(None)`
+/// clears it.
+#[derive(Default)]
+pub struct DetailsUpdate {
+    pub name: Option<Option<String>>,
+    pub description: Option<Option<String>>,
+    pub avatar: Option<Option<String>>,
+}
+
+pub async fn update_details(
+    db: &DatabaseConnection,
+    conversation_id: &str,
+    update: DetailsUpdate,
+) -> Result<Option<conversation::Model>, DbErr> {
+    let mut active = conversation::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(conversation_id.to_string()),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    if let Some(name) = update.name {
+        active.name = Set(name);
+    }
+    if let Some(description) = update.description {
+        active.description = Set(description);
+    }
+    if let Some(avatar) = update.avatar {
+        active.avatar = Set(avatar);
+    }
+    conversation::Entity::update(active).exec(db).await?;
+    get(db, conversation_id).await
+}

@@ -1,8 +1,11 @@
 //! Storage: the only code that touches `sea_orm` and the `entity` crate. The core calls these
 //! functions and never builds a query itself.
 
+pub mod calls;
 pub mod conversations;
 pub mod messages;
+pub mod notifications;
+pub mod reactions;
 pub mod redis;
 pub mod shared;
 pub mod users;

@@ -28,7 +28,7 @@ for (const backend of backends()) {
         });
         try {
           await eventually(() => acks.length === users.length || errors.length > 0, 60000, 'all acks');
-          assert.deepEqual(errors, []);
+          assert.deepEqual(errors, [], `server said: ${srv.logs.filter((l) => /WARN|ERROR/.test(l)).slice(-10).join('\n')}`);
           assert.ok(acks.every((r) => r.success), JSON.stringify(acks.find((r) => !r.success)));
           const seqs = acks.map((r) => r.data.seq).sort((a, b) => a - b);
           assert.deepEqual(seqs, Array.from({ length: users.length }, (_, i) => i + 1));

@@ -72,6 +72,10 @@ export async function startServer({ backend = 'sqlite', env = {}, databaseUrl } 
     RATE_LIMIT_DELIVERED: '100000/60s',
     RATE_LIMIT_READ: '100000/60s',
     RATE_LIMIT_PRESENCE_UPDATE: '100000/60s',
+    RATE_LIMIT_CALL_INITIATE: '100000/60s',
+    RATE_LIMIT_REACTIONS: '100000/60s',
+    // Every test client connects from 127.0.0.1.
+    RATE_LIMIT_MAX_CONNECTIONS: '100000',
     ...env,
   });
   server.databaseUrl = db;
@@ -169,6 +173,16 @@ export function waitFor(socket, event, pred = () => true, timeout = 10000) {
     const timer = setTimeout(() => { socket.off(event, handler); reject(new Error(`timed out waiting for ${event}`)); }, timeout);
     socket.on(event, handler);
   });
+}
+
+/**
+ * One round trip per socket. The server publishes an operation's live events before it sends
+ * that operation's ack, and one socket's packets arrive in order, so after awaiting an ack,
+ * `settle(x)` guarantees that whatever that operation pushed to `x` has arrived. Used before
+ * asserting that something did *not* arrive.
+ */
+export async function settle(...sockets) {
+  for (const s of sockets.flat()) await call(s, 'notification:get-pending', { limit: 1 });
 }
 
 /** Records every payload of `event` on a socket. */

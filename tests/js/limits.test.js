@@ -49,3 +49,39 @@ describe('rate limits', () => {
     a.close();
   });
 });
+
+describe('call and reaction limits', () => {
+  let srv;
+  before(async () => {
+    srv = await startServer({ env: { RATE_LIMIT_CALL_INITIATE: '2/60s', RATE_LIMIT_REACTIONS: '3/60s' } });
+  });
+  after(async () => { await srv.stop(); });
+
+  it('limits call:initiate per user', async () => {
+    const [alice, bob] = [uid('alice'), uid('bob')];
+    const chat = await createChat(srv.url, token(alice), 'direct', [bob]);
+    const a = await connect(srv.url, { auth: { token: token(alice) } });
+    const codes = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await ask(a, 'call:initiate', { chatId: chat, callType: 'audio' });
+      codes.push(r.success ? 'ok' : r.error.code);
+      if (r.success) await call(a, 'call:end', { callId: r.data.callId });
+    }
+    assert.deepEqual(codes, ['ok', 'ok', 'RATE_LIMITED']);
+    a.close();
+  });
+
+  it('shares one reaction bucket between reaction:new and reaction:remove', async () => {
+    const [alice, bob] = [uid('alice'), uid('bob')];
+    const chat = await createChat(srv.url, token(alice), 'direct', [bob]);
+    const a = await connect(srv.url, { auth: { token: token(alice) } });
+    const m = await call(a, 'message:new', { chatId: chat, encryptedContent: 'x', messageType: 'text' });
+    const codes = [];
+    for (const event of ['reaction:new', 'reaction:remove', 'reaction:new', 'reaction:remove']) {
+      const r = await ask(a, event, { messageId: m.id, emoji: '👍' });
+      codes.push(r.success ? 'ok' : r.error.code);
+    }
+    assert.deepEqual(codes, ['ok', 'ok', 'ok', 'RATE_LIMITED']);
+    a.close();
+  });
+});

@@ -46,6 +46,26 @@ async fn fresh_database(backend: &str) -> (String, Option<tempfile::TempDir>, Op
 /// Starts a server with test settings plus `extra` overrides.
 pub async fn spawn_app(backend: &str, extra: &[(&str, &str)]) -> TestApp {
     let (database_url, dir, pg_name) = fresh_database(backend).await;
+    start(database_url, dir, pg_name, extra).await
+}
+
+/// Starts a server on PostgreSQL: on a fresh database when `database` is `None` (this app then
+/// drops it when stopped), else on the given one (another instance of the same deployment).
+/// Returns the app and its database URL.
+pub async fn spawn_app_with_database(database: Option<String>, extra: &[(&str, &str)]) -> (TestApp, String) {
+    let (url, dir, pg_name) = match database {
+        Some(url) => (url, None, None),
+        None => fresh_database("postgres").await,
+    };
+    (start(url.clone(), dir, pg_name, extra).await, url)
+}
+
+async fn start(
+    database_url: String,
+    dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let mut vars: Vec<(String, String)> = vec![
         ("PORT".into(), "0".into()),
         ("HOST".into(), "127.0.0.1".into()),

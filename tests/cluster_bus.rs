@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
-use common::{spawn_app_with_database, user};
+use common::{eventually, spawn_app_with_database, user};
 use switchboard::{
     core::{
         messages::Draft,
@@ -37,16 +34,6 @@ impl Connection for Recorder {
         self.events.lock().unwrap().push(label);
         Ok(())
     }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use common::{backends, spawn_app, user};
+use common::{backends, eventually, spawn_app, user};
 use switchboard::{
     core::{
         messages::Draft,
@@ -62,16 +62,6 @@ fn draft(chat: &str, text: &str, temp_id: Option<&str>) -> Draft {
         temp_id: temp_id.map(str::to_string),
         mentions: Vec::new(),
     }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 async fn send(core: &Arc<Core>, who: &str, chat: &str, text: &str) -> i64 {

@@ -76,7 +76,13 @@ export async function startCluster({ instances = 2, env = {} } = {}) {
   execFileSync('psql', [base, '-q', '-c', `CREATE DATABASE ${name}`], { stdio: 'pipe' });
   const dbUrl = new URL(base);
   dbUrl.pathname = '/' + name;
-  const shared = { REDIS_URL: process.env.TEST_REDIS_URL, REDIS_PREFIX: `sbtest-${randomUUID().slice(0, 8)}:`, ...env };
+  const shared = {
+    REDIS_URL: process.env.TEST_REDIS_URL,
+    REDIS_PREFIX: `sbtest-${randomUUID().slice(0, 8)}:`,
+    // As in a deployment: nginx (on 127.0.0.1) forwards the client address.
+    TRUSTED_PROXIES: '127.0.0.1',
+    ...env,
+  };
   const servers = [];
   // The first instance applies the migrations alone; the others find them applied.
   for (let i = 0; i < instances; i++) {

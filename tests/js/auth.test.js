@@ -1,6 +1,7 @@
 // SPEC §4: the three token locations, refusals that say why, identity from the token only.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import { startServer, connect, token, uid, call, api, createChat, waitFor, closeAll } from './helpers.js';
 
 describe('authentication', () => {
@@ -80,4 +81,35 @@ describe('authentication', () => {
     assert.equal(me.name, 'Carol');
     s.close();
   });
+});
+
+describe('public-key tokens (JWT_PUBLIC_KEY)', () => {
+  const sign = (alg, privateKey, sub) => {
+    const now = Math.floor(Date.now() / 1000);
+    const head = Buffer.from(JSON.stringify({ alg, typ: 'JWT' })).toString('base64url');
+    const body = Buffer.from(JSON.stringify({ sub, exp: now + 600, iat: now })).toString('base64url');
+    // ES256 signatures are the raw r||s pair in JWS, not DER.
+    const sig = cryptoSign('sha256', Buffer.from(`${head}.${body}`), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+    return `${head}.${body}.${sig.toString('base64url')}`;
+  };
+
+  for (const [alg, kind, options] of [
+    ['RS256', 'rsa', { modulusLength: 2048 }],
+    ['ES256', 'ec', { namedCurve: 'P-256' }],
+  ]) {
+    it(`accepts ${alg} tokens verified with the configured public key, and refuses HS256 ones`, async () => {
+      const { publicKey, privateKey } = generateKeyPairSync(kind, options);
+      const pem = publicKey.export({ type: 'spki', format: 'pem' });
+      // No JWT_SECRET: only the public key verifies.
+      const srv = await startServer({ env: { JWT_SECRET: '', JWT_PUBLIC_KEY: pem } });
+      try {
+        const s = await connect(srv.url, { auth: { token: sign(alg, privateKey, uid()) } });
+        assert.ok(s.connected);
+        s.close();
+        await assert.rejects(connect(srv.url, { auth: { token: token(uid()) } }), /not accepted|invalid/);
+      } finally {
+        await srv.stop();
+      }
+    });
+  }
 });

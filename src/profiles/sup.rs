@@ -17,8 +17,8 @@ use crate::{
         calls::CallRequest,
         messages::Draft,
         model::{
-            Call, CallSignal, ChatField, ChatUpdated, Event, Message, Notification, NotificationData, Presence,
-            Reaction, ReceiptKind,
+            AttachmentInfo, Call, CallSignal, ChatField, ChatUpdated, Event, Message, Notification, NotificationData,
+            Presence, Reaction, ReceiptKind,
         },
         presence::MAX_WATCH,
     },
@@ -184,7 +184,32 @@ pub fn message_json(m: &Message) -> Value {
     if let Some(reactions) = &m.reactions {
         out["reactions"] = json!(reactions);
     }
+    // Likewise only messages that were edited or deleted (or carry files) say so.
+    if let Some(at) = &m.edited_at {
+        out["editedAt"] = json!(iso(at));
+    }
+    if m.deleted {
+        out["deleted"] = json!(true);
+    }
+    if !m.attachments.is_empty() {
+        out["attachments"] = json!(m.attachments.iter().map(attachment_json).collect::<Vec<_>>());
+    }
     out
+}
+
+/// An attachment as SUP clients see it; the file is at `url` (Bearer or `?token=`).
+fn attachment_json(a: &AttachmentInfo) -> Value {
+    json!({
+        "id": a.id,
+        "type": a.kind,
+        "contentType": a.content_type,
+        "fileName": a.file_name,
+        "size": a.size,
+        "width": a.width,
+        "height": a.height,
+        "url": format!("/api/attachments/{}", a.id),
+        "thumbnailUrl": a.has_thumbnail.then(|| format!("/api/attachments/{}/thumbnail", a.id)),
+    })
 }
 
 fn call_json(c: &Call) -> Value {
@@ -352,6 +377,18 @@ impl SocketIoProfile for Sup {
                 ("chat:member-left", json!({ "chatId": l.chat_id, "userId": l.user_id, "removedBy": l.removed_by }))
             }
             Event::ChatUpdated(u) => ("chat:updated", chat_updated_json(u)),
+            Event::MessageEdited(m) => ("message:updated", message_json(m)),
+            Event::MessageDeleted(d) => (
+                "message:deleted",
+                json!({
+                    "chatId": d.chat_id,
+                    "messageId": d.message_id,
+                    "seq": d.seq,
+                    "deletedBy": d.deleted_by,
+                    "forEveryone": d.for_everyone,
+                    "at": iso(&d.at),
+                }),
+            ),
         })
     }
 

@@ -1,7 +1,10 @@
 //! HTTP: the axum router with REST routes, health, metrics and static files. The Socket.IO
 //! layer wraps it (see `lib.rs`).
 
+pub mod attachments;
 pub mod conversations;
+pub mod encryption;
+pub mod messages;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -29,6 +32,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(conversations::router())
+        .merge(messages::router())
+        .merge(attachments::router(state.config.media_max_size))
+        .merge(encryption::router())
         .with_state(state)
 }
 
@@ -139,6 +145,24 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(AppError::validation(rejection.body_text())),
+        }
+    }
+}
+
+/// Query parameters whose rejection is our error envelope (`VALIDATION_FAILED`).
+pub struct QueryParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
             Err(rejection) => Err(AppError::validation(rejection.body_text())),
         }
     }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use socketioxide::extract::SocketRef;
 
 use super::{
-    iso,
+    attachment_json, iso, mentions,
     socketio::{on, on_unknown, Session, SocketIoProfile},
 };
 use crate::{
@@ -17,8 +17,8 @@ use crate::{
         calls::CallRequest,
         messages::Draft,
         model::{
-            AttachmentInfo, Call, CallSignal, ChatField, ChatUpdated, Event, Message, Notification, NotificationData,
-            Presence, Reaction, ReceiptKind,
+            Call, CallSignal, ChatField, ChatUpdated, Event, Message, Notification, NotificationData, Presence,
+            Reaction, ReceiptKind,
         },
         presence::MAX_WATCH,
     },
@@ -155,18 +155,6 @@ struct Pending {
 #[derive(Deserialize)]
 struct Nothing {}
 
-/// Most mentions one message may carry; members beyond a group's size cannot be mentioned.
-const MAX_MENTIONS: usize = 1000;
-
-/// `metadata.mentions`: the user ids a message mentions (anything else there is ignored).
-fn mentions(metadata: Option<&Value>) -> Vec<String> {
-    metadata
-        .and_then(|m| m.get("mentions"))
-        .and_then(Value::as_array)
-        .map(|ids| ids.iter().filter_map(Value::as_str).take(MAX_MENTIONS).map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
 pub fn message_json(m: &Message) -> Value {
     let mut out = json!({
         "id": m.id,
@@ -195,21 +183,6 @@ pub fn message_json(m: &Message) -> Value {
         out["attachments"] = json!(m.attachments.iter().map(attachment_json).collect::<Vec<_>>());
     }
     out
-}
-
-/// An attachment as SUP clients see it; the file is at `url` (Bearer or `?token=`).
-fn attachment_json(a: &AttachmentInfo) -> Value {
-    json!({
-        "id": a.id,
-        "type": a.kind,
-        "contentType": a.content_type,
-        "fileName": a.file_name,
-        "size": a.size,
-        "width": a.width,
-        "height": a.height,
-        "url": format!("/api/attachments/{}", a.id),
-        "thumbnailUrl": a.has_thumbnail.then(|| format!("/api/attachments/{}/thumbnail", a.id)),
-    })
 }
 
 fn call_json(c: &Call) -> Value {

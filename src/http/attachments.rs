@@ -164,7 +164,7 @@ mod tests {
     fn file_names_are_quoted_safely() {
         assert_eq!(
             content_disposition("attachment", "café menu.pdf"),
-            "attachment; filename=\"caf__ menu.pdf\"; filename*=UTF-8''caf%C3%A9%20menu.pdf"
+            "attachment; filename=\"caf_ menu.pdf\"; filename*=UTF-8''caf%C3%A9%20menu.pdf"
         );
     }
 }

@@ -76,6 +76,8 @@ export async function startServer({ backend = 'sqlite', env = {}, databaseUrl } 
     RATE_LIMIT_REACTIONS: '100000/60s',
     // Every test client connects from 127.0.0.1.
     RATE_LIMIT_MAX_CONNECTIONS: '100000',
+    // Uploads go to the test's own directory, removed with it.
+    MEDIA_DIR: join(dir, 'media'),
     ...env,
   });
   server.databaseUrl = db;
@@ -212,6 +214,21 @@ export async function api(url, tok, method, path, body) {
   let parsed;
   try { parsed = JSON.parse(text); } catch { parsed = text; }
   return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/**
+ * Uploads a file as multipart/form-data (field `file`, plus `type` when given); resolves
+ * with `{ status, body }`.
+ */
+export async function upload(url, tok, bytes, { contentType = 'application/octet-stream', name = 'file.bin', kind } = {}) {
+  const form = new FormData();
+  form.append('file', new Blob([bytes], { type: contentType }), name);
+  if (kind) form.append('type', kind);
+  const res = await fetch(url + '/api/attachments', { method: 'POST', headers: { authorization: `Bearer ${tok}` }, body: form });
+  const text = await res.text();
+  let body;
+  try { body = JSON.parse(text); } catch { body = text; }
+  return { status: res.status, body };
 }
 
 /** Creates a conversation through REST as `ownerToken` and returns its id. */

@@ -22,12 +22,13 @@ export function backends() {
 const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 
 /** An HS256 JWT, as any identity provider would issue it. */
-export function token(sub, { secret = SECRET, ttl = 3600, exp, iss, username, name } = {}) {
+export function token(sub, { secret = SECRET, ttl = 3600, exp, iss, username, name, avatar } = {}) {
   const now = Math.floor(Date.now() / 1000);
   const claims = { sub, exp: exp ?? now + ttl, iat: now };
   if (iss) claims.iss = iss;
   if (username) claims.username = username;
   if (name) claims.name = name;
+  if (avatar) claims.avatar = avatar;
   const head = b64url({ alg: 'HS256', typ: 'JWT' });
   const body = b64url(claims);
   const sig = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');

@@ -183,7 +183,12 @@ pub fn process_image(bytes: &[u8], format: ImageFormat, max_w: u32, max_h: u32) 
         }
         encode(&img, format)?
     };
-    let thumb = img.thumbnail(THUMBNAIL_SIZE, THUMBNAIL_SIZE);
+    // `thumbnail` fits the box both ways; a small image stays as small as it is.
+    let thumb = if img.width() > THUMBNAIL_SIZE || img.height() > THUMBNAIL_SIZE {
+        img.thumbnail(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+    } else {
+        img.clone()
+    };
     let thumbnail = encode(&thumb, if format == ImageFormat::Jpeg { ImageFormat::Jpeg } else { ImageFormat::Png })?;
     Ok(Processed { bytes, width: img.width(), height: img.height(), thumbnail })
 }
@@ -240,6 +245,8 @@ mod tests {
         assert!(thumb.width() <= THUMBNAIL_SIZE && thumb.height() <= THUMBNAIL_SIZE);
         let small = process_image(&png(30, 20), ImageFormat::Png, 200, 200).expect("process");
         assert_eq!((small.width, small.height), (30, 20), "never scaled up");
+        let thumb = image::load_from_memory(&small.thumbnail).expect("thumbnail decodes");
+        assert_eq!((thumb.width(), thumb.height()), (30, 20), "nor its thumbnail");
     }
 
     #[test]

@@ -22,15 +22,20 @@ use crate::{
     profiles::{attachment_json, iso},
 };
 
-/// Room for the multipart framing and small fields around a file of the largest size.
-const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// How much of a request body is read at most: twice the largest file, plus room for the
+/// multipart framing. An upload that turns out too large is read to its end (and thrown
+/// away) so that its client gets the 413 instead of a connection reset mid-upload; past this
+/// much, the connection is simply closed.
+fn body_limit(media_max_size: u64) -> usize {
+    let limit = media_max_size.saturating_mul(2).saturating_add(8 * 1024 * 1024);
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
 /// Longest accepted text field (`type`).
 const MAX_TEXT_FIELD: usize = 64;
 
 pub fn router(media_max_size: u64) -> Router<Arc<AppState>> {
-    let body_limit = usize::try_from(media_max_size.saturating_add(MULTIPART_OVERHEAD)).unwrap_or(usize::MAX);
     Router::new()
-        .route("/api/attachments", post(upload).layer(DefaultBodyLimit::max(body_limit)))
+        .route("/api/attachments", post(upload).layer(DefaultBodyLimit::max(body_limit(media_max_size))))
         .route("/api/attachments/{id}", get(download))
         .route("/api/attachments/{id}/thumbnail", get(thumbnail))
 }
@@ -52,7 +57,30 @@ async fn upload(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> AppResult<impl IntoResponse> {
     let mut multipart = multipart.map_err(|e| AppError::validation(e.body_text()))?;
-    let max = app.config.media_max_size;
+    let upload = match read_upload(&mut multipart, app.config.media_max_size).await {
+        Ok(upload) => upload,
+        Err(e) => {
+            drain(&mut multipart).await;
+            return Err(e);
+        }
+    };
+    let attachment = app.core.upload_attachment(&actor, upload).await?;
+    let mut body = attachment_json(&attachment.info);
+    body["uploaderId"] = json!(attachment.uploader_id);
+    body["createdAt"] = json!(iso(&attachment.created_at));
+    Ok((StatusCode::CREATED, ok(body)))
+}
+
+/// Reads what was not read of a refused upload, so the client is done sending when the
+/// error arrives; stops at the body limit or the first broken part.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
+/// The file (field `file`) and the kind the client says it is sending (field `type`).
+async fn read_upload(multipart: &mut Multipart, max: u64) -> AppResult<Upload> {
     let mut file: Option<Upload> = None;
     let mut requested_kind = None;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -83,11 +111,7 @@ async fn upload(
     }
     let mut upload = file.ok_or_else(|| AppError::validation("the multipart field `file` is missing"))?;
     upload.requested_kind = requested_kind;
-    let attachment = app.core.upload_attachment(&actor, upload).await?;
-    let mut body = attachment_json(&attachment.info);
-    body["uploaderId"] = json!(attachment.uploader_id);
-    body["createdAt"] = json!(iso(&attachment.created_at));
-    Ok((StatusCode::CREATED, ok(body)))
+    Ok(upload)
 }
 
 /// `GET /api/attachments/{id}`: the file, for its uploader and the members of conversations

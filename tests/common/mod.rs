@@ -25,6 +25,8 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
+    /// The server's MEDIA_DIR, removed with the test.
+    pub media: tempfile::TempDir,
     /// PostgreSQL test database to drop at the end.
     pg_name: Option<String>,
 }
@@ -46,7 +48,9 @@ async fn fresh_database(backend: &str) -> (String, Option<tempfile::TempDir>, Op
 /// Starts a server with test settings plus `extra` overrides.
 pub async fn spawn_app(backend: &str, extra: &[(&str, &str)]) -> TestApp {
     let (database_url, dir, pg_name) = fresh_database(backend).await;
+    let media = tempfile::tempdir().expect("media dir");
     let mut vars: Vec<(String, String)> = vec![
+        ("MEDIA_DIR".into(), media.path().display().to_string()),
         ("PORT".into(), "0".into()),
         ("HOST".into(), "127.0.0.1".into()),
         ("DATABASE_URL".into(), database_url),
@@ -64,7 +68,7 @@ pub async fn spawn_app(backend: &str, extra: &[(&str, &str)]) -> TestApp {
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    TestApp { url, state, http: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: dir, pg_name }
+    TestApp { url, state, http: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: dir, media, pg_name }
 }
 
 impl TestApp {

@@ -127,11 +127,9 @@ impl Core {
             None => Err(AppError::NotFound("conversation not found".into())),
         }
     }
-}
 
-impl Core {
-    /// The members of `chat`, for a member; `FORBIDDEN` for anyone else, `NOT_FOUND` when the
-    /// chat does not exist.
+    /// The members of `chat`, for a member (who needs the audience of what they do there);
+    /// `FORBIDDEN` for anyone else, `NOT_FOUND` when the chat does not exist.
     pub async fn members_of(&self, chat: &str, user: &str) -> AppResult<Vec<String>> {
         let members: Vec<String> =
             store::conversations::members(&self.db, chat).await?.into_iter().map(|m| m.user_id).collect();

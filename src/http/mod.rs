@@ -25,12 +25,15 @@ use crate::{app::AppState, core::model::Actor, error::AppError};
 /// (socket.io-client 4.8.1, MIT licence, from its npm package).
 const SOCKET_IO_JS: &str = include_str!("assets/socket.io.min.js");
 const DEMO_PAGE: &str = include_str!("assets/demo.html");
+/// OpenAPI 3.1 description of the Spark REST API, served at `/api/openapi.json`.
+const OPENAPI: &str = include_str!("assets/openapi.json");
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(DEMO_PAGE) }))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .merge(conversations::router())
         .merge(messages::router())
         .merge(attachments::router(state.config.media_max_size))
@@ -240,6 +243,33 @@ mod tests {
         assert_eq!(client_ip(&p, &trusted), Some(ip("198.51.100.10")));
         let p = parts("10.0.0.1", &[]);
         assert_eq!(client_ip(&p, &trusted), Some(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn the_openapi_document_describes_every_spark_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (path, methods) in [
+            ("/api/conversations", &["get", "post"][..]),
+            ("/api/conversations/{id}", &["get", "put", "patch", "delete"]),
+            ("/api/conversations/{id}/members", &["post"]),
+            ("/api/conversations/{id}/members/{userId}", &["delete"]),
+            ("/api/conversations/{id}/messages", &["get", "post"]),
+            ("/api/messages/{id}", &["put", "delete"]),
+            ("/api/messages/{id}/edits", &["get"]),
+            ("/api/messages/{id}/reactions", &["post"]),
+            ("/api/messages/{id}/reactions/{emoji}", &["delete"]),
+            ("/api/attachments", &["post"]),
+            ("/api/attachments/{id}", &["get"]),
+            ("/api/attachments/{id}/thumbnail", &["get"]),
+            ("/api/encryption/keys", &["post"]),
+            ("/api/encryption/keys/{userId}", &["get"]),
+            ("/api/encryption/verify", &["post"]),
+        ] {
+            for method in methods {
+                assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,13 @@ for (const backend of backends()) {
       }
     });
 
+    it('describes itself in an OpenAPI document', async () => {
+      const res = await api(srv.url, null, 'GET', '/api/openapi.json');
+      assert.equal(res.status, 200);
+      assert.equal(res.body.openapi, '3.1.0');
+      assert.ok(res.body.paths['/api/conversations/{id}/messages'].get);
+    });
+
     it('lists conversations most recent first, with participants, last message and unread count', async () => {
       const [me, ann, ben] = [uid('me'), uid('ann'), uid('ben')];
       // Profile claims are stored when a user connects.

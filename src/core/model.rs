@@ -518,3 +518,65 @@ pub enum Audience {
     /// its user's chats without joining rooms (Spark clients have no join event).
     ChatFollowers(ChatId, Vec<UserId>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events cross instances as JSON (the Redis bus): the ones Spark added must survive it.
+    #[test]
+    fn edits_deletions_and_attachments_survive_the_bus() {
+        let at = Utc::now();
+        let message = Message {
+            id: "m1".into(),
+            chat_id: "c1".into(),
+            seq: 7,
+            sender_id: "u1".into(),
+            kind: "image".into(),
+            content: String::new(),
+            reply_to_id: None,
+            metadata: None,
+            temp_id: None,
+            created_at: at,
+            edited_at: Some(at),
+            deleted: false,
+            reactions: None,
+            encrypted: true,
+            attachments: vec![AttachmentInfo {
+                id: "a1".into(),
+                kind: "image".into(),
+                content_type: "image/png".into(),
+                file_name: "p.png".into(),
+                size: 42,
+                width: Some(3),
+                height: Some(2),
+                has_thumbnail: true,
+            }],
+        };
+        let deleted = MessageDeleted {
+            chat_id: "c1".into(),
+            message_id: "m1".into(),
+            seq: 7,
+            deleted_by: "u1".into(),
+            for_everyone: true,
+            at,
+        };
+        let events = vec![
+            (Audience::Users(vec!["u1".into()]), Event::MessageEdited(message)),
+            (Audience::ChatFollowers("c1".into(), vec!["u1".into(), "u2".into()]), Event::MessageDeleted(deleted)),
+        ];
+        let json = serde_json::to_string(&events).expect("serialize");
+        let back: Vec<(Audience, Event)> = serde_json::from_str(&json).expect("deserialize");
+        match &back[0].1 {
+            Event::MessageEdited(m) => {
+                assert!(m.encrypted);
+                assert_eq!(m.attachments[0].size, 42);
+                assert_eq!(m.edited_at, Some(at));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            matches!(&back[1], (Audience::ChatFollowers(c, m), Event::MessageDeleted(d)) if c == "c1" && m.len() == 2 && d.for_everyone)
+        );
+    }
+}

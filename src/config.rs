@@ -123,9 +123,27 @@ pub struct Config {
     pub ping_timeout: Duration,
     pub max_buffer_size: usize,
     pub max_message_length: usize,
+    /// `MESSAGE_EDIT_WINDOW_MINUTES`: how long after sending its sender may edit a message;
+    /// zero turns editing off.
     pub message_edit_window: Duration,
     pub max_group_size: usize,
+    /// `MEDIA_MAX_SIZE`: largest attachment upload, in bytes.
     pub media_max_size: u64,
+    /// `MEDIA_DIR`: where uploaded attachments (and their thumbnails) are stored. With several
+    /// instances it must be a volume they share.
+    pub media_dir: std::path::PathBuf,
+    /// `IMAGE_MAX_WIDTH` × `IMAGE_MAX_HEIGHT`: uploaded images larger than this are scaled down
+    /// to fit, keeping their aspect ratio.
+    pub image_max_width: u32,
+    pub image_max_height: u32,
+    /// `MAX_ATTACHMENTS_PER_MESSAGE`.
+    pub max_attachments_per_message: usize,
+    /// `VERIFY_DEVICE_REQUIRED`: device keys are handed to other users only once their owner
+    /// verified the device (its first device is trusted on first use).
+    pub verify_device_required: bool,
+    /// `KEY_ROTATION_DAYS`: a device key older than this is reported `rotationDue`; zero means
+    /// keys never fall due.
+    pub key_rotation_days: u32,
     pub presence_timeout: Duration,
     /// `MAX_IDLE_TIME`: a socket that sends no event for this long is disconnected; zero
     /// turns the idle timeout off.
@@ -192,6 +210,19 @@ impl Source {
     /// As [`Source::millis`], refusing zero.
     fn positive_millis(&self, names: &[&str], default_ms: u64) -> Result<Duration, ConfigError> {
         self.positive::<u64>(names, default_ms).map(Duration::from_millis)
+    }
+
+    /// Booleans as the seeds write them: `true`/`false`, and the usual `1`/`0`, `yes`/`no`,
+    /// `on`/`off`.
+    fn flag(&self, names: &[&str], default: bool) -> Result<bool, ConfigError> {
+        match self.raw(names) {
+            None => Ok(default),
+            Some((name, value)) => match value.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError { name, value, reason: "expected true or false".into() }),
+            },
+        }
     }
 
     fn positive<T>(&self, names: &[&str], default: T) -> Result<T, ConfigError>
@@ -331,9 +362,17 @@ impl Config {
             ping_timeout: src.millis(&["SOCKETIO_PING_TIMEOUT", "SOCKET_IO_PING_TIMEOUT"], 60_000)?,
             max_buffer_size: src.positive(&["SOCKETIO_MAX_BUFFER_SIZE"], 1_048_576usize)?,
             max_message_length: src.positive(&["MAX_MESSAGE_LENGTH"], 10_000usize)?,
-            message_edit_window: Duration::from_secs(60 * src.parse::<u64>(&["MESSAGE_EDIT_WINDOW_MINUTES"], 15)?),
+            message_edit_window: Duration::from_secs(
+                src.parse::<u64>(&["MESSAGE_EDIT_WINDOW_MINUTES"], 15)?.saturating_mul(60),
+            ),
             max_group_size: src.positive(&["MAX_GROUP_SIZE"], 256usize)?,
             media_max_size: src.positive(&["MEDIA_MAX_SIZE"], 10_485_760u64)?,
+            media_dir: src.string(&["MEDIA_DIR"], "./media").into(),
+            image_max_width: src.positive(&["IMAGE_MAX_WIDTH"], 2048u32)?,
+            image_max_height: src.positive(&["IMAGE_MAX_HEIGHT"], 2048u32)?,
+            max_attachments_per_message: src.positive(&["MAX_ATTACHMENTS_PER_MESSAGE"], 10usize)?,
+            verify_device_required: src.flag(&["VERIFY_DEVICE_REQUIRED"], true)?,
+            key_rotation_days: src.parse(&["KEY_ROTATION_DAYS"], 90u32)?,
             presence_timeout: Duration::from_secs(src.parse(&["PRESENCE_TIMEOUT_SECONDS"], 300u64)?),
             max_idle_time: src.millis(&["MAX_IDLE_TIME"], 1_800_000)?,
             call_ring_timeout: src.positive_millis(&["CALL_RING_TIMEOUT"], 30_000)?,
@@ -439,6 +478,58 @@ mod tests {
             ("RATE_LIMIT_CONNECTION_WINDOW", "0"),
             ("RATE_LIMIT_CONNECTION_WINDOW", "1m"),
             ("TRUSTED_PROXIES", "127.0.0.1,nginx"),
+        ] {
+            let err = Config::from_vars(vars(&[(name, value)])).expect_err(name);
+            assert_eq!(err.name, name, "{name}={value}");
+        }
+    }
+
+    #[test]
+    fn spark_media_and_key_settings_have_seed_defaults() {
+        let c = Config::from_vars(vec![]).expect("defaults load");
+        assert_eq!(c.media_dir, std::path::PathBuf::from("./media"));
+        assert_eq!(c.media_max_size, 10_485_760);
+        assert_eq!((c.image_max_width, c.image_max_height), (2048, 2048));
+        assert_eq!(c.max_attachments_per_message, 10);
+        assert!(c.verify_device_required);
+        assert_eq!(c.key_rotation_days, 90);
+        assert_eq!(c.message_edit_window, Duration::from_secs(15 * 60));
+    }
+
+    #[test]
+    fn spark_media_and_key_settings_are_configurable() {
+        let c = Config::from_vars(vars(&[
+            ("MEDIA_DIR", "/var/lib/switchboard/media"),
+            ("MEDIA_MAX_SIZE", "1024"),
+            ("IMAGE_MAX_WIDTH", "800"),
+            ("IMAGE_MAX_HEIGHT", "600"),
+            ("MAX_ATTACHMENTS_PER_MESSAGE", "3"),
+            ("VERIFY_DEVICE_REQUIRED", "no"),
+            ("KEY_ROTATION_DAYS", "0"),
+            ("MESSAGE_EDIT_WINDOW_MINUTES", "0"),
+        ]))
+        .expect("settings load");
+        assert_eq!(c.media_dir, std::path::PathBuf::from("/var/lib/switchboard/media"));
+        assert_eq!(c.media_max_size, 1024);
+        assert_eq!((c.image_max_width, c.image_max_height), (800, 600));
+        assert_eq!(c.max_attachments_per_message, 3);
+        assert!(!c.verify_device_required);
+        assert_eq!(c.key_rotation_days, 0, "zero: keys never fall due");
+        assert!(c.message_edit_window.is_zero(), "zero: no edits");
+        let c = Config::from_vars(vars(&[("VERIFY_DEVICE_REQUIRED", "TRUE")])).expect("settings load");
+        assert!(c.verify_device_required);
+    }
+
+    #[test]
+    fn bad_spark_settings_name_the_setting() {
+        for (name, value) in [
+            ("IMAGE_MAX_WIDTH", "0"),
+            ("IMAGE_MAX_HEIGHT", "wide"),
+            ("MAX_ATTACHMENTS_PER_MESSAGE", "0"),
+            ("MEDIA_MAX_SIZE", "-5"),
+            ("VERIFY_DEVICE_REQUIRED", "maybe"),
+            ("KEY_ROTATION_DAYS", "-1"),
+            ("MESSAGE_EDIT_WINDOW_MINUTES", "soon"),
         ] {
             let err = Config::from_vars(vars(&[(name, value)])).expect_err(name);
             assert_eq!(err.name, name, "{name}={value}");

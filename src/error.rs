@@ -22,6 +22,10 @@ pub enum AppError {
     SelfMessage(String),
     #[error("{0}")]
     GroupFull(String),
+    /// An upload over the size limit: `CONTENT_TOO_LONG` like an over-long message, but
+    /// HTTP 413, the status upload clients know.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     EditWindowExpired(String),
     #[error("too many {event} events, retry in {retry_after_ms} ms")]
@@ -45,7 +49,7 @@ impl AppError {
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::Validation(_) => "VALIDATION_FAILED",
             AppError::EmptyContent(_) => "EMPTY_CONTENT",
-            AppError::ContentTooLong(_) => "CONTENT_TOO_LONG",
+            AppError::ContentTooLong(_) | AppError::TooLarge(_) => "CONTENT_TOO_LONG",
             AppError::SelfMessage(_) => "SELF_MESSAGE",
             AppError::GroupFull(_) => "GROUP_FULL",
             AppError::EditWindowExpired(_) => "EDIT_WINDOW_EXPIRED",
@@ -68,6 +72,7 @@ impl AppError {
             | AppError::ContentTooLong(_)
             | AppError::SelfMessage(_) => 422,
             AppError::GroupFull(_) | AppError::Conflict(_) | AppError::EditWindowExpired(_) => 409,
+            AppError::TooLarge(_) => 413,
             AppError::RateLimited { .. } => 429,
             AppError::Internal(_) => 500,
         }

@@ -54,6 +54,11 @@ pub enum SendFailure {
 pub trait Connection: Send + Sync + 'static {
     fn user_id(&self) -> &str;
     fn send(&self, event: &Event) -> Result<(), SendFailure>;
+    /// True for dialects whose clients hear the room events of every chat of their user
+    /// (typing) without joining rooms: they are reached through [`Audience::ChatFollowers`].
+    fn follows_all_chats(&self) -> bool {
+        false
+    }
 }
 
 /// The durable side of delivery, implemented by the core over the store.
@@ -398,6 +403,18 @@ impl Hub {
             }
             Audience::Chat(chat) => from(&self.chats, chat, &mut out),
             Audience::PresenceWatchers(user) => from(&self.watchers, user, &mut out),
+            Audience::ChatFollowers(chat, members) => {
+                from(&self.chats, chat, &mut out);
+                for user in members {
+                    if let Some(set) = self.users.get(user) {
+                        let following = |id: &&ConnId| self.conns.get(*id).is_some_and(|e| e.conn.follows_all_chats());
+                        out.extend(set.iter().filter(following).copied());
+                    }
+                }
+                // A follower that also joined the room explicitly is one target, not two.
+                out.sort_unstable();
+                out.dedup();
+            }
         }
         out
     }

@@ -6,7 +6,7 @@
 //! main.rs        CLI: serve | migrate | token
 //! config.rs      the one typed Config; the only reader of the environment
 //! http/          axum router: REST, /health, /metrics, static files
-//! profiles/      one module per wire dialect; translate only (sup, …)
+//! profiles/      one module per wire dialect; translate only (sup, spark, …)
 //! fanout.rs      core events → rooms user:{id} / chat:{id} → connections of every profile
 //! core/          domain use cases and delivery guarantees; no wire types
 //! store/         the only code that touches sea_orm and the entity crate
@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use crate::{
     app::{AppState, InFlight},
     config::{Config, Profile},
-    profiles::{socketio::mount, sup::Sup},
+    profiles::{socketio::mount, spark::Spark, sup::Sup},
 };
 
 /// A built server, bound to its port, not yet serving.
@@ -74,8 +74,10 @@ impl Application {
             .with_state(state.clone())
             .build_layer();
         mount::<Sup>(&io, "/sup");
+        mount::<Spark>(&io, "/spark");
         match config.default_profile {
-            Profile::Sup | Profile::Spark => mount::<Sup>(&io, "/"),
+            Profile::Sup => mount::<Sup>(&io, "/"),
+            Profile::Spark => mount::<Spark>(&io, "/"),
         }
 
         let router = http::router(state.clone())

@@ -7,7 +7,8 @@ use std::{path::Path, process::Command};
 #[test]
 fn javascript_clients_suite() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("js");
-    if !dir.join("node_modules").join("socket.io-client").exists() {
+    let installed = ["socket.io-client", "axios"].iter().all(|m| dir.join("node_modules").join(m).exists());
+    if !installed {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)

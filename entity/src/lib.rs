@@ -3,11 +3,16 @@
 //! and conversation/message ids are UUIDv7 text so that both SQLite and PostgreSQL store them
 //! the same way.
 
+pub mod attachment;
 pub mod call;
 pub mod call_participant;
 pub mod conversation;
+pub mod device_key;
+pub mod hidden_message;
 pub mod member;
 pub mod message;
+pub mod message_attachment;
+pub mod message_edit;
 pub mod notification;
 pub mod reaction;
 pub mod user;

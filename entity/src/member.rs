@@ -15,6 +15,9 @@ pub struct Model {
     /// offline catch-up is one range query.
     pub delivered_seq: i64,
     pub read_seq: i64,
+    /// The member cleared the conversation for themselves up to here: their history and
+    /// unread counts start after it.
+    pub cleared_seq: i64,
     pub joined_at: DateTimeUtc,
 }
 

@@ -20,6 +20,12 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub edited_at: Option<DateTimeUtc>,
     pub deleted_at: Option<DateTimeUtc>,
+    /// The client says `content` is ciphertext (Spark's `encrypted`); the server never looks.
+    pub encrypted: bool,
+    /// Summaries of the attachments sent with the message, as JSON (they never change after
+    /// upload, so a copy here saves a join on every read); `message_attachments` links them
+    /// for access checks.
+    pub attachments: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

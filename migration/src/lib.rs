@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_core;
 mod m20261201_000002_calls_reactions_notifications;
+mod m20261215_000003_spark;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_core::Migration),
             Box::new(m20261201_000002_calls_reactions_notifications::Migration),
+            Box::new(m20261215_000003_spark::Migration),
         ]
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{
     check_id,
     limits::Limit,
-    model::{Actor, Message, NotificationData},
+    model::{Actor, AttachmentInfo, Location, Message, NotificationData},
     writer::{Outcome, Pending, SendTicket},
     Core, MAX_PAGE,
 };
@@ -34,6 +34,17 @@ pub struct Draft {
     pub mentions: Vec<String>,
 }
 
+/// What a message may carry besides its text (Spark's `send_message`): the client's encryption
+/// flag, uploaded attachments, a shared location.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    pub encrypted: bool,
+    /// Ids of attachments the sender uploaded, in the order to show them.
+    pub attachment_ids: Vec<String>,
+    /// Makes the message a `location` message; stored as `metadata.location`.
+    pub location: Option<Location>,
+}
+
 impl Core {
     /// Stores a message and publishes it to every member's connections. Returns only once the
     /// message is durable. A resend with the same `temp_id` returns the stored original and
@@ -50,10 +61,36 @@ impl Core {
         actor: &Actor,
         draft: Draft,
         max_len: usize,
+        ticket: Option<SendTicket>,
+    ) -> AppResult<Message> {
+        self.send_message_full(actor, draft, Extras::default(), max_len, ticket).await
+    }
+
+    /// As [`Core::send_message`], with attachments, a location or the encryption flag.
+    pub async fn send_message_with(
+        &self,
+        actor: &Actor,
+        draft: Draft,
+        extras: Extras,
+        ticket: Option<SendTicket>,
+    ) -> AppResult<Message> {
+        self.send_message_full(actor, draft, extras, self.config.max_message_length, ticket).await
+    }
+
+    async fn send_message_full(
+        &self,
+        actor: &Actor,
+        mut draft: Draft,
+        extras: Extras,
+        max_len: usize,
         mut ticket: Option<SendTicket>,
     ) -> AppResult<Message> {
         self.limits.check(Limit::MessageNew, &actor.user_id)?;
-        validate(&draft, max_len)?;
+        let attachments = self.attachments_to_send(actor, &extras.attachment_ids).await?;
+        // A file speaks for itself and a position needs no caption; anything else needs text.
+        let may_be_empty = !attachments.is_empty() || extras.location.is_some() || draft.kind == LOCATION;
+        validate(&draft, max_len, may_be_empty)?;
+        shape(&mut draft, &attachments, extras.location)?;
 
         let members = store::conversations::members(&self.db, &draft.chat_id).await?;
         if members.is_empty() {
@@ -85,6 +122,13 @@ impl Core {
                 metadata: draft.metadata,
                 temp_id: draft.temp_id,
                 created_at: Utc::now(),
+                encrypted: extras.encrypted,
+                attachments: if attachments.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::to_value(&attachments).map_err(|e| AppError::Internal(e.into()))?)
+                },
+                attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
             },
             audience: members.into_iter().map(|m| m.user_id).collect(),
             origin: actor.conn,
@@ -123,7 +167,75 @@ impl Core {
     }
 }
 
-fn validate(draft: &Draft, max_len: usize) -> AppResult<()> {
+/// Message type of a shared position.
+const LOCATION: &str = "location";
+/// Message type of a voice recording.
+const VOICE: &str = "voice";
+
+/// Settles the message's type against what it carries: a plain `text` message with files
+/// takes the kind of its first file, a voice message is one audio file, and a location
+/// message carries a valid position in `metadata.location`.
+fn shape(draft: &mut Draft, attachments: &[AttachmentInfo], location: Option<Location>) -> AppResult<()> {
+    if let Some(first) = attachments.first() {
+        if draft.kind == "text" {
+            draft.kind = first.kind.clone();
+        }
+        if draft.kind == VOICE && (attachments.len() != 1 || first.kind != "audio") {
+            return Err(AppError::validation("a voice message carries exactly one audio attachment"));
+        }
+    }
+    if location.is_some() && draft.kind == "text" {
+        draft.kind = LOCATION.to_string();
+    }
+    if draft.kind != LOCATION {
+        if location.is_some() {
+            return Err(AppError::validation("location is only for messages of type location"));
+        }
+        return Ok(());
+    }
+    if !attachments.is_empty() {
+        return Err(AppError::validation("a location message carries no attachments"));
+    }
+    let stored = draft.metadata.as_ref().and_then(|m| m.get("location")).cloned();
+    let location = match (location, stored) {
+        (Some(location), _) => location,
+        (None, Some(value)) => serde_json::from_value::<Location>(value)
+            .map_err(|e| AppError::validation(format!("metadata.location: {e}")))?,
+        (None, None) => {
+            return Err(AppError::validation("a location message needs location { latitude, longitude }"));
+        }
+    };
+    check_location(&location)?;
+    let mut metadata = match draft.metadata.take() {
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(AppError::validation("metadata must be an object")),
+        None => Default::default(),
+    };
+    metadata.insert(LOCATION.into(), serde_json::to_value(&location).map_err(|e| AppError::Internal(e.into()))?);
+    draft.metadata = Some(Value::Object(metadata));
+    Ok(())
+}
+
+/// Longest place name or address shown with a location.
+const MAX_ADDRESS_CHARS: usize = 500;
+
+fn check_location(l: &Location) -> AppResult<()> {
+    if !l.latitude.is_finite() || !(-90.0..=90.0).contains(&l.latitude) {
+        return Err(AppError::validation("location.latitude must be between -90 and 90"));
+    }
+    if !l.longitude.is_finite() || !(-180.0..=180.0).contains(&l.longitude) {
+        return Err(AppError::validation("location.longitude must be between -180 and 180"));
+    }
+    if l.accuracy.is_some_and(|a| !a.is_finite() || a < 0.0) {
+        return Err(AppError::validation("location.accuracy must be a distance in metres, 0 or more"));
+    }
+    if l.address.as_ref().is_some_and(|a| a.chars().count() > MAX_ADDRESS_CHARS) {
+        return Err(AppError::validation(format!("location.address is longer than {MAX_ADDRESS_CHARS} characters")));
+    }
+    Ok(())
+}
+
+fn validate(draft: &Draft, max_len: usize, may_be_empty: bool) -> AppResult<()> {
     check_id("chatId", &draft.chat_id)?;
     if let Some(temp_id) = &draft.temp_id {
         check_id("tempId", temp_id)?;
@@ -134,7 +246,7 @@ fn validate(draft: &Draft, max_len: usize) -> AppResult<()> {
     if !MESSAGE_KINDS.contains(&draft.kind.as_str()) {
         return Err(AppError::validation(format!("messageType must be one of {}", MESSAGE_KINDS.join(", "))));
     }
-    if draft.content.trim().is_empty() {
+    if draft.content.trim().is_empty() && !may_be_empty {
         return Err(AppError::EmptyContent("message content is empty".into()));
     }
     let len = draft.content.chars().count();

@@ -3,10 +3,15 @@
 //! nothing of Socket.IO, HTTP or JSON field names; it stores through `store` and announces
 //! through `fanout`.
 
+pub mod attachments;
 pub mod calls;
 pub mod conversations;
 pub mod delivery;
+pub mod edits;
+pub mod history;
+pub mod keys;
 pub mod limits;
+pub mod media;
 pub mod messages;
 pub mod model;
 pub mod notifications;
@@ -116,6 +121,20 @@ impl Core {
     pub async fn require_member(&self, chat: &str, user: &str) -> AppResult<entity::member::Model> {
         if let Some(m) = store::conversations::member(&self.db, chat, user).await? {
             return Ok(m);
+        }
+        match store::conversations::get(&self.db, chat).await? {
+            Some(_) => Err(AppError::not_member()),
+            None => Err(AppError::NotFound("conversation not found".into())),
+        }
+    }
+
+    /// The members of `chat`, for a member (who needs the audience of what they do there);
+    /// `FORBIDDEN` for anyone else, `NOT_FOUND` when the chat does not exist.
+    pub async fn members_of(&self, chat: &str, user: &str) -> AppResult<Vec<String>> {
+        let members: Vec<String> =
+            store::conversations::members(&self.db, chat).await?.into_iter().map(|m| m.user_id).collect();
+        if members.iter().any(|m| m == user) {
+            return Ok(members);
         }
         match store::conversations::get(&self.db, chat).await? {
             Some(_) => Err(AppError::not_member()),

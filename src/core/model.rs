@@ -92,6 +92,41 @@ pub struct Message {
     /// pushed message does not, since it has none or is about to be fetched again).
     #[serde(default)]
     pub reactions: Option<ReactionSummary>,
+    /// The client marked `content` as ciphertext.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// Files sent with the message, in the order the sender listed them.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentInfo>,
+}
+
+/// What a message says about one of its attachments. Serde's shape of this struct is also
+/// how it is stored with the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    pub id: String,
+    /// `image`, `video`, `audio` or `file`.
+    pub kind: String,
+    /// The sniffed type of the stored bytes.
+    pub content_type: String,
+    pub file_name: String,
+    pub size: u64,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub has_thumbnail: bool,
+}
+
+/// A shared position: latitude and longitude in degrees (WGS 84).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Radius of uncertainty in metres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// A place name or address to show with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// Who reacted with what: emoji → user ids, in the order they reacted.
@@ -99,6 +134,15 @@ pub type ReactionSummary = std::collections::BTreeMap<String, Vec<UserId>>;
 
 impl From<entity::message::Model> for Message {
     fn from(m: entity::message::Model) -> Self {
+        let attachments = match m.attachments {
+            None => Vec::new(),
+            Some(json) => serde_json::from_value(json).unwrap_or_else(|e| {
+                // Written by us, so this means a bug or a hand-edited row: show the message
+                // without them rather than not at all.
+                tracing::warn!(message = %m.id, cause = %e, "unreadable attachment list");
+                Vec::new()
+            }),
+        };
         Message {
             id: m.id,
             chat_id: m.conversation_id,
@@ -113,6 +157,8 @@ impl From<entity::message::Model> for Message {
             edited_at: m.edited_at,
             deleted: m.deleted_at.is_some(),
             reactions: None,
+            encrypted: m.encrypted,
+            attachments,
         }
     }
 }
@@ -428,6 +474,17 @@ pub struct ChatUpdated {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A message deleted for everyone (its content is gone), or for `deleted_by` alone.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessageDeleted {
+    pub chat_id: ChatId,
+    pub message_id: String,
+    pub seq: i64,
+    pub deleted_by: UserId,
+    pub for_everyone: bool,
+    pub at: DateTime<Utc>,
+}
+
 /// What the core tells connected clients about. Profiles encode each variant in their own
 /// event names and shapes, or ignore it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -442,6 +499,9 @@ pub enum Event {
     MemberJoined(MemberJoined),
     MemberLeft(MemberLeft),
     ChatUpdated(ChatUpdated),
+    /// A message's content changed; carries the message as it is now.
+    MessageEdited(Message),
+    MessageDeleted(MessageDeleted),
 }
 
 /// Who receives an event. These are the rooms `user:{id}` and `chat:{id}` of the spec, plus
@@ -454,4 +514,69 @@ pub enum Audience {
     Chat(ChatId),
     /// Connections subscribed to this user's presence.
     PresenceWatchers(UserId),
+    /// The chat's room, plus every connection of these members whose dialect follows all of
+    /// its user's chats without joining rooms (Spark clients have no join event).
+    ChatFollowers(ChatId, Vec<UserId>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events cross instances as JSON (the Redis bus): the ones Spark added must survive it.
+    #[test]
+    fn edits_deletions_and_attachments_survive_the_bus() {
+        let at = Utc::now();
+        let message = Message {
+            id: "m1".into(),
+            chat_id: "c1".into(),
+            seq: 7,
+            sender_id: "u1".into(),
+            kind: "image".into(),
+            content: String::new(),
+            reply_to_id: None,
+            metadata: None,
+            temp_id: None,
+            created_at: at,
+            edited_at: Some(at),
+            deleted: false,
+            reactions: None,
+            encrypted: true,
+            attachments: vec![AttachmentInfo {
+                id: "a1".into(),
+                kind: "image".into(),
+                content_type: "image/png".into(),
+                file_name: "p.png".into(),
+                size: 42,
+                width: Some(3),
+                height: Some(2),
+                has_thumbnail: true,
+            }],
+        };
+        let deleted = MessageDeleted {
+            chat_id: "c1".into(),
+            message_id: "m1".into(),
+            seq: 7,
+            deleted_by: "u1".into(),
+            for_everyone: true,
+            at,
+        };
+        let events = vec![
+            (Audience::Users(vec!["u1".into()]), Event::MessageEdited(message)),
+            (Audience::ChatFollowers("c1".into(), vec!["u1".into(), "u2".into()]), Event::MessageDeleted(deleted)),
+        ];
+        let json = serde_json::to_string(&events).expect("serialize");
+        let back: Vec<(Audience, Event)> = serde_json::from_str(&json).expect("deserialize");
+        match &back[0].1 {
+            Event::MessageEdited(m) => {
+                assert!(m.encrypted);
+                assert_eq!(m.attachments[0].size, 42);
+                assert_eq!(m.edited_at, Some(at));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            matches!(&back[1], (Audience::ChatFollowers(c, m), Event::MessageDeleted(d)) if c == "c1" && m.len() == 2 && d.for_everyone)
+        );
+    }
 }

@@ -20,7 +20,7 @@ impl Core {
             self.limits.check(Limit::Typing, &actor.user_id)?;
         }
         super::check_id("chatId", chat)?;
-        self.require_member(chat, &actor.user_id).await?;
+        let members = self.members_of(chat, &actor.user_id).await?;
         let event = |typing: bool| {
             Event::Typing(Typing {
                 chat_id: chat.to_string(),
@@ -29,7 +29,8 @@ impl Core {
                 typing,
             })
         };
-        let audience = Audience::Chat(chat.to_string());
+        // The room (dialects with chat:join) and every member's following connections (Spark).
+        let audience = Audience::ChatFollowers(chat.to_string(), members);
         if !typing {
             self.shared.clear_typing(chat, &actor.user_id, None).await.map_err(AppError::Internal)?;
             self.hub.publish(&audience, event(false), actor.conn);
@@ -45,13 +46,13 @@ impl Core {
         self.shared.set_typing(chat, &actor.user_id, generation, keep).await.map_err(AppError::Internal)?;
         self.hub.publish(&audience, event(true), actor.conn);
 
-        let (shared, hub, stop) = (self.shared.clone(), self.hub.clone(), event(false));
+        let (shared, hub, stop, audience) = (self.shared.clone(), self.hub.clone(), event(false), audience.clone());
         let (chat, user) = (chat.to_string(), actor.user_id.clone());
         tokio::spawn(async move {
             tokio::time::sleep(ttl).await;
             // Only the newest indicator may expire; a renewal replaced the generation.
             if let Ok(true) = shared.clear_typing(&chat, &user, Some(generation)).await {
-                hub.publish(&Audience::Chat(chat), stop, None);
+                hub.publish(&audience, stop, None);
             }
         });
         Ok(())

@@ -1,4 +1,4 @@
-//! `POST /api/conversations`, `GET /api/conversations/{id}`, `PATCH /api/conversations/{id}`,
+//! `GET` / `POST /api/conversations`, `GET` / `PATCH` / `PUT` / `DELETE /api/conversations/{id}`,
 //! `POST /api/conversations/{id}/members`, `DELETE /api/conversations/{id}/members/{userId}`,
 //! in Spark's shapes.
 
@@ -14,21 +14,22 @@ use axum::{
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::{ok, Authenticated, JsonBody};
+use super::{ok, Authenticated, JsonBody, QueryParams};
 use crate::{
     app::AppState,
     core::{
         conversations::{ConversationRequest, DetailsChange},
+        history::{ListCursor, Removal},
         model::{Conversation, ConversationKind},
     },
     error::{AppError, AppResult},
-    profiles::iso,
+    profiles::{iso, spark::message_json},
 };
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/api/conversations", post(create))
-        .route("/api/conversations/{id}", get(show).patch(update))
+        .route("/api/conversations", get(list).post(create))
+        .route("/api/conversations/{id}", get(show).patch(update).put(update).delete(remove))
         .route("/api/conversations/{id}/members", post(add_member))
         .route("/api/conversations/{id}/members/{user_id}", delete(remove_member))
 }
@@ -65,6 +66,12 @@ struct CreateBody {
     avatar: Option<String>,
     #[serde(default)]
     encrypted: bool,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    cursor: Option<String>,
+    limit: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -139,7 +146,8 @@ async fn add_member(
     Ok((StatusCode::CREATED, ok(conversation_json(&conversation))))
 }
 
-/// `PATCH /api/conversations/{id}`: name, description, avatar of a group (owners, admins).
+/// `PATCH` or `PUT /api/conversations/{id}`: name, description, avatar of a group (owners,
+/// admins); fields left out stay as they are.
 async fn update(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
@@ -159,4 +167,44 @@ async fn remove_member(
 ) -> AppResult<impl IntoResponse> {
     let conversation = app.core.remove_member(&actor, &id, &user_id).await?;
     Ok(ok(conversation_json(&conversation)))
+}
+
+/// `GET /api/conversations`: the caller's conversations, most recently active first, with
+/// `lastMessage` and `unreadCount`; `?limit=` (default 100, at most 500) and `?cursor=` from
+/// the previous page's `nextCursor`.
+async fn list(
+    State(app): State<Arc<AppState>>,
+    Authenticated(actor): Authenticated,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> AppResult<impl IntoResponse> {
+    let after = query.cursor.filter(|c| !c.is_empty()).map(|c| c.parse::<ListCursor>()).transpose()?;
+    let (summaries, next) = app.core.list_conversations(&actor, after, query.limit).await?;
+    let conversations: Vec<Value> = summaries
+        .iter()
+        .map(|s| {
+            let mut item = conversation_json(&s.conversation);
+            item["lastMessage"] = s.last_message.as_ref().map(message_json).unwrap_or(Value::Null);
+            item["unreadCount"] = json!(s.unread_count);
+            item
+        })
+        .collect();
+    Ok(ok(json!({
+        "conversations": conversations,
+        "hasMore": next.is_some(),
+        "nextCursor": next.map(|c| c.to_string()),
+    })))
+}
+
+/// `DELETE /api/conversations/{id}`: leave a group; for a direct conversation or a note to
+/// self, clear it for the caller (it comes back with the next message).
+async fn remove(
+    State(app): State<Arc<AppState>>,
+    Authenticated(actor): Authenticated,
+    Path(id): Path<String>,
+) -> AppResult<impl IntoResponse> {
+    let action = match app.core.remove_conversation(&actor, &id).await? {
+        Removal::Left => "left",
+        Removal::Cleared => "cleared",
+    };
+    Ok(ok(json!({ "conversationId": id, "action": action })))
 }

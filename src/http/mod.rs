@@ -1,7 +1,10 @@
 //! HTTP: the axum router with REST routes, health, metrics and static files. The Socket.IO
 //! layer wraps it (see `lib.rs`).
 
+pub mod attachments;
 pub mod conversations;
+pub mod encryption;
+pub mod messages;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -22,13 +25,19 @@ use crate::{app::AppState, core::model::Actor, error::AppError};
 /// (socket.io-client 4.8.1, MIT licence, from its npm package).
 const SOCKET_IO_JS: &str = include_str!("assets/socket.io.min.js");
 const DEMO_PAGE: &str = include_str!("assets/demo.html");
+/// OpenAPI 3.1 description of the Spark REST API, served at `/api/openapi.json`.
+const OPENAPI: &str = include_str!("assets/openapi.json");
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(DEMO_PAGE) }))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .merge(conversations::router())
+        .merge(messages::router())
+        .merge(attachments::router(state.config.media_max_size))
+        .merge(encryption::router())
         .with_state(state)
 }
 
@@ -144,6 +153,24 @@ where
     }
 }
 
+/// Query parameters whose rejection is our error envelope (`VALIDATION_FAILED`).
+pub struct QueryParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
+            Err(rejection) => Err(AppError::validation(rejection.body_text())),
+        }
+    }
+}
+
 /// The client's IP address for per-IP limits: the TCP peer, unless the peer is one of
 /// `TRUSTED_PROXIES`, in which case the nearest address in `X-Forwarded-For` that is not a
 /// trusted proxy (then `X-Real-IP`). Headers from untrusted peers are ignored, since any
@@ -216,6 +243,33 @@ mod tests {
         assert_eq!(client_ip(&p, &trusted), Some(ip("198.51.100.10")));
         let p = parts("10.0.0.1", &[]);
         assert_eq!(client_ip(&p, &trusted), Some(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn the_openapi_document_describes_every_spark_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (path, methods) in [
+            ("/api/conversations", &["get", "post"][..]),
+            ("/api/conversations/{id}", &["get", "put", "patch", "delete"]),
+            ("/api/conversations/{id}/members", &["post"]),
+            ("/api/conversations/{id}/members/{userId}", &["delete"]),
+            ("/api/conversations/{id}/messages", &["get", "post"]),
+            ("/api/messages/{id}", &["put", "delete"]),
+            ("/api/messages/{id}/edits", &["get"]),
+            ("/api/messages/{id}/reactions", &["post"]),
+            ("/api/messages/{id}/reactions/{emoji}", &["delete"]),
+            ("/api/attachments", &["post"]),
+            ("/api/attachments/{id}", &["get"]),
+            ("/api/attachments/{id}/thumbnail", &["get"]),
+            ("/api/encryption/keys", &["post"]),
+            ("/api/encryption/keys/{userId}", &["get"]),
+            ("/api/encryption/verify", &["post"]),
+        ] {
+            for method in methods {
+                assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+            }
+        }
     }
 
     #[test]

@@ -3,11 +3,43 @@
 //! `core`.
 
 pub mod socketio;
+pub mod spark;
 pub mod sup;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use crate::core::model::AttachmentInfo;
 
 /// Timestamps on the wire: RFC 3339 in UTC with milliseconds, as JavaScript's `toISOString`.
 pub fn iso(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// An attachment as every dialect shows it; the file is at `url`, a preview (images) at
+/// `thumbnailUrl`, both for `Authorization: Bearer` or `?token=`.
+pub fn attachment_json(a: &AttachmentInfo) -> Value {
+    json!({
+        "id": a.id,
+        "type": a.kind,
+        "contentType": a.content_type,
+        "fileName": a.file_name,
+        "size": a.size,
+        "width": a.width,
+        "height": a.height,
+        "url": format!("/api/attachments/{}", a.id),
+        "thumbnailUrl": a.has_thumbnail.then(|| format!("/api/attachments/{}/thumbnail", a.id)),
+    })
+}
+
+/// Most mentions one message may carry; members beyond a group's size cannot be mentioned.
+const MAX_MENTIONS: usize = 1000;
+
+/// `metadata.mentions`: the user ids a message mentions (anything else there is ignored).
+pub fn mentions(metadata: Option<&Value>) -> Vec<String> {
+    metadata
+        .and_then(|m| m.get("mentions"))
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).take(MAX_MENTIONS).map(str::to_string).collect())
+        .unwrap_or_default()
 }

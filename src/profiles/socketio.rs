@@ -82,6 +82,9 @@ impl Session {
 
 /// A wire dialect over Socket.IO.
 pub trait SocketIoProfile: Send + Sync + 'static {
+    /// Whether the dialect's sockets hear room events (typing) of every chat of their user
+    /// without joining rooms, because its clients have no join event.
+    const FOLLOWS_ALL_CHATS: bool = false;
     /// Encodes a core event as `(event name, payload)`, or `None` when the dialect has no
     /// such event.
     fn encode(event: &Event) -> Option<(&'static str, Value)>;
@@ -89,6 +92,12 @@ pub trait SocketIoProfile: Send + Sync + 'static {
     fn register_handlers(socket: &SocketRef);
     /// Runs once the client is connected, before the backlog is pushed.
     fn greet(_socket: &SocketRef, _session: &Session) {}
+    /// Runs in the connect middleware, once the session exists and before the client learns
+    /// it is connected: set-up the dialect implies without being asked (Spark follows the
+    /// presence of its user's contacts). A failure is logged; the connection stays.
+    fn prepare(_app: &Arc<AppState>, _session: &Session) -> impl Future<Output = AppResult<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Serves `P` on the namespace `path`.
@@ -143,12 +152,11 @@ async fn admit<P: SocketIoProfile>(
         user: identity.user_id.clone(),
         _profile: std::marker::PhantomData,
     }));
-    s.extensions.insert(Session {
-        identity: Arc::new(identity),
-        conn,
-        order: Arc::default(),
-        activity: Arc::default(),
-    });
+    let session = Session { identity: Arc::new(identity), conn, order: Arc::default(), activity: Arc::default() };
+    s.extensions.insert(session.clone());
+    if let Err(e) = P::prepare(&app, &session).await {
+        e.log_if_internal("connect");
+    }
     app.metrics.connection_opened();
     Ok(())
 }
@@ -220,6 +228,10 @@ struct SocketConnection<P> {
 impl<P: SocketIoProfile> Connection for SocketConnection<P> {
     fn user_id(&self) -> &str {
         &self.user
+    }
+
+    fn follows_all_chats(&self) -> bool {
+        P::FOLLOWS_ALL_CHATS
     }
 
     fn send(&self, event: &Event) -> Result<(), SendFailure> {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use socketioxide::extract::SocketRef;
 
 use super::{
-    iso,
+    attachment_json, iso, mentions,
     socketio::{on, on_unknown, Session, SocketIoProfile},
 };
 use crate::{
@@ -155,18 +155,6 @@ struct Pending {
 #[derive(Deserialize)]
 struct Nothing {}
 
-/// Most mentions one message may carry; members beyond a group's size cannot be mentioned.
-const MAX_MENTIONS: usize = 1000;
-
-/// `metadata.mentions`: the user ids a message mentions (anything else there is ignored).
-fn mentions(metadata: Option<&Value>) -> Vec<String> {
-    metadata
-        .and_then(|m| m.get("mentions"))
-        .and_then(Value::as_array)
-        .map(|ids| ids.iter().filter_map(Value::as_str).take(MAX_MENTIONS).map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
 pub fn message_json(m: &Message) -> Value {
     let mut out = json!({
         "id": m.id,
@@ -183,6 +171,16 @@ pub fn message_json(m: &Message) -> Value {
     // Only history reads load reactions; live `message:new` keeps the seed's shape.
     if let Some(reactions) = &m.reactions {
         out["reactions"] = json!(reactions);
+    }
+    // Likewise only messages that were edited or deleted (or carry files) say so.
+    if let Some(at) = &m.edited_at {
+        out["editedAt"] = json!(iso(at));
+    }
+    if m.deleted {
+        out["deleted"] = json!(true);
+    }
+    if !m.attachments.is_empty() {
+        out["attachments"] = json!(m.attachments.iter().map(attachment_json).collect::<Vec<_>>());
     }
     out
 }
@@ -352,6 +350,18 @@ impl SocketIoProfile for Sup {
                 ("chat:member-left", json!({ "chatId": l.chat_id, "userId": l.user_id, "removedBy": l.removed_by }))
             }
             Event::ChatUpdated(u) => ("chat:updated", chat_updated_json(u)),
+            Event::MessageEdited(m) => ("message:updated", message_json(m)),
+            Event::MessageDeleted(d) => (
+                "message:deleted",
+                json!({
+                    "chatId": d.chat_id,
+                    "messageId": d.message_id,
+                    "seq": d.seq,
+                    "deletedBy": d.deleted_by,
+                    "forEveryone": d.for_everyone,
+                    "at": iso(&d.at),
+                }),
+            ),
         })
     }
 

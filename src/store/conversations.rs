@@ -66,6 +66,7 @@ pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Cre
         role: Set(role),
         delivered_seq: Set(0),
         read_seq: Set(0),
+        cleared_seq: Set(0),
         joined_at: Set(now),
     });
     member::Entity::insert_many(rows).exec_without_returning(&txn).await?;
@@ -117,6 +118,8 @@ pub async fn add_member(
         role: Set(role.to_string()),
         delivered_seq: Set(last_seq),
         read_seq: Set(last_seq),
+        // History starts at the beginning: a newcomer may read back (it is only not pushed).
+        cleared_seq: Set(0),
         joined_at: Set(Utc::now()),
     })
     .on_conflict(OnConflict::columns([member::Column::ConversationId, member::Column::UserId]).do_nothing().to_owned())

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{conversation, message};
+use entity::{conversation, message, message_attachment};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -22,6 +22,12 @@ pub struct NewMessage {
     pub metadata: Option<serde_json::Value>,
     pub temp_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub encrypted: bool,
+    /// The attachment summaries stored with the message (JSON, see the entity).
+    pub attachments: Option<serde_json::Value>,
+    /// The attachments to link to the message (and so to its conversation's members), in
+    /// the same transaction as the insert.
+    pub attachment_ids: Vec<String>,
 }
 
 pub enum Appended {
@@ -81,8 +87,18 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[NewMessage]) -> Resu
             created_at: Set(new.created_at),
             edited_at: Set(None),
             deleted_at: Set(None),
+            encrypted: Set(new.encrypted),
+            attachments: Set(new.attachments.clone()),
         };
         message::Entity::insert(row).exec_without_returning(&txn).await?;
+        if !new.attachment_ids.is_empty() {
+            let links = new.attachment_ids.iter().map(|attachment| message_attachment::ActiveModel {
+                message_id: Set(new.id.clone()),
+                attachment_id: Set(attachment.clone()),
+                conversation_id: Set(new.conversation_id.clone()),
+            });
+            message_attachment::Entity::insert_many(links).exec_without_returning(&txn).await?;
+        }
         last_seq.insert(&new.conversation_id, seq);
         results[i] = Some(Appended::New(message::Model {
             id: new.id.clone(),
@@ -97,6 +113,8 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[NewMessage]) -> Resu
             created_at: new.created_at,
             edited_at: None,
             deleted_at: None,
+            encrypted: new.encrypted,
+            attachments: new.attachments.clone(),
         }));
     }
     txn.commit().await?;

@@ -1,8 +1,13 @@
 //! Storage: the only code that touches `sea_orm` and the `entity` crate. The core calls these
 //! functions and never builds a query itself.
 
+pub mod attachments;
 pub mod calls;
 pub mod conversations;
+pub mod edits;
+pub mod history;
+pub mod keys;
+pub mod media;
 pub mod messages;
 pub mod notifications;
 pub mod reactions;

@@ -25,6 +25,8 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
+    /// The server's MEDIA_DIR, removed with the test.
+    pub media: tempfile::TempDir,
     /// PostgreSQL test database to drop at the end.
     pg_name: Option<String>,
 }
@@ -66,7 +68,9 @@ async fn start(
     pg_name: Option<String>,
     extra: &[(&str, &str)],
 ) -> TestApp {
+    let media = tempfile::tempdir().expect("media dir");
     let mut vars: Vec<(String, String)> = vec![
+        ("MEDIA_DIR".into(), media.path().display().to_string()),
         ("PORT".into(), "0".into()),
         ("HOST".into(), "127.0.0.1".into()),
         ("DATABASE_URL".into(), database_url),
@@ -84,7 +88,7 @@ async fn start(
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    TestApp { url, state, http: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: dir, pg_name }
+    TestApp { url, state, http: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: dir, media, pg_name }
 }
 
 impl TestApp {

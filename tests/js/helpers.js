@@ -22,12 +22,13 @@ export function backends() {
 const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 
 /** An HS256 JWT, as any identity provider would issue it. */
-export function token(sub, { secret = SECRET, ttl = 3600, exp, iss, username, name } = {}) {
+export function token(sub, { secret = SECRET, ttl = 3600, exp, iss, username, name, avatar } = {}) {
   const now = Math.floor(Date.now() / 1000);
   const claims = { sub, exp: exp ?? now + ttl, iat: now };
   if (iss) claims.iss = iss;
   if (username) claims.username = username;
   if (name) claims.name = name;
+  if (avatar) claims.avatar = avatar;
   const head = b64url({ alg: 'HS256', typ: 'JWT' });
   const body = b64url(claims);
   const sig = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
@@ -76,6 +77,8 @@ export async function startServer({ backend = 'sqlite', env = {}, databaseUrl } 
     RATE_LIMIT_REACTIONS: '100000/60s',
     // Every test client connects from 127.0.0.1.
     RATE_LIMIT_MAX_CONNECTIONS: '100000',
+    // Uploads go to the test's own directory, removed with it.
+    MEDIA_DIR: join(dir, 'media'),
     ...env,
   });
   server.databaseUrl = db;
@@ -212,6 +215,21 @@ export async function api(url, tok, method, path, body) {
   let parsed;
   try { parsed = JSON.parse(text); } catch { parsed = text; }
   return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/**
+ * Uploads a file as multipart/form-data (field `file`, plus `type` when given); resolves
+ * with `{ status, body }`.
+ */
+export async function upload(url, tok, bytes, { contentType = 'application/octet-stream', name = 'file.bin', kind } = {}) {
+  const form = new FormData();
+  form.append('file', new Blob([bytes], { type: contentType }), name);
+  if (kind) form.append('type', kind);
+  const res = await fetch(url + '/api/attachments', { method: 'POST', headers: { authorization: `Bearer ${tok}` }, body: form });
+  const text = await res.text();
+  let body;
+  try { body = JSON.parse(text); } catch { body = text; }
+  return { status: res.status, body };
 }
 
 /** Creates a conversation through REST as `ownerToken` and returns its id. */

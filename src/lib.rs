@@ -98,9 +98,15 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops gracefully: stop accepting, let in-flight
-    /// operations finish and their writes land, close client transports (not a Socket.IO
-    /// DISCONNECT, so unchanged clients reconnect elsewhere), record deliveries, return.
+    /// Serves until `shutdown` resolves, then stops gracefully: let in-flight operations finish
+    /// and their writes land, stop handing events out and record what was handed, close client
+    /// transports (not a Socket.IO DISCONNECT, so unchanged clients reconnect elsewhere), and
+    /// only then close the listener. Sessions keep being served until their transport is
+    /// closed: a long-polling client needs a fresh HTTP request for every poll, and refusing
+    /// those early would cut it off before what it was handed reached it. A session that
+    /// connects meanwhile is accepted but handed nothing (the hub is frozen), and is closed
+    /// with the others, so it reconnects elsewhere (a refused CONNECT would not be retried by
+    /// socket.io-client).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, io, state, subscriber } = self;
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -112,11 +118,11 @@ impl Application {
 
         shutdown.await;
         tracing::info!("shutting down");
-        let _ = stop_accepting.send(());
         state.inflight.wait_idle(state.config.shutdown_grace).await;
         state.core.drain_writes().await;
         state.core.freeze_and_record(SEND_DRAIN).await;
         io.close().await;
+        let _ = stop_accepting.send(());
         state.core.stop_background();
         if let Some(subscriber) = subscriber {
             subscriber.abort();

@@ -36,71 +36,56 @@ pub enum Appended {
     Duplicate(message::Model),
 }
 
-/// Appends a batch in one transaction (one fsync for many messages). Each conversation row
-/// is locked before its `temp_id` is looked up, so two instances racing on one resend cannot
-/// both insert, and `seq` is taken from the locked row so it stays gapless: a rollback undoes
-/// the increment with the insert.
+/// Appends a batch in one transaction (one fsync for many messages), with a fixed number of
+/// statements however large the batch: the conversations are locked together (in id order,
+/// so concurrent batches cannot deadlock), resent `temp_id`s are found with one query, the new
+/// messages go in with one multi-row insert, and each conversation's `last_seq` is written
+/// once. The locks come first, so two instances racing on one resend cannot both insert, and
+/// `seq` is taken from the locked rows so it stays gapless: a rollback undoes it all.
 pub async fn append_batch(db: &DatabaseConnection, batch: &[NewMessage]) -> Result<Vec<Appended>, DbErr> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let txn = super::begin_write(db).await?;
-    let mut out = Vec::with_capacity(batch.len());
-    let mut last_seq: HashMap<&str, i64> = HashMap::new();
-    // Lock conversations in one global order so concurrent batches cannot deadlock.
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by(|a, b| batch[*a].conversation_id.cmp(&batch[*b].conversation_id));
-    let mut results: Vec<Option<Appended>> = (0..batch.len()).map(|_| None).collect();
-    for i in order {
-        let new = &batch[i];
-        let seq_before = match last_seq.get(new.conversation_id.as_str()) {
-            Some(seq) => *seq,
-            None => lock_conversation(&txn, &new.conversation_id).await?,
-        };
-        if let Some(temp_id) = &new.temp_id {
-            let existing = message::Entity::find()
-                .filter(message::Column::ConversationId.eq(&new.conversation_id))
-                .filter(message::Column::SenderId.eq(&new.sender_id))
-                .filter(message::Column::TempId.eq(temp_id))
-                .one(&txn)
-                .await?;
-            if let Some(existing) = existing {
-                last_seq.insert(&new.conversation_id, seq_before);
-                results[i] = Some(Appended::Duplicate(existing));
-                continue;
+    let mut conversation_ids: Vec<&str> = batch.iter().map(|m| m.conversation_id.as_str()).collect();
+    conversation_ids.sort_unstable();
+    conversation_ids.dedup();
+    let mut last_seq = lock_conversations(&txn, &conversation_ids).await?;
+    let before = last_seq.clone();
+
+    // Earlier sends of the same (conversation, sender, temp_id), in the store or in this batch.
+    let temp_ids: Vec<&str> = batch.iter().filter_map(|m| m.temp_id.as_deref()).collect();
+    let mut sent: HashMap<(String, String, String), message::Model> = HashMap::new();
+    if !temp_ids.is_empty() {
+        let earlier = message::Entity::find()
+            .filter(message::Column::ConversationId.is_in(conversation_ids.iter().copied()))
+            .filter(message::Column::TempId.is_in(temp_ids.iter().copied()))
+            .all(&txn)
+            .await?;
+        for m in earlier {
+            if let Some(temp_id) = m.temp_id.clone() {
+                sent.insert((m.conversation_id.clone(), m.sender_id.clone(), temp_id), m);
             }
         }
-        let seq = seq_before + 1;
-        conversation::Entity::update_many()
-            .col_expr(conversation::Column::LastSeq, sea_orm::sea_query::Expr::value(seq))
-            .col_expr(conversation::Column::UpdatedAt, sea_orm::sea_query::Expr::value(new.created_at))
-            .filter(conversation::Column::Id.eq(&new.conversation_id))
-            .exec(&txn)
-            .await?;
-        let row = message::ActiveModel {
-            id: Set(new.id.clone()),
-            conversation_id: Set(new.conversation_id.clone()),
-            seq: Set(seq),
-            sender_id: Set(new.sender_id.clone()),
-            kind: Set(new.kind.clone()),
-            content: Set(new.content.clone()),
-            reply_to_id: Set(new.reply_to_id.clone()),
-            metadata: Set(new.metadata.clone()),
-            temp_id: Set(new.temp_id.clone()),
-            created_at: Set(new.created_at),
-            edited_at: Set(None),
-            deleted_at: Set(None),
-            encrypted: Set(new.encrypted),
-            attachments: Set(new.attachments.clone()),
-        };
-        message::Entity::insert(row).exec_without_returning(&txn).await?;
-        if !new.attachment_ids.is_empty() {
-            let links = new.attachment_ids.iter().map(|attachment| message_attachment::ActiveModel {
-                message_id: Set(new.id.clone()),
-                attachment_id: Set(attachment.clone()),
-                conversation_id: Set(new.conversation_id.clone()),
-            });
-            message_attachment::Entity::insert_many(links).exec_without_returning(&txn).await?;
+    }
+
+    let mut results = Vec::with_capacity(batch.len());
+    let mut rows = Vec::new();
+    let mut links = Vec::new();
+    for new in batch {
+        let key = new.temp_id.as_ref().map(|t| (new.conversation_id.clone(), new.sender_id.clone(), t.clone()));
+        if let Some(existing) = key.as_ref().and_then(|k| sent.get(k)) {
+            results.push(Appended::Duplicate(existing.clone()));
+            continue;
         }
-        last_seq.insert(&new.conversation_id, seq);
-        results[i] = Some(Appended::New(message::Model {
+        let seq = last_seq
+            .get_mut(new.conversation_id.as_str())
+            .map(|s| {
+                *s += 1;
+                *s
+            })
+            .ok_or_else(|| DbErr::RecordNotFound(format!("conversation {}", new.conversation_id)))?;
+        let model = message::Model {
             id: new.id.clone(),
             conversation_id: new.conversation_id.clone(),
             seq,
@@ -115,24 +100,60 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[NewMessage]) -> Resu
             deleted_at: None,
             encrypted: new.encrypted,
             attachments: new.attachments.clone(),
+        };
+        rows.push(message::ActiveModel::from(model.clone()));
+        links.extend(new.attachment_ids.iter().map(|attachment| message_attachment::ActiveModel {
+            message_id: Set(new.id.clone()),
+            attachment_id: Set(attachment.clone()),
+            conversation_id: Set(new.conversation_id.clone()),
         }));
+        if let Some(key) = key {
+            sent.insert(key, model.clone());
+        }
+        results.push(Appended::New(model));
+    }
+
+    // SQLite allows 32,766 bound values per statement; a chunk of 500 rows stays well below.
+    for chunk in rows.chunks(500) {
+        message::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+    }
+    for chunk in links.chunks(1000) {
+        message_attachment::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+    }
+    let now = batch.iter().map(|m| m.created_at).max().unwrap_or_else(Utc::now);
+    for (id, seq) in last_seq.iter().filter(|(id, seq)| before.get(*id) != Some(*seq)) {
+        conversation::Entity::update_many()
+            .col_expr(conversation::Column::LastSeq, sea_orm::sea_query::Expr::value(*seq))
+            .col_expr(conversation::Column::UpdatedAt, sea_orm::sea_query::Expr::value(now))
+            .filter(conversation::Column::Id.eq(*id))
+            .exec(&txn)
+            .await?;
     }
     txn.commit().await?;
-    for r in results {
-        out.push(r.ok_or_else(|| DbErr::Custom("batch item left unprocessed".into()))?);
-    }
-    Ok(out)
+    Ok(results)
 }
 
-/// Returns the conversation's current `last_seq`, holding its row lock (PostgreSQL) until the
-/// transaction ends. SQLite has one writer at a time, which gives the same guarantee.
-async fn lock_conversation(txn: &DatabaseTransaction, id: &str) -> Result<i64, DbErr> {
-    let mut query =
-        conversation::Entity::find_by_id(id.to_string()).select_only().column(conversation::Column::LastSeq);
+/// Returns each conversation's current `last_seq`, holding the rows' locks (PostgreSQL) until
+/// the transaction ends. SQLite has one writer at a time, which gives the same guarantee.
+async fn lock_conversations<'a>(txn: &DatabaseTransaction, ids: &[&'a str]) -> Result<HashMap<&'a str, i64>, DbErr> {
+    let mut query = conversation::Entity::find()
+        .select_only()
+        .column(conversation::Column::Id)
+        .column(conversation::Column::LastSeq)
+        .filter(conversation::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(conversation::Column::Id);
     if is_postgres(txn) {
         query = query.lock_exclusive();
     }
-    query.into_tuple::<i64>().one(txn).await?.ok_or_else(|| DbErr::RecordNotFound(format!("conversation {id}")))
+    let found: Vec<(String, i64)> = query.into_tuple().all(txn).await?;
+    let mut out = HashMap::with_capacity(ids.len());
+    for id in ids {
+        match found.iter().find(|(f, _)| f == id) {
+            Some((_, seq)) => out.insert(*id, *seq),
+            None => return Err(DbErr::RecordNotFound(format!("conversation {id}"))),
+        };
+    }
+    Ok(out)
 }
 
 /// Messages with `seq > after`, oldest first.

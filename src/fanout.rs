@@ -49,11 +49,36 @@ pub enum SendFailure {
     Closed,
 }
 
+/// Encodings of one event, shared by every connection it is delivered to in one pass: a
+/// profile encodes an event once per delivery, not once per recipient (a group of 256 would
+/// otherwise build and serialize the same payload 256 times).
+#[derive(Default)]
+pub struct EncodeCache {
+    slots: std::cell::RefCell<Vec<(std::any::TypeId, Option<Arc<dyn std::any::Any + Send + Sync>>)>>,
+}
+
+impl EncodeCache {
+    /// The encoding keyed by `K` (usually the profile type), computed on first use.
+    pub fn get_or_encode<K: 'static, T: Send + Sync + 'static>(
+        &self,
+        encode: impl FnOnce() -> Option<T>,
+    ) -> Option<Arc<T>> {
+        let key = std::any::TypeId::of::<K>();
+        if let Some((_, cached)) = self.slots.borrow().iter().find(|(k, _)| *k == key) {
+            return cached.clone().and_then(|any| any.downcast::<T>().ok());
+        }
+        let encoded = encode().map(Arc::new);
+        let erased = encoded.clone().map(|e| e as Arc<dyn std::any::Any + Send + Sync>);
+        self.slots.borrow_mut().push((key, erased));
+        encoded
+    }
+}
+
 /// One client connection of any profile. `send` must not block: it either queues the encoded
 /// event on the transport or says why it cannot.
 pub trait Connection: Send + Sync + 'static {
     fn user_id(&self) -> &str;
-    fn send(&self, event: &Event) -> Result<(), SendFailure>;
+    fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure>;
     /// True for dialects whose clients hear the room events of every chat of their user
     /// (typing) without joining rooms: they are reached through [`Audience::ChatFollowers`].
     fn follows_all_chats(&self) -> bool {
@@ -429,15 +454,16 @@ impl Hub {
         if let Event::MemberLeft(left) = event {
             self.remove_user_from_chat(&left.user_id, &left.chat_id);
         }
+        let cache = EncodeCache::default();
         for id in self.targets(audience) {
             let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else {
                 continue;
             };
             match event {
-                Event::MessageCreated(msg) => self.deliver_message(id, &entry, msg, event, origin == Some(id)),
+                Event::MessageCreated(msg) => self.deliver_message(id, &entry, msg, event, origin == Some(id), &cache),
                 _ if origin == Some(id) => {}
                 _ => {
-                    if entry.conn.send(event) == Err(SendFailure::Full) {
+                    if entry.conn.send(event, &cache) == Err(SendFailure::Full) {
                         // Ephemeral events cannot be replayed; the messages after them can.
                         self.fall_behind(id, &entry);
                     }
@@ -453,6 +479,7 @@ impl Hub {
         msg: &Message,
         event: &Event,
         is_origin: bool,
+        cache: &EncodeCache,
     ) {
         let mut state = lock(&entry.sync);
         if state.syncing {
@@ -465,7 +492,7 @@ impl Hub {
             return;
         }
         // The sending connection has the message in its ack; it only needs the bookkeeping.
-        let result = if is_origin { Ok(()) } else { entry.conn.send(event) };
+        let result = if is_origin { Ok(()) } else { entry.conn.send(event, cache) };
         match result {
             Ok(()) => {
                 handed.insert(msg.seq);
@@ -590,7 +617,7 @@ impl Hub {
         // them from the ack); they only advance the cursor.
         if !own {
             loop {
-                match entry.conn.send(&event) {
+                match entry.conn.send(&event, &EncodeCache::default()) {
                     Ok(()) => break,
                     Err(SendFailure::Closed) => return false,
                     Err(SendFailure::Full) => tokio::time::sleep(DRAIN_WAIT).await,

@@ -12,7 +12,7 @@ use switchboard::{
         messages::Draft,
         model::{Actor, Event},
     },
-    fanout::{Connection, SendFailure},
+    fanout::{Connection, EncodeCache, SendFailure},
 };
 
 struct Recorder {
@@ -24,7 +24,7 @@ impl Connection for Recorder {
     fn user_id(&self) -> &str {
         &self.user
     }
-    fn send(&self, event: &Event) -> Result<(), SendFailure> {
+    fn send(&self, event: &Event, _cache: &EncodeCache) -> Result<(), SendFailure> {
         let label = match event {
             Event::MessageCreated(m) => format!("message {} #{}", m.content, m.seq),
             Event::Typing(t) => format!("typing {}", t.typing),

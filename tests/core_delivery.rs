@@ -18,7 +18,7 @@ use switchboard::{
         model::{Actor, Event},
         Core,
     },
-    fanout::{Connection, SendFailure},
+    fanout::{Connection, EncodeCache, SendFailure},
 };
 
 /// A connection that records messages and can pretend its buffer is full.
@@ -41,7 +41,7 @@ impl Connection for Recorder {
     fn user_id(&self) -> &str {
         &self.user
     }
-    fn send(&self, event: &Event) -> Result<(), SendFailure> {
+    fn send(&self, event: &Event, _cache: &EncodeCache) -> Result<(), SendFailure> {
         if self.full.load(Ordering::SeqCst) {
             return Err(SendFailure::Full);
         }

@@ -19,7 +19,7 @@ use std::{
 };
 
 use serde::{de::DeserializeOwned, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, value::RawValue, Value};
 use socketioxide::{
     adapter::LocalAdapter,
     extract::{AckSender, Extension, SocketRef, State, TryData},
@@ -32,7 +32,7 @@ use crate::{
     app::AppState,
     core::{model::Actor, model::Event, presence::Identity, SendOrder, SendTicket},
     error::{AppError, AppResult},
-    fanout::{ConnId, Connection, SendFailure},
+    fanout::{ConnId, Connection, EncodeCache, SendFailure},
     http::metrics::Refusal,
 };
 
@@ -234,11 +234,23 @@ impl<P: SocketIoProfile> Connection for SocketConnection<P> {
         P::FOLLOWS_ALL_CHATS
     }
 
-    fn send(&self, event: &Event) -> Result<(), SendFailure> {
-        let Some((name, payload)) = P::encode(event) else {
+    fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure> {
+        // Encoded and serialized once per profile and delivery; each socket copies the bytes.
+        let encoded = cache.get_or_encode::<P, (&'static str, Box<RawValue>)>(|| {
+            let (name, payload) = P::encode(event)?;
+            match serde_json::value::to_raw_value(&payload) {
+                Ok(raw) => Some((name, raw)),
+                Err(e) => {
+                    tracing::error!(event = name, cause = %e, "could not encode event");
+                    None
+                }
+            }
+        });
+        let Some(encoded) = encoded else {
             return Ok(());
         };
-        match self.socket.emit(name, &payload) {
+        let (name, payload) = (encoded.0, &encoded.1);
+        match self.socket.emit(name, payload) {
             Ok(()) => Ok(()),
             Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(SendFailure::Full),
             Err(SendError::Socket(SocketError::Closed)) => Err(SendFailure::Closed),

@@ -46,6 +46,8 @@ pub struct Ctx {
     /// database (a reused tempId is, correctly, answered as a resend and not stored).
     pub run: String,
     pub connect_timeout: Duration,
+    /// The server's process, for its memory and CPU time (optional).
+    pub server_pid: Option<u32>,
     http: reqwest::Client,
 }
 
@@ -62,6 +64,7 @@ impl Ctx {
         sources: usize,
         secret: String,
         connect_timeout: Duration,
+        server_pid: Option<u32>,
     ) -> anyhow::Result<Self> {
         // Load must never leave this machine.
         if !server.ip().is_loopback() {
@@ -77,7 +80,7 @@ impl Ctx {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let run = format!("r{}", radix36(now.as_millis() as u64));
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build()?;
-        Ok(Self { target, server, sources, secret, run, connect_timeout, http })
+        Ok(Self { target, server, sources, secret, run, connect_timeout, server_pid, http })
     }
 
     pub fn source(&self, i: usize) -> IpAddr {
@@ -219,4 +222,67 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// CPU time used so far: by the server process, by this process, and per core of the machine
+/// (busy, total), all in clock ticks (USER_HZ, 100 per second on Linux).
+pub struct CpuSample {
+    at: std::time::Instant,
+    server: Option<u64>,
+    me: Option<u64>,
+    cores: Vec<(u64, u64)>,
+}
+
+/// utime + stime of a process (all its threads), from `/proc/<pid>/stat`.
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces; the fields after it are space-separated.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Per core: (busy, total) ticks, from the `cpuN` lines of `/proc/stat`.
+fn core_ticks() -> Vec<(u64, u64)> {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return Vec::new() };
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let total: u64 = v.iter().take(8).sum();
+            // idle + iowait
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            (total - idle.min(total), total)
+        })
+        .collect()
+}
+
+impl CpuSample {
+    pub fn take(server_pid: Option<u32>) -> Self {
+        Self {
+            at: std::time::Instant::now(),
+            server: server_pid.and_then(|p| process_ticks(&p.to_string())),
+            me: process_ticks("self"),
+            cores: core_ticks(),
+        }
+    }
+
+    /// Percent of one core used between `self` and `later` by the server and by this
+    /// process, and how busy each core of the machine was (whoever used it).
+    pub fn until(&self, later: &CpuSample) -> Value {
+        let secs = (later.at - self.at).as_secs_f64().max(1e-3);
+        let pct = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => json!(((b.saturating_sub(a)) as f64 / secs).round()),
+            _ => Value::Null,
+        };
+        let cores: Vec<Value> = self
+            .cores
+            .iter()
+            .zip(&later.cores)
+            .map(|((b0, t0), (b1, t1))| {
+                let total = t1.saturating_sub(*t0).max(1) as f64;
+                json!((b1.saturating_sub(*b0) as f64 / total * 100.0).round())
+            })
+            .collect();
+        json!({ "server_pct": pct(self.server, later.server), "loadgen_pct": pct(self.me, later.me), "cores_busy_pct": cores })
+    }
 }

@@ -57,6 +57,9 @@ struct Common {
     /// Longest one connection attempt may take, in seconds.
     #[arg(long, default_value_t = 10.0)]
     connect_timeout: f64,
+    /// The server's process id: its CPU time is reported, and `idle` reads its memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Args, Clone)]
@@ -80,9 +83,6 @@ enum Command {
         common: Common,
         #[arg(long, default_value_t = 19_000)]
         connections: usize,
-        /// The server's process id, for its VmRSS.
-        #[arg(long)]
-        server_pid: Option<u32>,
         /// Connection attempts in flight at once.
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
@@ -221,12 +221,12 @@ async fn run(command: Command, common: Common) -> anyhow::Result<Value> {
         common.sources,
         common.jwt_secret.clone(),
         secs(common.connect_timeout),
+        common.server_pid,
     )?);
     match command {
-        Command::Idle { connections, server_pid, concurrency, settle, hold, .. } => {
+        Command::Idle { connections, concurrency, settle, hold, .. } => {
             let opts = IdleOpts {
                 connections,
-                server_pid,
                 concurrency,
                 settle: secs(settle),
                 hold: secs(hold),

@@ -115,6 +115,19 @@ fn errors(l: &Value) -> String {
     }
 }
 
+/// CPU over the measured window: server and load generator in percent of one core, then how
+/// busy each core of the machine was (by anyone: other work on the machine shows here).
+fn cpu(l: &Value) -> String {
+    let c = l.get("cpu").or_else(|| l.get("cpu_during_ramp"));
+    let Some(c) = c else { return "–".into() };
+    let cores = c
+        .get("cores_busy_pct")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().map(|x| dec(x.as_f64(), 0)).collect::<Vec<_>>().join("/"))
+        .unwrap_or_else(|| "–".into());
+    format!("{} / {} ({})", dec(num(c, "server_pct"), 0), dec(num(c, "loadgen_pct"), 0), cores)
+}
+
 fn lost_dup(l: &Value) -> String {
     format!("{} / {}", int(num(l, "lost")), int(num(l, "duplicated")))
 }
@@ -134,6 +147,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 "connects/s (ramp)",
                 "probes answered",
                 "lost / dup",
+                "CPU % server / loadgen (cores)",
                 "errors",
             ],
         ),
@@ -149,6 +163,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 "p99.9 ms",
                 "lost / dup",
                 "failed",
+                "CPU % server / loadgen (cores)",
                 "errors",
             ],
         ),
@@ -165,6 +180,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 "p99.9 ms",
                 "max ms",
                 "lost / dup",
+                "CPU % server / loadgen (cores)",
                 "errors",
             ],
         ),
@@ -179,6 +195,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 "connect p99 ms",
                 "ack p99 ms",
                 "lost / dup",
+                "CPU % server / loadgen (cores)",
                 "errors",
             ],
         ),
@@ -195,6 +212,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 "p99.9 ms",
                 "ack p99 ms",
                 "lost / dup",
+                "CPU % server / loadgen (cores)",
                 "errors",
             ],
         ),
@@ -222,6 +240,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 int(num(l, "connects_per_s")),
                 format!("{} / {}", int(num(l, "probes_answered")), int(num(l, "probes"))),
                 lost_dup(l),
+                cpu(l),
                 errors(l),
             ],
             "ack-closed" => vec![
@@ -233,6 +252,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 dec(num(l, "latency_ms.p999"), 2),
                 lost_dup(l),
                 int(num(l, "failed")),
+                cpu(l),
                 errors(l),
             ],
             "ack-open" => vec![
@@ -245,6 +265,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 dec(num(l, "latency_ms.p999"), 2),
                 dec(num(l, "latency_ms.max"), 1),
                 lost_dup(l),
+                cpu(l),
                 errors(l),
             ],
             "reconnect-storm" => vec![
@@ -255,6 +276,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 dec(num(l, "connect_latency_ms.p99"), 2),
                 dec(num(l, "ack_latency_ms.p99"), 2),
                 lost_dup(l),
+                cpu(l),
                 errors(l),
             ],
             k if k.starts_with("fanout-") => vec![
@@ -267,6 +289,7 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 dec(num(l, "delivery_latency_ms.p999"), 2),
                 dec(num(l, "ack_latency_ms.p99"), 2),
                 lost_dup(l),
+                cpu(l),
                 errors(l),
             ],
             _ => vec![l.to_string().replace('|', "/")],

@@ -48,6 +48,7 @@ pub async fn run(ctx: Rc<Ctx>, opts: AckOpts) -> anyhow::Result<Value> {
     }
 
     let line = Timeline::new(opts.warmup, opts.duration, opts.drain);
+    let cpu = line.watch_cpu(ctx.server_pid);
     let total = Rc::new(RefCell::new(Tally::default()));
     let content = Rc::new(content(opts.payload));
     let mut tasks = Vec::new();
@@ -80,10 +81,12 @@ pub async fn run(ctx: Rc<Ctx>, opts: AckOpts) -> anyhow::Result<Value> {
     for (kind, n) in connect_errors.into_inner() {
         t.errors.add_n(kind, n);
     }
+    let cpu = cpu.await.unwrap_or(Value::Null);
     let window = line.window();
     let mut out = json!({
         "scenario": if opts.rate.is_some() { "ack-open" } else { "ack-closed" },
         "connections": connected,
+        "cpu": cpu,
         "connections_requested": opts.connections,
         "duration_s": window.as_secs_f64(),
         "payload_bytes": opts.payload,

@@ -2,10 +2,12 @@
 //! them send `message:new` to the group and every other member's connection must receive it
 //! exactly once. Reports deliveries per second and the latency from send to each delivery.
 //!
-//! Senders keep a bounded number of messages in flight (sent, not yet received by every
-//! member): enough to keep the server busy, few enough that no member's send buffer on the
-//! server (socketioxide's default is 128 packets) can fill and turn the run into a test of
-//! slow-consumer handling. A message in flight for longer than [`STALE`] stops holding its
+//! Senders keep a bounded number of messages in flight (sent, and not yet both acked and
+//! received by every member): enough to keep the server busy, few enough that no
+//! connection's send buffer on the server (socketioxide's default is 128 packets) can fill
+//! and turn the run into a test of slow-consumer handling. Acks count too: a sender that ran
+//! ahead of its acks would overflow its own buffer, and a bare socketioxide server then
+//! drops them (seen in a first version of this scenario). A message in flight for longer than [`STALE`] stops holding its
 //! slot, so one lost delivery cannot stall the run; it is still counted at the end.
 
 use std::{
@@ -48,11 +50,12 @@ struct Flight {
     seen: Vec<u64>,
     /// Still holds a window slot.
     holds_slot: bool,
+    acked: bool,
 }
 
 #[derive(Default)]
 struct Fan {
-    /// By `(sender << 32) | n`.
+    /// By `(sender << 32) | n`, until the message is acked and every receiver has it.
     flights: HashMap<u64, Flight>,
     /// Messages sent per sender so far (the last `n`).
     sent_by: Vec<u32>,
@@ -100,6 +103,7 @@ pub async fn run(ctx: Rc<Ctx>, opts: FanOpts) -> anyhow::Result<Value> {
         Rc::new(RefCell::new(Fan { sent_by: vec![0; senders], receivers: (members - 1) as u32, ..Default::default() }));
     let slot_freed = Rc::new(Notify::new());
     let line = Timeline::new(opts.warmup, opts.duration, opts.drain);
+    let cpu = line.watch_cpu(ctx.server_pid);
     let content = Rc::new(content(opts.payload));
     let mut tasks = Vec::new();
     for (r, conn) in conns.into_iter().enumerate() {
@@ -154,11 +158,13 @@ pub async fn run(ctx: Rc<Ctx>, opts: FanOpts) -> anyhow::Result<Value> {
     for (kind, n) in connect_errors.into_inner() {
         f.tally.errors.add_n(kind, n);
     }
+    let cpu = cpu.await.unwrap_or(Value::Null);
     let window = line.window();
     let sent: u64 = f.sent_by.iter().map(|&n| n as u64).sum();
     Ok(json!({
         "scenario": "fanout",
         "members": members,
+        "cpu": cpu,
         "members_requested": opts.members,
         "senders": senders,
         "window": opts.window,
@@ -252,8 +258,9 @@ impl Member {
             let mut f = self.fan.borrow_mut();
             let key = (s as u64) << 32 | n as u64;
             let receivers = f.receivers;
-            f.flights
-                .insert(key, Flight { sent: now, remaining: receivers, seen: vec![0; self.words], holds_slot: true });
+            let flight =
+                Flight { sent: now, remaining: receivers, seen: vec![0; self.words], holds_slot: true, acked: false };
+            f.flights.insert(key, flight);
             f.acks_pending.insert(key, now);
             f.slots_taken += 1;
             if self.line.measured(now) {
@@ -269,18 +276,25 @@ impl Member {
         let mut f = self.fan.borrow_mut();
         let key = (s as u64) << 32 | id;
         match f.acks_pending.remove(&key) {
-            Some(sent) => match check_ack(body, &format!("{}-{s}-{id}", self.run)) {
-                Ok(()) => {
-                    f.tally.acked += 1;
-                    if self.line.measured(sent) {
-                        f.ack_latency.record(now - sent);
+            Some(sent) => {
+                match check_ack(body, &format!("{}-{s}-{id}", self.run)) {
+                    Ok(()) => {
+                        f.tally.acked += 1;
+                        if self.line.measured(sent) {
+                            f.ack_latency.record(now - sent);
+                        }
+                    }
+                    Err(kind) => {
+                        f.tally.failed += 1;
+                        f.tally.errors.add(kind);
                     }
                 }
-                Err(kind) => {
-                    f.tally.failed += 1;
-                    f.tally.errors.add(kind);
+                if let Some(flight) = f.flights.get_mut(&key) {
+                    flight.acked = true;
                 }
-            },
+                drop(f);
+                self.land(key);
+            }
             None if id >= 1 && id <= f.sent_by[s as usize] as u64 => f.tally.duplicated += 1,
             None => f.tally.errors.add("ack for an id never sent"),
         }
@@ -307,7 +321,7 @@ impl Member {
         let word = self.index / 64;
         let bit = 1u64 << (self.index % 64);
         let Some(flight) = f.flights.get_mut(&key) else {
-            // Every member already had it (its flight is complete), or it was never sent.
+            // Every member already had it (its flight is over), or it was never sent.
             let (s, n) = ((key >> 32) as usize, key & 0xffff_ffff);
             if f.sent_by.get(s).is_some_and(|&last| n >= 1 && n <= last as u64) {
                 f.duplicated += 1;
@@ -322,7 +336,7 @@ impl Member {
         }
         flight.seen[word] |= bit;
         flight.remaining = flight.remaining.saturating_sub(1);
-        let (sent, complete, held) = (flight.sent, flight.remaining == 0, flight.holds_slot);
+        let (sent, complete) = (flight.sent, flight.remaining == 0);
         f.deliveries += 1;
         if self.line.measured(now) {
             f.deliveries_measured += 1;
@@ -331,12 +345,23 @@ impl Member {
             f.delivery_latency.record(now - sent);
         }
         if complete {
-            f.flights.remove(&key);
-            if held {
-                f.slots_taken -= 1;
-                drop(f);
-                self.slot_freed.notify_waiters();
-            }
+            drop(f);
+            self.land(key);
+        }
+    }
+
+    /// Ends the flight of a message once it is acked and every receiver has it, and frees
+    /// its window slot.
+    fn land(&self, key: u64) {
+        let mut f = self.fan.borrow_mut();
+        let done = f.flights.get(&key).is_some_and(|fl| fl.acked && fl.remaining == 0);
+        if !done {
+            return;
+        }
+        if f.flights.remove(&key).is_some_and(|fl| fl.holds_slot) {
+            f.slots_taken -= 1;
+            drop(f);
+            self.slot_freed.notify_waiters();
         }
     }
 }

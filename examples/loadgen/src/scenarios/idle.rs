@@ -14,14 +14,13 @@ use tokio::sync::{watch, Semaphore};
 
 use super::{check_success, message_json, Tally};
 use crate::{
-    ctx::{rss_kib, Ctx, Target},
+    ctx::{rss_kib, CpuSample, Ctx, Target},
     sio::{self, Packet},
     stats::{per_second, Latencies},
 };
 
 pub struct IdleOpts {
     pub connections: usize,
-    pub server_pid: Option<u32>,
     pub concurrency: usize,
     /// Pause between the last connection and the second memory reading.
     pub settle: Duration,
@@ -40,11 +39,12 @@ struct Idle {
 }
 
 pub async fn run(ctx: Rc<Ctx>, opts: IdleOpts) -> anyhow::Result<Value> {
-    let rss_before = opts.server_pid.map(rss_kib).transpose()?;
+    let rss_before = ctx.server_pid.map(rss_kib).transpose()?;
     let state = Rc::new(RefCell::new(Idle::default()));
     let (probe, probe_rx) = watch::channel(false);
     let gate = Rc::new(Semaphore::new(opts.concurrency.max(1)));
     let started = Instant::now();
+    let cpu_before = CpuSample::take(ctx.server_pid);
     eprintln!("connecting {} (at most {} at a time)", opts.connections, opts.concurrency);
     // Each connection gets its task as soon as it is up, so that heartbeats are answered
     // while the others are still connecting (a 19,000-connection ramp can outlast a ping).
@@ -68,8 +68,9 @@ pub async fn run(ctx: Rc<Ctx>, opts: IdleOpts) -> anyhow::Result<Value> {
         }
     }
     let ramp = started.elapsed();
+    let cpu = cpu_before.until(&CpuSample::take(ctx.server_pid));
     tokio::time::sleep(opts.settle).await;
-    let rss_after = opts.server_pid.map(rss_kib).transpose()?;
+    let rss_after = ctx.server_pid.map(rss_kib).transpose()?;
     let connected = state.borrow().connected;
     eprintln!("{connected} connected in {ramp:?}; probing");
 
@@ -107,6 +108,7 @@ pub async fn run(ctx: Rc<Ctx>, opts: IdleOpts) -> anyhow::Result<Value> {
         "connect_s": (ramp.as_secs_f64() * 100.0).round() / 100.0,
         "connects_per_s": per_second(s.connected as u64, ramp),
         "connect_latency_ms": s.connect_latency.summary(),
+        "cpu_during_ramp": cpu,
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
         "rss_per_connection_kib": per_connection,

@@ -14,7 +14,10 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::stats::{Errors, Latencies};
+use crate::{
+    ctx::CpuSample,
+    stats::{Errors, Latencies},
+};
 
 /// Warm-up, then the measured window, then a drain in which nothing new is sent and what is
 /// still outstanding may arrive; whatever has not arrived by `deadline` is lost.
@@ -41,6 +44,17 @@ impl Timeline {
 
     pub fn window(&self) -> Duration {
         self.end - self.start
+    }
+
+    /// CPU use over the measured window (see [`CpuSample::until`]), in the background.
+    pub fn watch_cpu(&self, server_pid: Option<u32>) -> tokio::task::JoinHandle<serde_json::Value> {
+        let (start, end) = (self.start, self.end);
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep_until(start.into()).await;
+            let first = CpuSample::take(server_pid);
+            tokio::time::sleep_until(end.into()).await;
+            first.until(&CpuSample::take(server_pid))
+        })
     }
 }
 

@@ -42,6 +42,7 @@ pub async fn run(ctx: Rc<Ctx>, opts: StormOpts) -> anyhow::Result<Value> {
     eprintln!("setup: {} chats", users.len());
     let chats = ctx.own_chats(&users).await?;
     let line = Timeline::new(opts.warmup, opts.duration, opts.drain);
+    let cpu = line.watch_cpu(ctx.server_pid);
     let total = Rc::new(RefCell::new(Storm::default()));
     let tasks: Vec<_> = users
         .into_iter()
@@ -60,10 +61,12 @@ pub async fn run(ctx: Rc<Ctx>, opts: StormOpts) -> anyhow::Result<Value> {
 
     let s = total.take();
     let (mut t, mut connect_latency) = (s.tally, s.connect_latency);
+    let cpu = cpu.await.unwrap_or(Value::Null);
     let window = line.window();
     Ok(json!({
         "scenario": "reconnect-storm",
         "workers": opts.workers,
+        "cpu": cpu,
         "duration_s": window.as_secs_f64(),
         "connects": s.connects,
         "connects_per_s": per_second(s.connects_measured, window),

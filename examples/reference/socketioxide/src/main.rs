@@ -9,13 +9,40 @@
 //!   (every socket in it but the sender), then acks `{success: true, data: payload}`: the
 //!   shape of Switchboard's ack, without the database.
 //!
-//! `HOST` (default 127.0.0.1) and `PORT` (default 3201) choose the address.
+//! `HOST` (default 127.0.0.1) and `PORT` (default 3201) choose the address; `TCP_NODELAY=0`
+//! leaves Nagle's algorithm on.
 
+use axum::serve::ListenerExt;
 use serde_json::{json, Value};
 use socketioxide::{
     extract::{AckSender, Data, SocketRef},
+    handler::ConnectHandler,
     SocketIo,
 };
+
+/// Registers the handlers. In a connect *middleware*, which runs before socketioxide sends
+/// the CONNECT packet: registered in the connect handler (as socketioxide's examples do), an
+/// event the client emits the moment it is connected can arrive first and be dropped (seen in
+/// this benchmark's reconnect storm: 5 of 431 messages sent right after connecting were never
+/// answered). Switchboard registers in its middleware for the same reason.
+async fn register(s: SocketRef) -> Result<(), std::convert::Infallible> {
+    s.on("join", async |s: SocketRef, Data(payload): Data<Value>, ack: AckSender| {
+        let room = payload.get("room").and_then(Value::as_str).unwrap_or_default().to_string();
+        s.join(room.clone());
+        let _ = ack.send(&json!({ "success": true, "data": { "room": room } }));
+    });
+    s.on("message:new", async |s: SocketRef, Data(payload): Data<Value>, ack: AckSender| {
+        if let Some(room) = payload.get("chatId").and_then(Value::as_str) {
+            // A full buffer of some receiver is reported, not retried: that is what a bare
+            // server does, and the load generator counts what did not arrive.
+            let _ = s.to(room.to_string()).emit("message:new", &payload).await;
+        }
+        let _ = ack.send(&json!({ "success": true, "data": payload }));
+    });
+    Ok(())
+}
+
+async fn noop(_: SocketRef) {}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -29,26 +56,22 @@ async fn main() -> std::process::ExitCode {
         }
     };
 
+    // `TCP_NODELAY=0` leaves Nagle's algorithm on, to show what it costs.
+    let nodelay = std::env::var("TCP_NODELAY").map(|v| v != "0").unwrap_or(true);
+
     let (layer, io) = SocketIo::builder().build_layer();
-    io.ns("/", async |s: SocketRef| {
-        s.on("join", async |s: SocketRef, Data(payload): Data<Value>, ack: AckSender| {
-            let room = payload.get("room").and_then(Value::as_str).unwrap_or_default().to_string();
-            s.join(room.clone());
-            let _ = ack.send(&json!({ "success": true, "data": { "room": room } }));
-        });
-        s.on("message:new", async |s: SocketRef, Data(payload): Data<Value>, ack: AckSender| {
-            if let Some(room) = payload.get("chatId").and_then(Value::as_str) {
-                // A full buffer of some receiver is reported, not retried: that is what a bare
-                // server does, and the load generator counts what did not arrive.
-                let _ = s.to(room.to_string()).emit("message:new", &payload).await;
-            }
-            let _ = ack.send(&json!({ "success": true, "data": payload }));
-        });
-    });
+    io.ns("/", noop.with(register));
 
     let app = axum::Router::new().layer(layer);
     let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
-        Ok(l) => l,
+        // Small packets are the whole workload: without TCP_NODELAY, a packet written while
+        // the previous one is unacknowledged waits for the peer's delayed ACK (40 ms on
+        // Linux). Node's HTTP server sets it by default; axum::serve does not.
+        Ok(l) => l.tap_io(move |tcp| {
+            if nodelay {
+                let _ = tcp.set_nodelay(true);
+            }
+        }),
         Err(e) => {
             eprintln!("bare-socketioxide: cannot bind {host}:{port}: {e}");
             return std::process::ExitCode::FAILURE;

@@ -187,7 +187,7 @@ run_target() {
   stop_server
   start_server "$label" "$port"
   scenario "$label" "$port" "$target" ack-closed --connections 1000 "${timing[@]}"
-  scenario "$label" "$port" "$target" ack-open --connections 1000 --rate 20000 "${timing[@]}"
+  scenario "$label" "$port" "$target" ack-open --connections 1000 --rate 20000 "${timing[@]}" --drain 30
   scenario "$label" "$port" "$target" fanout --members 256 --senders 2 --window 16 "${timing[@]}"
   scenario "$label" "$port" "$target" fanout --members 1500 --senders 2 --window 16 "${timing[@]}"
   scenario "$label" "$port" "$target" reconnect-storm --workers 50 "${timing[@]}"

@@ -117,6 +117,10 @@ enum Command {
         /// Messages per second, all connections together.
         #[arg(long, default_value_t = 20_000.0)]
         rate: f64,
+        /// Unacked messages past which the server is deemed overloaded and sending stops
+        /// (default: one second's worth).
+        #[arg(long)]
+        max_outstanding: Option<usize>,
         #[arg(long, default_value_t = 100)]
         payload: usize,
     },
@@ -236,14 +240,17 @@ async fn run(command: Command, common: Common) -> anyhow::Result<Value> {
         }
         Command::AckClosed { timing, connections, payload, .. } => {
             let (duration, warmup, drain) = timing.parts();
-            scenarios::ack::run(ctx, AckOpts { connections, duration, warmup, drain, payload, rate: None }).await
+            let opts = AckOpts { connections, duration, warmup, drain, payload, rate: None, max_outstanding: 0 };
+            scenarios::ack::run(ctx, opts).await
         }
-        Command::AckOpen { timing, connections, rate, payload, .. } => {
+        Command::AckOpen { timing, connections, rate, payload, max_outstanding, .. } => {
             if !(rate > 0.0) {
                 anyhow::bail!("--rate must be positive");
             }
             let (duration, warmup, drain) = timing.parts();
-            scenarios::ack::run(ctx, AckOpts { connections, duration, warmup, drain, payload, rate: Some(rate) }).await
+            let max_outstanding = max_outstanding.unwrap_or(rate.ceil() as usize);
+            let opts = AckOpts { connections, duration, warmup, drain, payload, rate: Some(rate), max_outstanding };
+            scenarios::ack::run(ctx, opts).await
         }
         Command::Fanout { timing, members, senders, window, payload, .. } => {
             let (duration, warmup, drain) = timing.parts();

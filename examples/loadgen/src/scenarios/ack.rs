@@ -7,10 +7,14 @@
 //! * open loop: a fixed total rate spread evenly over the connections, each send due at a
 //!   fixed time whatever happened to the previous one; latency is measured from when the
 //!   send was *due*, so a stalled server or generator shows in the tail instead of quietly
-//!   lowering the rate (coordinated omission).
+//!   lowering the rate (coordinated omission). A server that cannot keep the rate builds a
+//!   backlog without bound; once more than `max_outstanding` messages wait for their ack,
+//!   sending stops (`gave_up_after_s` in the summary) and the run drains what is queued, for
+//!   as long as acks keep coming (up to the drain limit), so that late is not reported as
+//!   lost.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::VecDeque,
     rc::Rc,
     time::{Duration, Instant},
@@ -33,6 +37,43 @@ pub struct AckOpts {
     pub payload: usize,
     /// Total messages per second for the open loop; `None` for the closed loop.
     pub rate: Option<f64>,
+    /// Open loop: unacked messages (all connections) past which sending stops.
+    pub max_outstanding: usize,
+}
+
+/// Open loop: during the drain, give up once no ack has come for this long.
+const STALL: Duration = Duration::from_secs(5);
+
+/// What the open-loop connections share.
+struct Open {
+    outstanding: Cell<usize>,
+    max_outstanding: usize,
+    gave_up: Cell<Option<Instant>>,
+    last_ack: Cell<Instant>,
+}
+
+impl Open {
+    fn sending(&self) -> bool {
+        self.gave_up.get().is_none()
+    }
+
+    fn sent(&self) {
+        self.outstanding.set(self.outstanding.get() + 1);
+        if self.outstanding.get() > self.max_outstanding && self.gave_up.get().is_none() {
+            eprintln!("{} messages unacked: the server is not keeping the rate; sending stops", self.outstanding.get());
+            self.gave_up.set(Some(Instant::now()));
+        }
+    }
+
+    fn answered(&self) {
+        self.outstanding.set(self.outstanding.get().saturating_sub(1));
+        self.last_ack.set(Instant::now());
+    }
+
+    /// When a connection waiting for its last acks should stop waiting.
+    fn give_up_at(&self, line: &Timeline) -> Instant {
+        line.deadline.min(self.last_ack.get().max(line.end) + STALL)
+    }
 }
 
 pub async fn run(ctx: Rc<Ctx>, opts: AckOpts) -> anyhow::Result<Value> {
@@ -48,13 +89,19 @@ pub async fn run(ctx: Rc<Ctx>, opts: AckOpts) -> anyhow::Result<Value> {
     }
 
     let line = Timeline::new(opts.warmup, opts.duration, opts.drain);
+    let open = Rc::new(Open {
+        outstanding: Cell::new(0),
+        max_outstanding: opts.max_outstanding.max(1),
+        gave_up: Cell::new(None),
+        last_ack: Cell::new(line.begin),
+    });
     let cpu = line.watch_cpu(ctx.server_pid);
     let total = Rc::new(RefCell::new(Tally::default()));
     let content = Rc::new(content(opts.payload));
     let mut tasks = Vec::new();
     for (i, (conn, chat)) in conns.into_iter().zip(chats).enumerate() {
         let Some(conn) = conn else { continue };
-        let (ctx, total, content) = (ctx.clone(), total.clone(), content.clone());
+        let (ctx, total, content, open) = (ctx.clone(), total.clone(), content.clone(), open.clone());
         tasks.push(match opts.rate {
             None => tokio::task::spawn_local(async move {
                 let tally = closed_loop(conn, i, &chat, &ctx.run, &content, line).await;
@@ -66,7 +113,7 @@ pub async fn run(ctx: Rc<Ctx>, opts: AckOpts) -> anyhow::Result<Value> {
                 let interval = Duration::from_secs_f64(connected as f64 / rate);
                 let offset = Duration::from_secs_f64(tasks.len() as f64 / rate);
                 tokio::task::spawn_local(async move {
-                    let tally = open_loop(conn, i, &chat, &ctx.run, &content, line, interval, offset).await;
+                    let tally = open_loop(conn, i, &chat, &ctx.run, &content, line, interval, offset, &open).await;
                     total.borrow_mut().merge(tally);
                 })
             }
@@ -103,6 +150,14 @@ pub async fn run(ctx: Rc<Ctx>, opts: AckOpts) -> anyhow::Result<Value> {
     if let Some(rate) = opts.rate {
         out["target_rate"] = json!(rate);
         out["sent_per_s"] = json!(per_second(t.sent_measured, window));
+        out["max_outstanding"] = json!(opts.max_outstanding);
+        out["gave_up_after_s"] = match open.gave_up.get() {
+            // Seconds into the measured window (negative: during the warm-up).
+            Some(at) => json!(
+                ((at.duration_since(line.begin).as_secs_f64() - opts.warmup.as_secs_f64()) * 100.0).round() / 100.0
+            ),
+            None => Value::Null,
+        };
     }
     Ok(out)
 }
@@ -157,6 +212,7 @@ async fn open_loop(
     line: Timeline,
     interval: Duration,
     offset: Duration,
+    open: &Open,
 ) -> Tally {
     let mut t = Tally::default();
     // (ack id, when it was due), in send order; acks mostly come back in that order.
@@ -164,11 +220,11 @@ async fn open_loop(
     let mut due = line.begin + offset;
     let mut id = 0u64;
     loop {
-        let sending = due < line.end;
+        let sending = due < line.end && open.sending();
         if !sending && pending.is_empty() {
             break;
         }
-        let wake = if sending { due } else { line.deadline };
+        let wake = if sending { due } else { open.give_up_at(&line) };
         tokio::select! {
             biased;
             frame = conn.next_text() => {
@@ -189,6 +245,7 @@ async fn open_loop(
                         match pending.iter().position(|(p, _)| *p == got) {
                             Some(pos) => {
                                 let (_, was_due) = pending.remove(pos).unwrap_or((got, now));
+                                open.answered();
                                 match check_ack(body, &format!("{run}-{i}-{got}")) {
                                     Ok(()) => {
                                         t.acked += 1;
@@ -216,6 +273,11 @@ async fn open_loop(
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 if !sending {
+                    if Instant::now() < open.give_up_at(&line) {
+                        // Acks are still coming for others: the server is working through
+                        // its backlog.
+                        continue;
+                    }
                     t.errors.add("no ack before the deadline");
                     break;
                 }
@@ -230,6 +292,7 @@ async fn open_loop(
                     t.sent_measured += 1;
                 }
                 pending.push_back((id, due));
+                open.sent();
                 due += interval;
             }
         }

@@ -14,6 +14,8 @@
 #   BENCH_TARGETS       which servers, space-separated (all four)
 #   BENCH_PORT          first of four ports (3401)
 #   BENCH_OUT           results and logs (target/bench); BENCH_REPORT the report (BENCHMARKS.md)
+# `run.sh --report-only` writes BENCHMARKS.md again from the last run's results (after the
+# analysis text changed, say) without running anything.
 # Loopback only: every server listens on 127.0.0.1 and the load generator refuses anything else.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -61,7 +63,6 @@ fi
 
 mkdir -p "$OUT/logs"
 RESULTS=$OUT/results.jsonl
-: >"$RESULTS"
 WORK=$(mktemp -d /tmp/switchboard-bench.XXXXXX)
 DB=sb_bench_$$
 DB_CREATED=0
@@ -194,11 +195,82 @@ run_target() {
   stop_server
 }
 
+# Writes BENCHMARKS.md from $OUT/results.jsonl and $OUT/run.env.
+write_report() {
+  # shellcheck disable=SC1091
+  . "$OUT/run.env"
+  log "writing $REPORT"
+  local tables
+  tables=$("$ROOT/target/release/loadgen" report "$OUT/results.jsonl") || die "report failed"
+  {
+    cat <<EOF
+# Benchmarks
+
+Written by \`examples/bench/run.sh\` on $STARTED (commit $COMMIT), in $((ELAPSED / 60)) min $((ELAPSED % 60)) s.
+Raw summaries: \`target/bench/results.jsonl\` (one JSON line per scenario and server).
+
+## Machine and conditions
+
+* $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') — $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r).
+* Server pinned to core $SERVER_CORE, load generator to core $LOADGEN_CORE (\`taskset -c\`); one load-generator
+  process per scenario, on one thread. Loopback only; clients spread over 16 source addresses
+  (127.0.0.2–17). File limit: $NOFILE descriptors per process.
+* PostgreSQL $PG_VERSION is the machine's own service (not pinned: its backends run on
+  either core, beside the server or the load generator, so work Switchboard hands to
+  PostgreSQL partly escapes the server's core); SQLite is a file in /tmp. Switchboard stores
+  with \`synchronous=FULL\` (SQLite) and commits every message before acking it.
+* **Noisy machine**: other engineers were compiling on these two cores during this run (load
+  average $LOAD_BEFORE at the start, $LOAD_AFTER at the end). The "cores" figures in each table
+  show how busy each core was, by anyone; where a core is busier than the server or the load
+  generator alone explains, something else ran there. The final run is to be repeated on a
+  quiet machine; until then, read ratios rather than absolute figures, and treat small
+  differences as noise.
+* Each scenario: ${WARMUP} s of warm-up, ${DURATION} s measured (reconnect storm included), then up to 10 s
+  for what is still outstanding (open loop: up to 30 s, for as long as acks keep coming); idle:
+  $IDLE connections, memory read 3 s after the last one. Latencies are exact percentiles over
+  every message sent in the measured window; the open loop measures from when each message
+  was *due*, not when it went out. The server is restarted after the idle scenario, and each
+  scenario starts once the server has been quiet (under 5 % of a core) for a second.
+* Switchboard's bench settings (everything else default): \`RATE_LIMIT_MESSAGE_NEW=100000000/1s\`,
+  \`RATE_LIMIT_MAX_CONNECTIONS=100000000\` per \`RATE_LIMIT_CONNECTION_WINDOW=1000\` ms (both far
+  above any rate here, so the limits are not what is measured), \`MAX_GROUP_SIZE=2000\`,
+  \`LOG_LEVEL=warn\`. The reference servers run with their libraries' defaults (ping 25 s / 20 s,
+  buffer 128 packets per socket) plus \`TCP_NODELAY\` (Node's HTTP server sets it by default; the
+  bare socketioxide server sets it explicitly).
+* Scenarios (\`examples/loadgen\`): **idle** N authenticated connections, server RSS per
+  connection, then one acked probe per connection; **ack-closed** 1,000 connections, each
+  sending \`message:new\` (100 bytes of content) into its own chat (Switchboard: a note-to-self
+  conversation; reference servers: a room nobody joined) and waiting for the ack;
+  **ack-open** the same at a fixed 20,000 messages/s, skipping (and counting) sends while
+  20,000 are unacked; **fan-out** a group of 256 / 1,500 members all connected, 2 senders, at
+  most 16 messages in flight (sent, not yet acked and received by everyone); **reconnect
+  storm** 50 clients that connect, send one message at once, wait for its ack and disconnect,
+  over and over. Every message is counted by its tempId: *lost* = never acked / never
+  delivered, *dup* = acked or delivered twice.
+
+EOF
+    echo "$tables"
+    if [ -f "$ROOT/examples/bench/analysis.md" ]; then
+      echo
+      cat "$ROOT/examples/bench/analysis.md"
+    fi
+  } >"$REPORT"
+}
+
+if [ "${1:-}" = --report-only ]; then
+  { [ -f "$OUT/results.jsonl" ] && [ -f "$OUT/run.env" ]; } || die "no results in $OUT to report"
+  [ -x "$ROOT/target/release/loadgen" ] || cargo build --release -q -p loadgen
+  write_report
+  exit 0
+fi
+
+: >"$RESULTS"
 log "building release binaries"
 cargo build --release -q -p switchboard -p loadgen -p bare-socketioxide
 (cd examples/reference/node && npm ci --no-audit --no-fund --silent)
 
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src entity migration 2>/dev/null || echo ', server code modified')"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$SECONDS
 i=0
@@ -225,55 +297,19 @@ done
 ELAPSED=$((SECONDS - T0))
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-log "writing $REPORT"
-TABLES=$("$ROOT/target/release/loadgen" report "$RESULTS") || die "report failed"
-{
-  cat <<EOF
-# Benchmarks
-
-Written by \`examples/bench/run.sh\` on $STARTED (commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src entity migration 2>/dev/null || echo ', server code modified')), in $((ELAPSED / 60)) min $((ELAPSED % 60)) s.
-Raw summaries: \`target/bench/results.jsonl\` (one JSON line per scenario and server).
-
-## Machine and conditions
-
-* $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') — $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r).
-* Server pinned to core $SERVER_CORE, load generator to core $LOADGEN_CORE (\`taskset -c\`); one load-generator
-  process per scenario, on one thread. Loopback only; clients spread over 16 source addresses
-  (127.0.0.2–17). File limit: $NOFILE descriptors per process.
-* PostgreSQL $(psql "$ADMIN" -Atc 'SHOW server_version' 2>/dev/null || echo '?') is the machine's own service (not pinned: it runs on either core,
-  beside the server or the load generator); SQLite is a file in /tmp; Switchboard stores with
-  \`synchronous=FULL\` (SQLite) and commits every message before acking it.
-* **Noisy machine**: other engineers were compiling on these two cores during this run (load
-  average $LOAD_BEFORE at the start, $LOAD_AFTER at the end). The "cores" figures in each table
-  show how busy each core was, by anyone; where a core is busier than the server or the load
-  generator alone explains, something else ran there. The final run is to be repeated on a
-  quiet machine; until then, read ratios rather than absolute figures, and treat small
-  differences as noise.
-* Each scenario: ${WARMUP} s of warm-up, ${DURATION} s measured (reconnect storm included), then up to 10 s
-  for what is still outstanding; idle: $IDLE connections, memory read 3 s after the last one.
-  Latencies are exact percentiles over every message sent in the measured window; the open
-  loop measures from when each message was *due*, not when it went out.
-* Switchboard's bench settings (everything else default): \`RATE_LIMIT_MESSAGE_NEW=100000000/1s\`,
-  \`RATE_LIMIT_MAX_CONNECTIONS=100000000\` per \`RATE_LIMIT_CONNECTION_WINDOW=1000\` ms (both far
-  above any rate here, so the limits are not what is measured), \`MAX_GROUP_SIZE=2000\`,
-  \`LOG_LEVEL=warn\`. The reference servers run with their libraries' defaults (ping 25 s / 20 s,
-  buffer 128 packets per socket) plus \`TCP_NODELAY\` (Node's HTTP server sets it by default; the
-  bare socketioxide server sets it explicitly).
-* Scenarios (\`examples/loadgen\`): **idle** N authenticated connections, server RSS per
-  connection; **ack-closed** 1,000 connections, each sending \`message:new\` into its own chat
-  (Switchboard: a note-to-self conversation; reference servers: a room nobody joined) and
-  waiting for the ack; **ack-open** the same at a fixed 20,000 messages/s; **fan-out** a group of
-  256 / 1,500 members all connected, 2 senders, at most 16 messages in flight (sent, not yet
-  acked and received by everyone); **reconnect storm** 50 clients that connect, send one message
-  at once, wait for its ack and disconnect, over and over. Every message is counted by its
-  tempId: *lost* = never acked / never delivered, *dup* = acked or delivered twice.
-
+# What the report needs to know about the run, so that --report-only can write it again.
+cat >"$OUT/run.env" <<EOF
+STARTED='$STARTED'
+ELAPSED='$ELAPSED'
+LOAD_BEFORE='$LOAD_BEFORE'
+LOAD_AFTER='$LOAD_AFTER'
+NOFILE='$NOFILE'
+IDLE='$IDLE'
+DURATION='$DURATION'
+WARMUP='$WARMUP'
+COMMIT='$COMMIT'
+PG_VERSION='$(psql "$ADMIN" -Atc 'SHOW server_version' 2>/dev/null || echo '?')'
 EOF
-  echo "$TABLES"
-  if [ -f "$ROOT/examples/bench/analysis.md" ]; then
-    echo
-    cat "$ROOT/examples/bench/analysis.md"
-  fi
-} >"$REPORT"
+write_report
 log "done in ${ELAPSED}s: $REPORT"
 [ "$FAILED" = 0 ] || die "some scenarios failed; see $OUT/logs"

@@ -244,7 +244,7 @@ async fn run(command: Command, common: Common) -> anyhow::Result<Value> {
             scenarios::ack::run(ctx, opts).await
         }
         Command::AckOpen { timing, connections, rate, payload, max_outstanding, .. } => {
-            if !(rate > 0.0) {
+            if rate.is_nan() || rate <= 0.0 {
                 anyhow::bail!("--rate must be positive");
             }
             let (duration, warmup, drain) = timing.parts();

@@ -77,11 +77,13 @@ pub async fn run(ctx: Rc<Ctx>, opts: IdleOpts) -> anyhow::Result<Value> {
     let _ = probe.send(true);
     let probe_deadline = Instant::now() + opts.probe_timeout;
     while Instant::now() < probe_deadline {
-        let s = state.borrow();
-        if s.probes_answered + s.tally.failed as usize >= s.connected {
+        let done = {
+            let s = state.borrow();
+            s.probes_answered + s.tally.failed as usize >= s.connected
+        };
+        if done {
             break;
         }
-        drop(s);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(opts.hold).await;

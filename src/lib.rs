@@ -110,6 +110,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, io, state, subscriber } = self;
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
+        // Nagle's algorithm would hold a second small packet to one socket for up to 40 ms
+        // (an ack right after a delivery, say); realtime traffic wants every frame out now.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(cause = %e, "could not set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = accepting_stopped.await;

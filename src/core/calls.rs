@@ -331,7 +331,14 @@ impl Core {
     /// no connection after the grace period (`CALL_RING_TIMEOUT`), the server ends the call,
     /// so a vanished peer cannot leave the other one talking to nobody, or busy forever. A
     /// short network drop and reconnect keeps the call.
-    pub(crate) fn call_participant_offline(&self, user: &str) {
+    pub(crate) async fn call_participant_offline(&self, user: &str) {
+        // Most users who go offline are in no call: look first, and only then hold a timer
+        // (otherwise every disconnect would keep a task and, later, a query alive).
+        match store::calls::live_for_user(&self.db, user).await {
+            Ok(live) if live.is_empty() => return,
+            Ok(_) => {}
+            Err(e) => return AppError::from(e).log_if_internal("absent call participant"),
+        }
         let user = user.to_string();
         self.later(self.config.call_ring_timeout, move |core| async move { core.end_calls_of_absent(&user).await });
     }
@@ -358,7 +365,7 @@ impl Core {
                     }
                     _ => {
                         for p in record.participants.iter().filter(|p| p.state == JOINED) {
-                            core.call_participant_offline(&p.user_id);
+                            core.call_participant_offline(&p.user_id).await;
                         }
                     }
                 }

@@ -89,7 +89,7 @@ impl Core {
         if !offline {
             return;
         }
-        self.call_participant_offline(&departure.user);
+        self.call_participant_offline(&departure.user).await;
         let now = Utc::now();
         let p = Presence {
             user_id: departure.user.clone(),

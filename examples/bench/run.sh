@@ -219,12 +219,11 @@ Raw summaries: \`target/bench/results.jsonl\` (one JSON line per scenario and se
   either core, beside the server or the load generator, so work Switchboard hands to
   PostgreSQL partly escapes the server's core); SQLite is a file in /tmp. Switchboard stores
   with \`synchronous=FULL\` (SQLite) and commits every message before acking it.
-* **Noisy machine**: other engineers were compiling on these two cores during this run (load
-  average $LOAD_BEFORE at the start, $LOAD_AFTER at the end). The "cores" figures in each table
-  show how busy each core was, by anyone; where a core is busier than the server or the load
-  generator alone explains, something else ran there. The final run is to be repeated on a
-  quiet machine; until then, read ratios rather than absolute figures, and treat small
-  differences as noise.
+* Load average $LOAD_BEFORE at the start, $LOAD_AFTER at the end (2 means both cores busy; the
+  release build that precedes the run counts in the first figure). The "cores" figures in each
+  table show how busy each core was, by anyone; where a core is busier than the server or the
+  load generator alone explains, something else ran there. Read ratios rather than absolute
+  figures, and treat small differences as noise.
 * Each scenario: ${WARMUP} s of warm-up, ${DURATION} s measured (reconnect storm included), then up to 10 s
   for what is still outstanding (open loop: up to 30 s, for as long as acks keep coming); idle:
   $IDLE connections, memory read 3 s after the last one. Latencies are exact percentiles over

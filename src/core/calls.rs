@@ -149,17 +149,7 @@ impl Core {
         let now = Utc::now();
         let (record, ()) = store::calls::modify(&self.db, call_id, |rec| {
             let status = status_of(rec)?;
-            let mine = participant(rec, &me)
-                .filter(|p| p.role == CALLEE)
-                .ok_or_else(|| AppError::Forbidden("you are not a callee of this call".into()))?;
-            match status {
-                CallStatus::Ringing => {}
-                CallStatus::Active => return Err(AppError::Conflict("the call was already answered".into())),
-                other => return Err(over(other)),
-            }
-            if mine.state != RINGING {
-                return Err(AppError::Conflict("you already declined this call".into()));
-            }
+            ringing_callee(rec, &me, status)?;
             rec.call.status = CallStatus::Active.as_str().into();
             rec.call.answered_by = Some(me.clone());
             rec.call.answered_at = Some(now);
@@ -170,7 +160,7 @@ impl Core {
                     p.state = LEFT.into();
                 }
             }
-            Ok(())
+            Ok::<_, AppError>(())
         })
         .await?
         .ok_or_else(call_not_found)?;
@@ -210,18 +200,8 @@ impl Core {
         let now = Utc::now();
         let (record, status) = store::calls::modify(&self.db, call_id, |rec| {
             let status = status_of(rec)?;
-            let mine = participant(rec, &me)
-                .filter(|p| p.role == CALLEE)
-                .ok_or_else(|| AppError::Forbidden("you are not a callee of this call".into()))?;
-            match status {
-                CallStatus::Ringing => {}
-                CallStatus::Active => return Err(AppError::Conflict("the call was already answered".into())),
-                other => return Err(over(other)),
-            }
-            if mine.state != RINGING {
-                return Err(AppError::Conflict("you already declined this call".into()));
-            }
-            Ok(decline(rec, &me, now))
+            ringing_callee(rec, &me, status)?;
+            Ok::<_, AppError>(decline(rec, &me, now))
         })
         .await?
         .ok_or_else(call_not_found)?;
@@ -505,6 +485,27 @@ impl Core {
 
 fn call_not_found() -> AppError {
     AppError::NotFound("call not found".into())
+}
+
+/// The caller's participant row when they are a callee the call is still ringing for: what
+/// answering and rejecting both require.
+fn ringing_callee<'a>(
+    rec: &'a CallRecord,
+    me: &str,
+    status: CallStatus,
+) -> AppResult<&'a entity::call_participant::Model> {
+    let mine = participant(rec, me)
+        .filter(|p| p.role == CALLEE)
+        .ok_or_else(|| AppError::Forbidden("you are not a callee of this call".into()))?;
+    match status {
+        CallStatus::Ringing => {}
+        CallStatus::Active => return Err(AppError::Conflict("the call was already answered".into())),
+        other => return Err(over(other)),
+    }
+    if mine.state != RINGING {
+        return Err(AppError::Conflict("you already declined this call".into()));
+    }
+    Ok(mine)
 }
 
 fn over(status: CallStatus) -> AppError {

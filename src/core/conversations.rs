@@ -139,14 +139,7 @@ impl Core {
             .into_iter()
             .map(|m| {
                 let user = users.iter().find(|u| u.id == m.user_id);
-                Member {
-                    username: user.and_then(|u| u.username.clone()),
-                    name: user.and_then(|u| u.name.clone()),
-                    avatar: user.and_then(|u| u.avatar.clone()),
-                    user_id: m.user_id,
-                    role: m.role,
-                    joined_at: m.joined_at,
-                }
+                Member::from_rows(m, user)
             })
             .collect();
         Ok(Conversation {

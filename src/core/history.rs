@@ -136,14 +136,7 @@ impl Core {
         let mut members: HashMap<String, Vec<Member>> = HashMap::new();
         for m in member_rows {
             let user = users.get(&m.user_id);
-            members.entry(m.conversation_id.clone()).or_default().push(Member {
-                username: user.and_then(|u| u.username.clone()),
-                name: user.and_then(|u| u.name.clone()),
-                avatar: user.and_then(|u| u.avatar.clone()),
-                user_id: m.user_id,
-                role: m.role,
-                joined_at: m.joined_at,
-            });
+            members.entry(m.conversation_id.clone()).or_default().push(Member::from_rows(m, user));
         }
         let summaries = rows
             .into_iter()

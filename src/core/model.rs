@@ -74,6 +74,20 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
+impl Member {
+    /// A member with the profile claims last seen for them (none when they never connected).
+    pub fn from_rows(m: entity::member::Model, user: Option<&entity::user::Model>) -> Self {
+        Member {
+            username: user.and_then(|u| u.username.clone()),
+            name: user.and_then(|u| u.name.clone()),
+            avatar: user.and_then(|u| u.avatar.clone()),
+            user_id: m.user_id,
+            role: m.role,
+            joined_at: m.joined_at,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Message {
     pub id: String,

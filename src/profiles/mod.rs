@@ -43,3 +43,22 @@ pub fn mentions(metadata: Option<&Value>) -> Vec<String> {
         .map(|ids| ids.iter().filter_map(Value::as_str).take(MAX_MENTIONS).map(str::to_string).collect())
         .unwrap_or_default()
 }
+
+/// A chat's change as both dialects send it: who and when, and only the fields that changed.
+/// Only the name of the id field differs (`chatId` in sup, `conversationId` in spark).
+pub fn chat_changes_json(u: &crate::core::model::ChatUpdated, id_key: &str) -> serde_json::Value {
+    use crate::core::model::ChatField;
+    use serde_json::json;
+    let mut out = json!({ "updatedBy": u.updated_by, "updatedAt": iso(&u.updated_at) });
+    out[id_key] = json!(u.chat_id);
+    for field in &u.changed {
+        match field {
+            ChatField::Name => out["name"] = json!(u.name),
+            ChatField::Description => out["description"] = json!(u.description),
+            ChatField::Avatar => out["avatar"] = json!(u.avatar),
+            ChatField::Members => out["memberCount"] = json!(u.member_count),
+            ChatField::Owner => out["ownerId"] = json!(u.owner_id),
+        }
+    }
+    out
+}

@@ -19,10 +19,7 @@ use crate::{
     app::AppState,
     core::{
         messages::{Draft, Extras},
-        model::{
-            ChatField, ChatUpdated, Event, Location, Message, MessageDeleted, Notification, Presence, Reaction,
-            ReceiptKind,
-        },
+        model::{ChatUpdated, Event, Location, Message, MessageDeleted, Notification, Presence, Reaction, ReceiptKind},
         presence::MAX_WATCH,
     },
     error::AppResult,
@@ -193,17 +190,7 @@ fn camel(snake: &str) -> String {
 
 /// `conversation_updated`: the conversation id, who and when, and only what changed.
 fn conversation_updated_json(u: &ChatUpdated) -> Value {
-    let mut out = json!({ "conversationId": u.chat_id, "updatedBy": u.updated_by, "updatedAt": iso(&u.updated_at) });
-    for field in &u.changed {
-        match field {
-            ChatField::Name => out["name"] = json!(u.name),
-            ChatField::Description => out["description"] = json!(u.description),
-            ChatField::Avatar => out["avatar"] = json!(u.avatar),
-            ChatField::Members => out["memberCount"] = json!(u.member_count),
-            ChatField::Owner => out["ownerId"] = json!(u.owner_id),
-        }
-    }
-    out
+    super::chat_changes_json(u, "conversationId")
 }
 
 fn receipt_ack(kind: ReceiptKind, chat: &str, message: &str, user: &str, at: &chrono::DateTime<chrono::Utc>) -> Value {

@@ -17,8 +17,8 @@ use crate::{
         calls::CallRequest,
         messages::Draft,
         model::{
-            Call, CallSignal, ChatField, ChatUpdated, Event, Message, Notification, NotificationData, Presence,
-            Reaction, ReceiptKind,
+            Call, CallSignal, ChatUpdated, Event, Message, Notification, NotificationData, Presence, Reaction,
+            ReceiptKind,
         },
         presence::MAX_WATCH,
     },
@@ -287,21 +287,7 @@ fn notification_json(n: &Notification) -> Value {
 
 /// `chat:updated`: the chat id, who and when, and only the fields that changed.
 fn chat_updated_json(u: &ChatUpdated) -> Value {
-    let mut out = json!({
-        "chatId": u.chat_id,
-        "updatedBy": u.updated_by,
-        "updatedAt": iso(&u.updated_at),
-    });
-    for field in &u.changed {
-        match field {
-            ChatField::Name => out["name"] = json!(u.name),
-            ChatField::Description => out["description"] = json!(u.description),
-            ChatField::Avatar => out["avatar"] = json!(u.avatar),
-            ChatField::Members => out["memberCount"] = json!(u.member_count),
-            ChatField::Owner => out["ownerId"] = json!(u.owner_id),
-        }
-    }
-    out
+    super::chat_changes_json(u, "chatId")
 }
 
 fn presence_json(p: &Presence) -> Value {

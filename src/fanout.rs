@@ -93,11 +93,13 @@ pub trait DeliveryLedger: Send + Sync + 'static {
     /// The connection closed; what it was handed but not yet recorded may not have arrived.
     fn closed(&self, conn: ConnId);
     /// Messages this user has not been handed yet: per chat, after the larger of the durable
-    /// delivered cursor and the given in-memory cursor; oldest first per chat.
+    /// delivered cursor and the given in-memory cursor, but never after the chat's `ceiling`
+    /// (what this connection is still owed); oldest first per chat.
     fn missed<'a>(
         &'a self,
         user: &'a str,
         cursors: HashMap<ChatId, i64>,
+        ceilings: HashMap<ChatId, i64>,
         limit: usize,
     ) -> BoxFut<'a, Result<Backlog, AppError>>;
 }
@@ -172,7 +174,19 @@ struct SyncState {
     syncing: bool,
     /// A live message was held back (or failed) since the last backlog query.
     missed: bool,
+    /// Per chat, the lowest `seq` this connection must still be sent: live messages held back
+    /// while syncing, one that failed on a full buffer, the start of a gap. The catch-up starts
+    /// no later than this, whatever the user's other devices were handed: those cursors only
+    /// decide what a new connection need not be pushed, never what was meant for this one.
+    owed: HashMap<ChatId, i64>,
     handed: HashMap<ChatId, Handed>,
+}
+
+impl SyncState {
+    fn owe(&mut self, chat: &str, seq: i64) {
+        self.missed = true;
+        self.owed.entry(chat.to_string()).and_modify(|s| *s = (*s).min(seq)).or_insert(seq);
+    }
 }
 
 struct Entry {
@@ -483,7 +497,9 @@ impl Hub {
     ) {
         let mut state = lock(&entry.sync);
         if state.syncing {
-            state.missed = true;
+            if !state.handed.get(&msg.chat_id).is_some_and(|h| h.contains(msg.seq)) {
+                state.owe(&msg.chat_id, msg.seq);
+            }
             self.stats.held_back.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -507,6 +523,7 @@ impl Hub {
                 }
             }
             Err(SendFailure::Full) => {
+                state.owe(&msg.chat_id, msg.seq);
                 drop(state);
                 self.fall_behind(id, entry);
             }
@@ -523,8 +540,16 @@ impl Hub {
             let before = lock(&entry.sync).handed.get(&chat).map(|h| h.contiguous);
             tokio::time::sleep(GAP_WAIT).await;
             let still = {
-                let state = lock(&entry.sync);
-                state.handed.get(&chat).is_some_and(|h| !h.above.is_empty() && Some(h.contiguous) == before)
+                let mut state = lock(&entry.sync);
+                let gap_at = state
+                    .handed
+                    .get(&chat)
+                    .filter(|h| !h.above.is_empty() && Some(h.contiguous) == before)
+                    .map(|h| h.contiguous + 1);
+                if let Some(seq) = gap_at {
+                    state.owe(&chat, seq);
+                }
+                gap_at.is_some()
             };
             if still && hub.conns.contains_key(&id) {
                 hub.stats.gap_resyncs.fetch_add(1, Ordering::Relaxed);
@@ -556,24 +581,35 @@ impl Hub {
             lock(&entry.sync).syncing = false;
             return;
         };
+        let mut owed: HashMap<ChatId, i64> = HashMap::new();
         loop {
-            let cursors: HashMap<ChatId, i64> = {
+            let (cursors, ceilings) = {
                 let mut state = lock(&entry.sync);
                 state.missed = false;
-                state.handed.iter().map(|(chat, h)| (chat.clone(), h.contiguous)).collect()
-            };
-            let Backlog { messages: backlog, baselines } = match ledger.missed(&entry.user, cursors, BACKLOG_PAGE).await
-            {
-                Ok(backlog) => backlog,
-                Err(e) => {
-                    e.log_if_internal("catch-up");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    if !self.conns.contains_key(&id) {
-                        return;
-                    }
-                    continue;
+                for (chat, seq) in std::mem::take(&mut state.owed) {
+                    owed.entry(chat).and_modify(|s| *s = (*s).min(seq)).or_insert(seq);
                 }
+                let cursors: HashMap<ChatId, i64> =
+                    state.handed.iter().map(|(chat, h)| (chat.clone(), h.contiguous)).collect();
+                // Start at what is owed, or after what this connection already has.
+                let ceilings: HashMap<ChatId, i64> = owed
+                    .iter()
+                    .map(|(chat, seq)| (chat.clone(), (seq - 1).max(cursors.get(chat).copied().unwrap_or(0))))
+                    .collect();
+                (cursors, ceilings)
             };
+            let Backlog { messages: backlog, baselines } =
+                match ledger.missed(&entry.user, cursors, ceilings, BACKLOG_PAGE).await {
+                    Ok(backlog) => backlog,
+                    Err(e) => {
+                        e.log_if_internal("catch-up");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if !self.conns.contains_key(&id) {
+                            return;
+                        }
+                        continue;
+                    }
+                };
             {
                 let mut state = lock(&entry.sync);
                 for (chat, seq) in baselines {
@@ -582,7 +618,7 @@ impl Hub {
             }
             let page_full = backlog.len() >= BACKLOG_PAGE;
             for msg in backlog {
-                if !self.push_backlog(id, &entry, msg, &*ledger).await {
+                if !self.push_backlog(id, &entry, msg, &owed, &*ledger).await {
                     return; // connection closed
                 }
             }
@@ -599,7 +635,14 @@ impl Hub {
 
     /// Sends one backlog message, waiting for the transport to drain if it is full.
     /// Returns false when the connection is gone.
-    async fn push_backlog(&self, id: ConnId, entry: &Entry, msg: Message, ledger: &dyn DeliveryLedger) -> bool {
+    async fn push_backlog(
+        &self,
+        id: ConnId,
+        entry: &Entry,
+        msg: Message,
+        owed: &HashMap<ChatId, i64>,
+        ledger: &dyn DeliveryLedger,
+    ) -> bool {
         if self.is_frozen() {
             return false;
         }
@@ -609,13 +652,14 @@ impl Hub {
                 return true;
             }
         }
-        let own = msg.sender_id == entry.user;
         let chat = msg.chat_id.clone();
         let seq = msg.seq;
-        let event = Event::MessageCreated(msg);
         // The user's own messages are not pushed back to them on reconnect (their device has
-        // them from the ack); they only advance the cursor.
-        if !own {
+        // them from the ack); they only advance the cursor. One sent from another device while
+        // this connection was catching up is owed to it like any live message.
+        let skip = msg.sender_id == entry.user && !owed.get(&chat).is_some_and(|floor| seq >= *floor);
+        let event = Event::MessageCreated(msg);
+        if !skip {
             loop {
                 match entry.conn.send(&event, &EncodeCache::default()) {
                     Ok(()) => break,

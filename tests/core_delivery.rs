@@ -213,3 +213,33 @@ async fn what_one_connection_was_handed_is_not_pushed_to_the_next_after_it_settl
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_message_held_back_while_a_device_syncs_reaches_it_even_if_another_device_had_it() {
+    for backend in backends() {
+        let app = spawn_app(backend, &[]).await;
+        let (alice, bob) = (user("alice"), user("bob"));
+        let chat = app.chat(&alice, "direct", &[&bob]).await;
+        let core = app.state.core.clone();
+        // Alice's first device is live; her second has registered but not caught up yet.
+        let first = Recorder::new(&alice);
+        let id1 = core.hub.register(first.clone());
+        core.hub.start_sync(id1);
+        eventually("first device live", || {
+            core.hub.stats.held_back.load(Ordering::Relaxed) == 0 && core.hub.connection_count() == 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = Recorder::new(&alice);
+        let id2 = core.hub.register(second.clone());
+        // Sent from the first device: it records the seq as its own; the second holds it back.
+        let actor = Actor { user_id: alice.clone(), username: None, conn: Some(id1) };
+        let seq = core.send_message(&actor, draft(&chat, "from my phone", None), None).await.unwrap().seq;
+        core.hub.start_sync(id2);
+        eventually("the held-back message at the second device", || second.seqs(&chat) == vec![seq]).await;
+        assert!(first.seqs(&chat).is_empty(), "{backend}: the sending device gets the ack, not an echo");
+        core.hub.unregister(id1);
+        core.hub.unregister(id2);
+        app.stop().await;
+    }
+}

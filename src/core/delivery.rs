@@ -85,7 +85,13 @@ impl Ledger {
         })
     }
 
-    async fn load_missed(&self, user: &str, cursors: HashMap<ChatId, i64>, limit: usize) -> Result<Backlog, AppError> {
+    async fn load_missed(
+        &self,
+        user: &str,
+        cursors: HashMap<ChatId, i64>,
+        ceilings: HashMap<ChatId, i64>,
+        limit: usize,
+    ) -> Result<Backlog, AppError> {
         // What the user's other open connections were handed counts as delivered.
         let mut handed: HashMap<ChatId, i64> = HashMap::new();
         for entry in self.marks.iter().filter(|e| e.key().1 == user) {
@@ -95,8 +101,12 @@ impl Ledger {
         let mut messages = Vec::new();
         let mut baselines = HashMap::new();
         for (chat, delivered, last_seq) in store::conversations::cursors(&self.db, user).await? {
-            let from =
+            let mut from =
                 delivered.max(handed.get(&chat).copied().unwrap_or(0)).max(cursors.get(&chat).copied().unwrap_or(0));
+            // What this connection is owed comes first, whatever other devices were handed.
+            if let Some(ceiling) = ceilings.get(&chat) {
+                from = from.min(*ceiling);
+            }
             let room = limit.saturating_sub(messages.len());
             if last_seq > from && room > 0 {
                 let rows = store::messages::after(&self.db, &chat, from, room as u64).await?;
@@ -123,8 +133,9 @@ impl DeliveryLedger for Ledger {
         &'a self,
         user: &'a str,
         cursors: HashMap<ChatId, i64>,
+        ceilings: HashMap<ChatId, i64>,
         limit: usize,
     ) -> BoxFut<'a, Result<Backlog, AppError>> {
-        Box::pin(self.load_missed(user, cursors, limit))
+        Box::pin(self.load_missed(user, cursors, ceilings, limit))
     }
 }

@@ -27,9 +27,16 @@ struct Mark {
     written: i64,
 }
 
+/// One connection's marks. Keyed by connection, so that recording a delivery (once per
+/// recipient of every message) allocates nothing once the chat has a mark.
+struct ConnMarks {
+    user: UserId,
+    chats: HashMap<ChatId, Mark>,
+}
+
 pub struct Ledger {
     db: Db,
-    marks: DashMap<(ConnId, UserId, ChatId), Mark>,
+    marks: DashMap<ConnId, ConnMarks>,
 }
 
 /// How often settled marks are written (and so how long a mark must survive to be written).
@@ -53,23 +60,22 @@ impl Ledger {
     async fn flush(&self, all: bool) {
         let mut writes: HashMap<(UserId, ChatId), i64> = HashMap::new();
         for mut entry in self.marks.iter_mut() {
-            let mark = entry.value_mut();
-            let due = if all { mark.current } else { mark.settled };
-            if due > mark.written {
-                let key = (entry.key().1.clone(), entry.key().2.clone());
-                let slot = writes.entry(key).or_default();
-                *slot = (*slot).max(due);
-                let mark = entry.value_mut();
-                mark.written = due;
+            let conn = entry.value_mut();
+            for (chat, mark) in conn.chats.iter_mut() {
+                let due = if all { mark.current } else { mark.settled };
+                if due > mark.written {
+                    let slot = writes.entry((conn.user.clone(), chat.clone())).or_default();
+                    *slot = (*slot).max(due);
+                    mark.written = due;
+                }
+                mark.settled = mark.current;
             }
-            let mark = entry.value_mut();
-            mark.settled = mark.current;
         }
-        for ((user, chat), seq) in writes {
-            if let Err(e) = store::conversations::advance_cursor(&self.db, &chat, &user, seq, false).await {
-                // The connection will be caught up by its next connection instead.
-                tracing::warn!(cause = %e, "could not record a delivery");
-            }
+        let cursors: Vec<(&str, &str, i64)> =
+            writes.iter().map(|((user, chat), seq)| (chat.as_str(), user.as_str(), *seq)).collect();
+        if let Err(e) = store::conversations::advance_delivered(&self.db, &cursors).await {
+            // The connections will be caught up by their next connections instead.
+            tracing::warn!(cause = %e, marks = cursors.len(), "could not record deliveries");
         }
     }
 
@@ -94,9 +100,11 @@ impl Ledger {
     ) -> Result<Backlog, AppError> {
         // What the user's other open connections were handed counts as delivered.
         let mut handed: HashMap<ChatId, i64> = HashMap::new();
-        for entry in self.marks.iter().filter(|e| e.key().1 == user) {
-            let slot = handed.entry(entry.key().2.clone()).or_default();
-            *slot = (*slot).max(entry.value().current);
+        for entry in self.marks.iter().filter(|e| e.value().user == user) {
+            for (chat, mark) in &entry.value().chats {
+                let slot = handed.entry(chat.clone()).or_default();
+                *slot = (*slot).max(mark.current);
+            }
         }
         let mut messages = Vec::new();
         let mut baselines = HashMap::new();
@@ -120,13 +128,19 @@ impl Ledger {
 
 impl DeliveryLedger for Ledger {
     fn pushed(&self, conn: ConnId, user: &str, chat: &str, seq: i64) {
-        let mut mark = self.marks.entry((conn, user.to_string(), chat.to_string())).or_default();
-        mark.current = mark.current.max(seq);
+        let mut conn =
+            self.marks.entry(conn).or_insert_with(|| ConnMarks { user: user.to_string(), chats: HashMap::new() });
+        match conn.chats.get_mut(chat) {
+            Some(mark) => mark.current = mark.current.max(seq),
+            None => {
+                conn.chats.insert(chat.to_string(), Mark { current: seq, ..Mark::default() });
+            }
+        }
     }
 
     fn closed(&self, conn: ConnId) {
         // Unsettled marks of a closed connection are forgotten; settled ones were written.
-        self.marks.retain(|key, _| key.0 != conn);
+        self.marks.remove(&conn);
     }
 
     fn missed<'a>(

@@ -92,13 +92,7 @@ impl Core {
         validate(&draft, max_len, may_be_empty)?;
         shape(&mut draft, &attachments, extras.location)?;
 
-        let members = store::conversations::members(&self.db, &draft.chat_id).await?;
-        if members.is_empty() {
-            return Err(AppError::NotFound("conversation not found".into()));
-        }
-        if !members.iter().any(|m| m.user_id == actor.user_id) {
-            return Err(AppError::not_member());
-        }
+        // Membership is checked by the writer, in the transaction that stores the message.
         if let Some(reply_to) = &draft.reply_to_id {
             let parent = store::messages::get(&self.db, reply_to).await?;
             if parent.is_none_or(|p| p.conversation_id != draft.chat_id) {
@@ -106,11 +100,7 @@ impl Core {
             }
         }
 
-        let mentioned: Vec<String> = members
-            .iter()
-            .map(|m| m.user_id.clone())
-            .filter(|u| *u != actor.user_id && draft.mentions.contains(u))
-            .collect();
+        let mentions = std::mem::take(&mut draft.mentions);
         let pending = Pending {
             new: NewMessage {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -130,14 +120,15 @@ impl Core {
                 },
                 attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
             },
-            audience: members.into_iter().map(|m| m.user_id).collect(),
             origin: actor.conn,
         };
         if let Some(ticket) = ticket.as_mut() {
             ticket.wait_turn().await;
         }
         match self.writer.append(pending, ticket).await? {
-            Outcome::Stored(msg) => {
+            Outcome::Stored(msg, members) => {
+                let mentioned: Vec<String> =
+                    members.iter().filter(|u| **u != actor.user_id && mentions.contains(u)).cloned().collect();
                 if !mentioned.is_empty() {
                     let data = NotificationData::Mention {
                         chat_id: msg.chat_id.clone(),

@@ -64,12 +64,8 @@ impl Core {
         let publish_hub = hub.clone();
         let (writer, writer_task) = MessageWriter::spawn(
             db.clone(),
-            Arc::new(move |msg, pending| {
-                publish_hub.publish(
-                    &Audience::Users(pending.audience.clone()),
-                    Event::MessageCreated(msg.clone()),
-                    pending.origin,
-                )
+            Arc::new(move |msg, audience, origin| {
+                publish_hub.publish(&Audience::Users(audience.to_vec()), Event::MessageCreated(msg.clone()), origin)
             }),
         );
         let renewer = spawn_renewer(hub.clone(), shared.clone());

@@ -22,23 +22,25 @@ use crate::{
 const MAX_BATCH: usize = 256;
 
 pub enum Outcome {
-    Stored(Message),
+    /// Stored, with the conversation's members when it was: the message's audience.
+    Stored(Message, Arc<[UserId]>),
     Duplicate(Message),
 }
 
 type Reply = oneshot::Sender<Result<Outcome, AppError>>;
 
-/// A message to store, with who must hear of it once it is stored.
+/// A message to store. The writer checks the sender's membership in the same transaction
+/// that stores it, and the members it read there are who hears of it.
 pub struct Pending {
     pub new: NewMessage,
-    /// The conversation's members when the sender's membership was checked.
-    pub audience: Vec<UserId>,
+    /// The sending connection: it has the message in its ack, not as an event.
     pub origin: Option<ConnId>,
 }
 
-/// Called with each newly stored message, in commit order, before the acks are sent. May
-/// return a confirmation that the acks wait for (the cross-instance bus took the message).
-pub type OnStored = Arc<dyn Fn(&Message, &Pending) -> Option<Published> + Send + Sync>;
+/// Called with each newly stored message and its audience, in commit order, before the acks
+/// are sent. May return a confirmation that the acks wait for (the cross-instance bus took
+/// the message).
+pub type OnStored = Arc<dyn Fn(&Message, &[UserId], Option<ConnId>) -> Option<Published> + Send + Sync>;
 
 /// Longest an ack waits for the bus; past it the message is durable anyway and other
 /// instances' clients catch up by `seq`.
@@ -137,14 +139,14 @@ async fn write(db: &Db, batch: &mut Vec<(Pending, Reply)>, on_stored: &OnStored)
         return;
     }
     {
-        let items: Vec<NewMessage> = batch.iter().map(|(p, _)| p.new.clone()).collect();
+        let items: Vec<&NewMessage> = batch.iter().map(|(p, _)| &p.new).collect();
         match store::messages::append_batch(db, &items).await {
             Ok(results) => finish(batch.drain(..), results, on_stored).await,
             Err(e) => {
                 // One bad item must not fail its neighbours: retry each on its own.
                 tracing::warn!(cause = %e, size = items.len(), "batch append failed; retrying one by one");
                 for (item, reply) in batch.drain(..) {
-                    match store::messages::append_batch(db, std::slice::from_ref(&item.new)).await {
+                    match store::messages::append_batch(db, &[&item.new]).await {
                         Ok(results) => finish(std::iter::once((item, reply)), results, on_stored).await,
                         Err(e) => {
                             let _ = reply.send(Err(e.into()));
@@ -161,14 +163,16 @@ async fn finish(requests: impl Iterator<Item = (Pending, Reply)>, results: Vec<A
     let mut last_published = None;
     for ((pending, reply), result) in requests.zip(results) {
         let outcome = match result {
-            Appended::New(model) => {
-                let msg = Message::from(model);
-                if let Some(published) = on_stored(&msg, &pending) {
+            Appended::New { message, members } => {
+                let msg = Message::from(message);
+                if let Some(published) = on_stored(&msg, &members, pending.origin) {
                     last_published = Some(published);
                 }
-                Outcome::Stored(msg)
+                Ok(Outcome::Stored(msg, members))
             }
-            Appended::Duplicate(model) => Outcome::Duplicate(Message::from(model)),
+            Appended::Duplicate(model) => Ok(Outcome::Duplicate(Message::from(model))),
+            Appended::NoConversation => Err(AppError::NotFound("conversation not found".into())),
+            Appended::NotMember => Err(AppError::not_member()),
         };
         acks.push((reply, outcome));
     }
@@ -180,6 +184,6 @@ async fn finish(requests: impl Iterator<Item = (Pending, Reply)>, results: Vec<A
     }
     for (reply, outcome) in acks {
         // The sender may have gone; the message is stored and published regardless.
-        let _ = reply.send(Ok(outcome));
+        let _ = reply.send(outcome);
     }
 }

@@ -4,7 +4,8 @@ use chrono::Utc;
 use entity::{conversation, member};
 use sea_orm::{
     sea_query::{Expr, OnConflict},
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 pub struct NewConversation {
@@ -166,6 +167,34 @@ pub async fn advance_cursor(
         .await?
         .rows_affected;
     Ok(read_rows > 0 || delivered > 0)
+}
+
+/// Moves many members' delivered cursors forward (never back) in one transaction, with one
+/// statement per chunk: the delivery ledger's periodic write, which would otherwise cost a
+/// transaction (and an fsync) per member.
+pub async fn advance_delivered(db: &DatabaseConnection, cursors: &[(&str, &str, i64)]) -> Result<(), DbErr> {
+    if cursors.is_empty() {
+        return Ok(());
+    }
+    let backend = db.get_database_backend();
+    let txn = super::begin_write(db).await?;
+    // Three values a row; 1,000 rows stay far below SQLite's limit of bound values.
+    for chunk in cursors.chunks(1000) {
+        let sql = format!(
+            "UPDATE members SET delivered_seq = v.column3 FROM (VALUES {}) AS v \
+             WHERE members.conversation_id = v.column1 AND members.user_id = v.column2 \
+             AND members.delivered_seq < v.column3",
+            super::values_rows(backend, chunk.len(), 3, 0),
+        );
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 3);
+        for (conversation, user, seq) in chunk {
+            values.push((*conversation).into());
+            values.push((*user).into());
+            values.push((*seq).into());
+        }
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+    }
+    txn.commit().await
 }
 
 /// Every conversation of this user with their delivered cursor and the conversation's last

@@ -1,11 +1,12 @@
 //! Messages: the batched, gapless append and the reads by `seq`.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use entity::{conversation, message, message_attachment};
+use entity::{conversation, member, message, message_attachment};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement, Value,
 };
 
 use super::is_postgres;
@@ -31,18 +32,27 @@ pub struct NewMessage {
 }
 
 pub enum Appended {
-    New(message::Model),
+    /// Stored, with the conversation's members as the transaction saw them: who must hear of it.
+    New {
+        message: message::Model,
+        members: Arc<[String]>,
+    },
     /// The same sender already stored this `temp_id` in this conversation.
     Duplicate(message::Model),
+    NoConversation,
+    /// The sender is not a member of the conversation.
+    NotMember,
 }
 
 /// Appends a batch in one transaction (one fsync for many messages), with a fixed number of
 /// statements however large the batch: the conversations are locked together (in id order,
-/// so concurrent batches cannot deadlock), resent `temp_id`s are found with one query, the new
-/// messages go in with one multi-row insert, and each conversation's `last_seq` is written
-/// once. The locks come first, so two instances racing on one resend cannot both insert, and
-/// `seq` is taken from the locked rows so it stays gapless: a rollback undoes it all.
-pub async fn append_batch(db: &DatabaseConnection, batch: &[NewMessage]) -> Result<Vec<Appended>, DbErr> {
+/// so concurrent batches cannot deadlock), their members are read together (which both
+/// authorizes each sender and names each message's audience), resent `temp_id`s are found
+/// with one query, the new messages go in with one multi-row insert, and every
+/// conversation's `last_seq` is written by one `UPDATE`. The locks come first, so two
+/// instances racing on one resend cannot both insert, and `seq` is taken from the locked rows
+/// so it stays gapless: a rollback undoes it all.
+pub async fn append_batch(db: &DatabaseConnection, batch: &[&NewMessage]) -> Result<Vec<Appended>, DbErr> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
@@ -52,6 +62,7 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[NewMessage]) -> Resu
     conversation_ids.dedup();
     let mut last_seq = lock_conversations(&txn, &conversation_ids).await?;
     let before = last_seq.clone();
+    let members = members_of(&txn, &conversation_ids).await?;
 
     // Earlier sends of the same (conversation, sender, temp_id), in the store or in this batch.
     let temp_ids: Vec<&str> = batch.iter().filter_map(|m| m.temp_id.as_deref()).collect();
@@ -70,25 +81,28 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[NewMessage]) -> Resu
     }
 
     let mut results = Vec::with_capacity(batch.len());
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(batch.len());
     let mut links = Vec::new();
     for new in batch {
+        let conversation = new.conversation_id.as_str();
+        let (Some(seq), Some(audience)) = (last_seq.get_mut(conversation), members.get(conversation)) else {
+            results.push(Appended::NoConversation);
+            continue;
+        };
+        if !audience.iter().any(|m| *m == new.sender_id) {
+            results.push(Appended::NotMember);
+            continue;
+        }
         let key = new.temp_id.as_ref().map(|t| (new.conversation_id.clone(), new.sender_id.clone(), t.clone()));
         if let Some(existing) = key.as_ref().and_then(|k| sent.get(k)) {
             results.push(Appended::Duplicate(existing.clone()));
             continue;
         }
-        let seq = last_seq
-            .get_mut(new.conversation_id.as_str())
-            .map(|s| {
-                *s += 1;
-                *s
-            })
-            .ok_or_else(|| DbErr::RecordNotFound(format!("conversation {}", new.conversation_id)))?;
+        *seq += 1;
         let model = message::Model {
             id: new.id.clone(),
             conversation_id: new.conversation_id.clone(),
-            seq,
+            seq: *seq,
             sender_id: new.sender_id.clone(),
             kind: new.kind.clone(),
             content: new.content.clone(),
@@ -110,31 +124,29 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[NewMessage]) -> Resu
         if let Some(key) = key {
             sent.insert(key, model.clone());
         }
-        results.push(Appended::New(model));
+        results.push(Appended::New { message: model, members: audience.clone() });
     }
 
     // SQLite allows 32,766 bound values per statement; a chunk of 500 rows stays well below.
-    for chunk in rows.chunks(500) {
-        message::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+    let mut chunks = rows.into_iter().peekable();
+    while chunks.peek().is_some() {
+        let chunk: Vec<_> = chunks.by_ref().take(500).collect();
+        message::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
     }
     for chunk in links.chunks(1000) {
         message_attachment::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
     }
     let now = batch.iter().map(|m| m.created_at).max().unwrap_or_else(Utc::now);
-    for (id, seq) in last_seq.iter().filter(|(id, seq)| before.get(*id) != Some(*seq)) {
-        conversation::Entity::update_many()
-            .col_expr(conversation::Column::LastSeq, sea_orm::sea_query::Expr::value(*seq))
-            .col_expr(conversation::Column::UpdatedAt, sea_orm::sea_query::Expr::value(now))
-            .filter(conversation::Column::Id.eq(*id))
-            .exec(&txn)
-            .await?;
-    }
+    let advanced: Vec<(&str, i64)> =
+        last_seq.iter().filter(|(id, seq)| before.get(*id) != Some(*seq)).map(|(id, seq)| (*id, *seq)).collect();
+    set_last_seqs(&txn, &advanced, now).await?;
     txn.commit().await?;
     Ok(results)
 }
 
-/// Returns each conversation's current `last_seq`, holding the rows' locks (PostgreSQL) until
-/// the transaction ends. SQLite has one writer at a time, which gives the same guarantee.
+/// Returns each existing conversation's current `last_seq`, holding the rows' locks
+/// (PostgreSQL) until the transaction ends. SQLite has one writer at a time, which gives the
+/// same guarantee.
 async fn lock_conversations<'a>(txn: &DatabaseTransaction, ids: &[&'a str]) -> Result<HashMap<&'a str, i64>, DbErr> {
     let mut query = conversation::Entity::find()
         .select_only()
@@ -145,15 +157,48 @@ async fn lock_conversations<'a>(txn: &DatabaseTransaction, ids: &[&'a str]) -> R
     if is_postgres(txn) {
         query = query.lock_exclusive();
     }
-    let found: Vec<(String, i64)> = query.into_tuple().all(txn).await?;
-    let mut out = HashMap::with_capacity(ids.len());
-    for id in ids {
-        match found.iter().find(|(f, _)| f == id) {
-            Some((_, seq)) => out.insert(*id, *seq),
-            None => return Err(DbErr::RecordNotFound(format!("conversation {id}"))),
-        };
+    let found: HashMap<String, i64> = query.into_tuple::<(String, i64)>().all(txn).await?.into_iter().collect();
+    Ok(ids.iter().filter_map(|id| found.get(*id).map(|seq| (*id, *seq))).collect())
+}
+
+/// The members of each conversation, in the order they joined.
+async fn members_of(txn: &DatabaseTransaction, ids: &[&str]) -> Result<HashMap<String, Arc<[String]>>, DbErr> {
+    let rows: Vec<(String, String)> = member::Entity::find()
+        .select_only()
+        .column(member::Column::ConversationId)
+        .column(member::Column::UserId)
+        .filter(member::Column::ConversationId.is_in(ids.iter().copied()))
+        .order_by_asc(member::Column::ConversationId)
+        .order_by_asc(member::Column::JoinedAt)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let mut grouped: HashMap<String, Vec<String>> = HashMap::with_capacity(ids.len());
+    for (conversation, user) in rows {
+        grouped.entry(conversation).or_default().push(user);
     }
-    Ok(out)
+    Ok(grouped.into_iter().map(|(c, users)| (c, users.into())).collect())
+}
+
+/// Writes each conversation's new `last_seq` (and `updated_at`) with one statement per chunk.
+async fn set_last_seqs(txn: &DatabaseTransaction, seqs: &[(&str, i64)], now: DateTime<Utc>) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    for chunk in seqs.chunks(1000) {
+        let sql = format!(
+            "UPDATE conversations SET last_seq = v.column2, updated_at = {} FROM (VALUES {}) AS v \
+             WHERE conversations.id = v.column1",
+            super::placeholder(backend, 1),
+            super::values_rows(backend, chunk.len(), 2, 1),
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 2);
+        values.push(now.into());
+        for (id, seq) in chunk {
+            values.push((*id).into());
+            values.push((*seq).into());
+        }
+        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    }
+    Ok(())
 }
 
 /// Messages with `seq > after`, oldest first.

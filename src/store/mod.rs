@@ -75,3 +75,38 @@ pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::Data
 pub(crate) fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
+
+/// The rows of a `VALUES` list: `(?, ?), (?, ?)` on SQLite, `($2, $3), ($4, $5)` on
+/// PostgreSQL (numbered after the `before` parameters that precede the list). For the few
+/// statements sea-query cannot build: an `UPDATE … FROM (VALUES …)` writes each row's own
+/// value for a whole batch in one statement, where sea-query would need one per row.
+pub(crate) fn values_rows(backend: DbBackend, rows: usize, width: usize, before: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    let mut n = before;
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..width {
+            if col > 0 {
+                out.push_str(", ");
+            }
+            n += 1;
+            match backend {
+                DbBackend::Postgres => {
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                }
+                _ => out.push('?'),
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// The `n`th placeholder (from 1) of a statement, for [`values_rows`]'s neighbours.
+pub(crate) fn placeholder(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_string(),
+    }
+}

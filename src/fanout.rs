@@ -218,6 +218,10 @@ pub struct Hub {
     /// marked delivered; the user's next connection (elsewhere) catches up from the store.
     frozen: std::sync::atomic::AtomicBool,
     pub stats: HubStats,
+    /// The server's runtime. Messages are published from the writer's own thread (see
+    /// `core::writer`); the catch-ups and gap checks a delivery starts belong on the server's
+    /// runtime, beside the connections they serve, not on the writer's.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// How many backlog messages one catch-up query fetches.
@@ -240,6 +244,14 @@ impl Hub {
             watchers: DashMap::new(),
             ledger: OnceLock::new(),
             stats: HubStats::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        match &self.runtime {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => drop(tokio::spawn(task)),
         }
     }
 
@@ -370,7 +382,7 @@ impl Hub {
             return;
         };
         let hub = self.clone();
-        tokio::spawn(async move { hub.catch_up(id, entry).await });
+        self.spawn(async move { hub.catch_up(id, entry).await });
     }
 
     pub fn join_chat(&self, id: ConnId, chat: &str) {
@@ -515,7 +527,10 @@ impl Hub {
                 let contiguous = handed.contiguous;
                 let gap = !handed.above.is_empty();
                 drop(state);
-                if let Some(ledger) = self.ledger.get() {
+                // The sender's own message moves their delivered cursor only when something
+                // else is next recorded for them (or at their next catch-up): a mark per sent
+                // message would cost a cursor write per message for nothing anyone reads.
+                if let Some(ledger) = self.ledger.get().filter(|_| !is_origin) {
                     ledger.pushed(id, &entry.user, &msg.chat_id, contiguous);
                 }
                 if gap {
@@ -536,7 +551,7 @@ impl Hub {
     /// lost on the way, and the connection catches up from the store.
     fn check_gap_later(self: &Arc<Self>, id: ConnId, entry: &Arc<Entry>, chat: &str) {
         let (hub, entry, chat) = (self.clone(), entry.clone(), chat.to_string());
-        tokio::spawn(async move {
+        self.spawn(async move {
             let before = lock(&entry.sync).handed.get(&chat).map(|h| h.contiguous);
             tokio::time::sleep(GAP_WAIT).await;
             let still = {
@@ -572,7 +587,7 @@ impl Hub {
         tracing::info!(conn = id, user = %entry.user, "slow consumer: resyncing from the store");
         let hub = self.clone();
         let entry = entry.clone();
-        tokio::spawn(async move { hub.catch_up(id, entry).await });
+        self.spawn(async move { hub.catch_up(id, entry).await });
     }
 
     /// Pushes the backlog until none is left and no live message was held back meanwhile.

@@ -54,7 +54,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("database {}: {e}", redact(&config.database_url)))?;
         let instance = config.instance_id.clone();
         let cluster = cluster::Cluster::from_config(&config, &instance)?;
-        let core = core::Core::start(config.clone(), db, cluster.shared.clone(), instance);
+        let core = core::Core::start(config.clone(), db, cluster.shared.clone(), instance)?;
         let subscriber = cluster.attach(&core.hub);
         let state = Arc::new(AppState {
             redis: cluster.redis.clone(),

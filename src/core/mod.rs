@@ -44,6 +44,7 @@ pub struct Core {
     pub limits: Arc<limits::Limiters>,
     pub ledger: Arc<delivery::Ledger>,
     writer: MessageWriter,
+    writer_thread: writer::WriterThread,
     /// Presence, chat rooms and typing: in-process, or in Redis across instances.
     pub(crate) shared: Arc<dyn SharedState>,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -55,21 +56,27 @@ pub struct Core {
 impl Core {
     /// Wires the core together and starts its background tasks (writer, delivery flusher,
     /// limiter pruning).
-    pub fn start(config: Arc<Config>, db: Db, shared: Arc<dyn SharedState>, instance: String) -> Arc<Self> {
+    pub fn start(
+        config: Arc<Config>,
+        db: Db,
+        shared: Arc<dyn SharedState>,
+        instance: String,
+    ) -> std::io::Result<Arc<Self>> {
         let hub = Arc::new(Hub::new(instance));
         let ledger = delivery::Ledger::new(db.clone());
         hub.set_ledger(ledger.clone());
         let limits = limits::Limiters::new(&config.rate_limits);
 
         let publish_hub = hub.clone();
-        let (writer, writer_task) = MessageWriter::spawn(
+        let (writer, writer_thread) = MessageWriter::spawn(
             db.clone(),
+            config.database_url.clone(),
             Arc::new(move |msg, audience, origin| {
                 publish_hub.publish(&Audience::Users(audience.to_vec()), Event::MessageCreated(msg.clone()), origin)
             }),
-        );
+        )?;
         let renewer = spawn_renewer(hub.clone(), shared.clone());
-        let background = vec![writer_task, ledger.spawn_flusher(), limits.spawn_pruner(), renewer];
+        let background = vec![ledger.spawn_flusher(), limits.spawn_pruner(), renewer];
         let core = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             db,
@@ -78,11 +85,12 @@ impl Core {
             limits,
             ledger,
             writer,
+            writer_thread,
             shared,
             background: std::sync::Mutex::new(background),
         });
         core.resume_calls();
-        core
+        Ok(core)
     }
 
     /// Graceful stop, step one: wait until every queued message is durable and published.
@@ -103,6 +111,7 @@ impl Core {
 
     /// Stops background tasks (tests start many servers in one process).
     pub fn stop_background(&self) {
+        self.writer_thread.stop();
         let tasks = std::mem::take(&mut *self.background.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
             task.abort();

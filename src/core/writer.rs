@@ -2,10 +2,16 @@
 //! queue up while a transaction is on disk; the next transaction takes them all, so one fsync
 //! serves many messages while each sender still gets its ack only after *its* message is
 //! durable. Because one task commits and then publishes, live events leave in `seq` order.
+//!
+//! The task runs on a thread and runtime of its own, with a database connection of its own.
+//! Each batch waits on a few statements in turn; on the server's runtime, every one of those
+//! waits would end at the back of a queue of thousands of ready socket tasks, so the batch
+//! rate (and with it the message rate) would fall as the number of busy clients grew. Here
+//! the operating system wakes the writer as soon as its database answers.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     core::model::{Message, UserId},
@@ -88,10 +94,26 @@ impl SendTicket {
 }
 
 impl MessageWriter {
-    pub fn spawn(db: Db, on_stored: OnStored) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the writer on its own thread. It opens its own connection to `url` and, should
+    /// that fail, writes through `db`, the shared pool.
+    pub fn spawn(db: Db, url: String, on_stored: OnStored) -> std::io::Result<(Self, WriterThread)> {
         let (tx, rx) = mpsc::channel(8192);
-        let handle = tokio::spawn(run(db, rx, on_stored));
-        (Self { tx }, handle)
+        let (stop, stopped) = watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new().name("message-writer".into()).spawn(move || {
+            runtime.block_on(async move {
+                let db = match store::connect_writer(&url).await {
+                    Some(Ok(own)) => own,
+                    Some(Err(e)) => {
+                        tracing::warn!(cause = %e, "the message writer could not open its own connection; using the pool");
+                        db
+                    }
+                    None => db,
+                };
+                run(db, rx, stopped, on_stored).await;
+            })
+        })?;
+        Ok((Self { tx }, WriterThread { stop, thread: Some(thread) }))
     }
 
     /// Queues a message and waits until it is durable. `ticket` is released once the message
@@ -115,12 +137,40 @@ impl MessageWriter {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Request>, on_stored: OnStored) {
+/// The writer's thread: stopping it ends the writer after the batch it is writing.
+pub struct WriterThread {
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriterThread {
+    /// Tells the writer to stop (tests start many servers in one process); does not wait.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.stop();
+        // Detached: the thread ends on its own once told; nothing here may block a runtime.
+        drop(self.thread.take());
+    }
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Request>, mut stop: watch::Receiver<bool>, on_stored: OnStored) {
     let mut requests = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut barriers = Vec::new();
-    // Ends when every sender is gone (shutdown), after the last batch is written.
-    while rx.recv_many(&mut requests, MAX_BATCH).await > 0 {
+    // Ends when every sender is gone (shutdown), after the last batch is written, or when told.
+    loop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut requests, MAX_BATCH) => n,
+            _ = stop.wait_for(|stop| *stop) => 0,
+        };
+        if received == 0 {
+            break;
+        }
         for request in requests.drain(..) {
             match request {
                 Request::Append(pending, reply) => batch.push((pending, reply)),

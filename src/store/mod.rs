@@ -28,22 +28,48 @@ pub use sea_orm::DatabaseConnection as Db;
 /// Connects and applies pending migrations, so a fresh SQLite file or an empty PostgreSQL
 /// database is ready with no manual step.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let db = open(url, if is_sqlite_url(url) { 8 } else { 20 }).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+/// One connection of its own for the message writer (see `core::writer`), which then never
+/// queues for a pooled connection behind the readers. `None` for an in-memory SQLite database,
+/// which a second connection would not see.
+pub async fn connect_writer(url: &str) -> Option<Result<DatabaseConnection, sea_orm::DbErr>> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    Some(open(url, 1).await)
+}
+
+fn is_sqlite_url(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+async fn open(url: &str, max_connections: u32) -> Result<DatabaseConnection, sea_orm::DbErr> {
     let mut opts = ConnectOptions::new(url.to_string());
     opts.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
-    if url.starts_with("sqlite:") {
+    opts.max_connections(max_connections).min_connections(1);
+    if is_sqlite_url(url) {
         // WAL lets readers run beside the single writer; FULL sync makes "acked" mean "on disk"
         // even across a power cut, and group commits (see core::writer) pay for the fsync.
-        opts.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(|o| {
+        // A page cache (up to 32 MiB a connection) and memory-mapped reads: indexes of a busy
+        // messages table are read all the time, and without them every page read is a
+        // `pread` copy from the operating system's cache.
+        opts.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(15))
+                .pragma("cache_size", "-32768")
+                .pragma("mmap_size", "268435456")
+                // Checkpoint every ~40 MiB of log rather than every 4 MiB: a busy chat rewrites
+                // the same index pages batch after batch, and a later checkpoint copies each
+                // page once for many commits.
+                .pragma("wal_autocheckpoint", "10000")
         });
-    } else {
-        opts.max_connections(20).min_connections(1);
     }
-    let db = Database::connect(opts).await?;
-    Migrator::up(&db, None).await?;
-    Ok(db)
+    Database::connect(opts).await
 }
 
 /// Only runs the migrations (the `switchboard migrate` command).

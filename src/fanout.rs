@@ -54,8 +54,11 @@ pub enum SendFailure {
 /// otherwise build and serialize the same payload 256 times).
 #[derive(Default)]
 pub struct EncodeCache {
-    slots: std::cell::RefCell<Vec<(std::any::TypeId, Option<Arc<dyn std::any::Any + Send + Sync>>)>>,
+    slots: std::cell::RefCell<Vec<(std::any::TypeId, Option<Encoded>)>>,
 }
+
+/// One profile's encoding of an event, shared by all its connections.
+type Encoded = Arc<dyn std::any::Any + Send + Sync>;
 
 impl EncodeCache {
     /// The encoding keyed by `K` (usually the profile type), computed on first use.
@@ -672,7 +675,7 @@ impl Hub {
         // The user's own messages are not pushed back to them on reconnect (their device has
         // them from the ack); they only advance the cursor. One sent from another device while
         // this connection was catching up is owed to it like any live message.
-        let skip = msg.sender_id == entry.user && !owed.get(&chat).is_some_and(|floor| seq >= *floor);
+        let skip = msg.sender_id == entry.user && owed.get(&chat).is_none_or(|floor| seq < *floor);
         let event = Event::MessageCreated(msg);
         if !skip {
             loop {

@@ -1,13 +1,17 @@
 //! The message writer: one task that appends messages in batches (group commit). Requests
 //! queue up while a transaction is on disk; the next transaction takes them all, so one fsync
 //! serves many messages while each sender still gets its ack only after *its* message is
-//! durable. Because one task commits and then publishes, live events leave in `seq` order.
+//! durable.
 //!
-//! The task runs on a thread and runtime of its own, with a database connection of its own.
+//! The writer runs on a thread and runtime of its own, with a database connection of its own.
 //! Each batch waits on a few statements in turn; on the server's runtime, every one of those
 //! waits would end at the back of a queue of thousands of ready socket tasks, so the batch
 //! rate (and with it the message rate) would fall as the number of busy clients grew. Here
 //! the operating system wakes the writer as soon as its database answers.
+//!
+//! A written batch goes to one publisher task on the server's runtime, which hands the new
+//! messages to their audiences and then acknowledges them, batch after batch in commit order,
+//! so live events leave in `seq` order. The writer meanwhile writes the next batch.
 
 use std::sync::Arc;
 
@@ -53,7 +57,7 @@ pub type OnStored = Arc<dyn Fn(&Message, &[UserId], Option<ConnId>) -> Option<Pu
 const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 enum Request {
-    Append(Pending, Reply),
+    Append(Box<Pending>, Reply),
     /// Answered once everything queued before it is durable (graceful shutdown).
     Barrier(oneshot::Sender<()>),
 }
@@ -94,11 +98,13 @@ impl SendTicket {
 }
 
 impl MessageWriter {
-    /// Starts the writer on its own thread. It opens its own connection to `url` and, should
-    /// that fail, writes through `db`, the shared pool.
+    /// Starts the writer on its own thread, and its publisher on the calling runtime. The
+    /// writer opens its own connection to `url` and, should that fail, writes through `db`,
+    /// the shared pool.
     pub fn spawn(db: Db, url: String, on_stored: OnStored) -> std::io::Result<(Self, WriterThread)> {
         let (tx, rx) = mpsc::channel(8192);
         let (stop, stopped) = watch::channel(false);
+        let (published, written) = mpsc::channel(PUBLISH_QUEUE);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name("message-writer".into()).spawn(move || {
             runtime.block_on(async move {
@@ -110,9 +116,10 @@ impl MessageWriter {
                     }
                     None => db,
                 };
-                run(db, rx, stopped, on_stored).await;
+                run(db, rx, stopped, published).await;
             })
         })?;
+        tokio::spawn(publish(written, on_stored));
         Ok((Self { tx }, WriterThread { stop, thread: Some(thread) }))
     }
 
@@ -120,7 +127,7 @@ impl MessageWriter {
     /// is queued, which lets the sender's next message queue behind it (per-connection order).
     pub async fn append(&self, new: Pending, ticket: Option<SendTicket>) -> Result<Outcome, AppError> {
         let (reply, rx) = oneshot::channel();
-        let queued = self.tx.send(Request::Append(new, reply)).await;
+        let queued = self.tx.send(Request::Append(Box::new(new), reply)).await;
         drop(ticket);
         queued.map_err(|_| AppError::Internal(anyhow::anyhow!("message writer stopped")))?;
         rx.await.map_err(|_| AppError::Internal(anyhow::anyhow!("message writer dropped a request")))?
@@ -128,7 +135,7 @@ impl MessageWriter {
 }
 
 impl MessageWriter {
-    /// Resolves when every message queued so far is durable.
+    /// Resolves when every message queued so far is durable, published and acknowledged.
     pub async fn barrier(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Request::Barrier(tx)).await.is_ok() {
@@ -158,10 +165,24 @@ impl Drop for WriterThread {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Request>, mut stop: watch::Receiver<bool>, on_stored: OnStored) {
+/// A written batch on its way to the publisher: each request with what became of it.
+enum Written {
+    Batch(Vec<(Pending, Reply, Result<Appended, AppError>)>),
+    /// Answered once every batch before it was published and acknowledged.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Most written batches waiting for the publisher before the writer waits for it.
+const PUBLISH_QUEUE: usize = 64;
+
+async fn run(
+    db: Db,
+    mut rx: mpsc::Receiver<Request>,
+    mut stop: watch::Receiver<bool>,
+    published: mpsc::Sender<Written>,
+) {
     let mut requests = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut barriers = Vec::new();
     // Ends when every sender is gone (shutdown), after the last batch is written, or when told.
     loop {
         let received = tokio::select! {
@@ -173,56 +194,79 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Request>, mut stop: watch::Receiver<
         }
         for request in requests.drain(..) {
             match request {
-                Request::Append(pending, reply) => batch.push((pending, reply)),
-                Request::Barrier(done) => barriers.push(done),
-            }
-        }
-        write(&db, &mut batch, &on_stored).await;
-        for done in barriers.drain(..) {
-            let _ = done.send(());
-        }
-    }
-}
-
-async fn write(db: &Db, batch: &mut Vec<(Pending, Reply)>, on_stored: &OnStored) {
-    if batch.is_empty() {
-        return;
-    }
-    {
-        let items: Vec<&NewMessage> = batch.iter().map(|(p, _)| &p.new).collect();
-        match store::messages::append_batch(db, &items).await {
-            Ok(results) => finish(batch.drain(..), results, on_stored).await,
-            Err(e) => {
-                // One bad item must not fail its neighbours: retry each on its own.
-                tracing::warn!(cause = %e, size = items.len(), "batch append failed; retrying one by one");
-                for (item, reply) in batch.drain(..) {
-                    match store::messages::append_batch(db, &[&item.new]).await {
-                        Ok(results) => finish(std::iter::once((item, reply)), results, on_stored).await,
-                        Err(e) => {
-                            let _ = reply.send(Err(e.into()));
-                        }
-                    }
+                Request::Append(pending, reply) => batch.push((*pending, reply)),
+                Request::Barrier(done) => {
+                    // Everything queued before the barrier goes first.
+                    forward(&published, write(&db, &mut batch).await).await;
+                    let _ = published.send(Written::Barrier(done)).await;
                 }
             }
         }
+        forward(&published, write(&db, &mut batch).await).await;
     }
 }
 
-async fn finish(requests: impl Iterator<Item = (Pending, Reply)>, results: Vec<Appended>, on_stored: &OnStored) {
-    let mut acks = Vec::new();
+async fn forward(published: &mpsc::Sender<Written>, written: Vec<(Pending, Reply, Result<Appended, AppError>)>) {
+    if !written.is_empty() {
+        // Fails only once the server's runtime is gone, and its clients with it.
+        let _ = published.send(Written::Batch(written)).await;
+    }
+}
+
+async fn write(db: &Db, batch: &mut Vec<(Pending, Reply)>) -> Vec<(Pending, Reply, Result<Appended, AppError>)> {
+    if batch.is_empty() {
+        return Vec::new();
+    }
+    let items: Vec<&NewMessage> = batch.iter().map(|(p, _)| &p.new).collect();
+    match store::messages::append_batch(db, &items).await {
+        Ok(results) => batch.drain(..).zip(results).map(|((p, r), result)| (p, r, Ok(result))).collect(),
+        Err(e) => {
+            // One bad item must not fail its neighbours: retry each on its own.
+            tracing::warn!(cause = %e, size = items.len(), "batch append failed; retrying one by one");
+            let mut out = Vec::with_capacity(batch.len());
+            for (pending, reply) in batch.drain(..) {
+                let result = match store::messages::append_batch(db, &[&pending.new]).await {
+                    Ok(mut results) => results.pop().ok_or_else(|| AppError::Internal(anyhow::anyhow!("no result"))),
+                    Err(e) => Err(e.into()),
+                };
+                out.push((pending, reply, result));
+            }
+            out
+        }
+    }
+}
+
+/// The publisher: runs on the server's runtime, beside the connections, and takes the written
+/// batches in commit order. It hands each new message to its audience (one wake-up of the
+/// server's runtime per batch rather than per recipient and per ack), waits for the bus to
+/// have taken the batch, and then acknowledges.
+async fn publish(mut written: mpsc::Receiver<Written>, on_stored: OnStored) {
+    while let Some(item) = written.recv().await {
+        match item {
+            Written::Batch(batch) => finish(batch, &on_stored).await,
+            Written::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+async fn finish(batch: Vec<(Pending, Reply, Result<Appended, AppError>)>, on_stored: &OnStored) {
+    let mut acks = Vec::with_capacity(batch.len());
     let mut last_published = None;
-    for ((pending, reply), result) in requests.zip(results) {
+    for (pending, reply, result) in batch {
         let outcome = match result {
-            Appended::New { message, members } => {
+            Ok(Appended::New { message, members }) => {
                 let msg = Message::from(message);
                 if let Some(published) = on_stored(&msg, &members, pending.origin) {
                     last_published = Some(published);
                 }
                 Ok(Outcome::Stored(msg, members))
             }
-            Appended::Duplicate(model) => Ok(Outcome::Duplicate(Message::from(model))),
-            Appended::NoConversation => Err(AppError::NotFound("conversation not found".into())),
-            Appended::NotMember => Err(AppError::not_member()),
+            Ok(Appended::Duplicate(model)) => Ok(Outcome::Duplicate(Message::from(model))),
+            Ok(Appended::NoConversation) => Err(AppError::NotFound("conversation not found".into())),
+            Ok(Appended::NotMember) => Err(AppError::not_member()),
+            Err(e) => Err(e),
         };
         acks.push((reply, outcome));
     }

@@ -125,7 +125,7 @@ where
     let Some(found) = query.one(&txn).await? else {
         return Ok(None);
     };
-    let participants = participants_of(&txn, &[found.id.clone()]).await?;
+    let participants = participants_of(&txn, std::slice::from_ref(&found.id)).await?;
     let before = CallRecord { call: found, participants };
     let mut record = before.clone();
     let out = change(&mut record)?;

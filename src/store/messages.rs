@@ -89,7 +89,7 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[&NewMessage]) -> Res
             results.push(Appended::NoConversation);
             continue;
         };
-        if !audience.iter().any(|m| *m == new.sender_id) {
+        if !audience.contains(&new.sender_id) {
             results.push(Appended::NotMember);
             continue;
         }

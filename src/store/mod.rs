@@ -9,6 +9,7 @@ pub mod history;
 pub mod keys;
 pub mod media;
 pub mod messages;
+mod nodelay;
 pub mod notifications;
 pub mod reactions;
 pub mod redis;
@@ -67,6 +68,19 @@ async fn open(url: &str, max_connections: u32) -> Result<DatabaseConnection, sea
                 // the same index pages batch after batch, and a later checkpoint copies each
                 // page once for many commits.
                 .pragma("wal_autocheckpoint", "10000")
+        });
+    }
+    if !is_sqlite_url(url) {
+        let servers = std::sync::Arc::new(nodelay::server_addrs(url));
+        opts.map_sqlx_postgres_pool_opts(move |pool| {
+            let servers = servers.clone();
+            pool.after_connect(move |_, _| {
+                let servers = servers.clone();
+                Box::pin(async move {
+                    nodelay::set_on_connections_to(&servers);
+                    Ok(())
+                })
+            })
         });
     }
     Database::connect(opts).await

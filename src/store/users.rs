@@ -5,6 +5,9 @@ use entity::user;
 use sea_orm::{sea_query::OnConflict, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
 
 /// Inserts the user or refreshes the profile claims (only those present in the token).
+/// Writes nothing when the stored profile already says what the token says: most connects
+/// are reconnects, and a write transaction (an fsync on SQLite) per connect is what a
+/// reconnect storm would otherwise pay.
 pub async fn upsert(
     db: &DatabaseConnection,
     id: &str,
@@ -12,6 +15,12 @@ pub async fn upsert(
     name: Option<&str>,
     avatar: Option<&str>,
 ) -> Result<(), DbErr> {
+    if let Some(stored) = user::Entity::find_by_id(id.to_string()).one(db).await? {
+        let same = |claim: Option<&str>, kept: &Option<String>| claim.is_none_or(|c| kept.as_deref() == Some(c));
+        if same(username, &stored.username) && same(name, &stored.name) && same(avatar, &stored.avatar) {
+            return Ok(());
+        }
+    }
     let now = Utc::now();
     let row = user::ActiveModel {
         id: Set(id.to_string()),

@@ -82,6 +82,7 @@ impl Application {
 
         let router = http::router(state.clone())
             .layer(io_layer)
+            .layer(axum::middleware::map_request(crate::http::session_head::keep_session_head))
             .layer(axum::middleware::from_fn(crate::http::socket_io_client))
             .layer(http::cors(&config.cors_origins))
             .layer(tower_http::trace::TraceLayer::new_for_http());

@@ -71,6 +71,7 @@ impl Application {
             .ping_timeout(config.ping_timeout)
             .max_payload(config.max_buffer_size as u64)
             .ws_max_message_size(config.max_buffer_size)
+            .ws_read_buffer_size(config.ws_read_buffer_size)
             .with_state(state.clone())
             .build_layer();
         mount::<Sup>(&io, "/sup");

@@ -74,11 +74,12 @@ impl Application {
             .ws_read_buffer_size(config.ws_read_buffer_size)
             .with_state(state.clone())
             .build_layer();
-        mount::<Sup>(&io, "/sup");
-        mount::<Spark>(&io, "/spark");
+        let [root, sup, spark] = NAMESPACES;
+        mount::<Sup>(&io, sup);
+        mount::<Spark>(&io, spark);
         match config.default_profile {
-            Profile::Sup => mount::<Sup>(&io, "/"),
-            Profile::Spark => mount::<Spark>(&io, "/"),
+            Profile::Sup => mount::<Sup>(&io, root),
+            Profile::Spark => mount::<Spark>(&io, root),
         }
 
         let router = http::router(state.clone())
@@ -124,9 +125,15 @@ impl Application {
                 let _ = accepting_stopped.await;
             });
         let server = tokio::spawn(async move { server.await });
+        let idle = profiles::idle::spawn(io.clone(), &NAMESPACES, state.clone());
 
         shutdown.await;
         tracing::info!("shutting down");
+        // A graceful stop closes transports so that clients reconnect; an idle DISCONNECT
+        // now would tell them not to.
+        if let Some(idle) = idle {
+            idle.abort();
+        }
         state.inflight.wait_idle(state.config.shutdown_grace).await;
         state.core.drain_writes().await;
         state.core.freeze_and_record(SEND_DRAIN).await;
@@ -146,6 +153,9 @@ impl Application {
         Ok(())
     }
 }
+
+/// The Socket.IO namespaces served: the default one (`DEFAULT_PROFILE`), `sup`, `spark`.
+const NAMESPACES: [&str; 3] = ["/", "/sup", "/spark"];
 
 /// How long a graceful stop lets already-queued packets reach the wire before it records
 /// them as delivered and closes the transports.

@@ -47,17 +47,16 @@ pub struct Session {
     pub activity: Arc<Activity>,
 }
 
-/// When a socket last sent an event, for the idle timeout, and the signal that it closed.
+/// When a socket last sent an event, for the idle timeout (see [`super::idle`]).
 pub struct Activity {
     opened: Instant,
     /// Milliseconds after `opened` of the last client event.
     last_ms: AtomicU64,
-    closed: tokio::sync::Notify,
 }
 
 impl Default for Activity {
     fn default() -> Self {
-        Self { opened: Instant::now(), last_ms: AtomicU64::new(0), closed: tokio::sync::Notify::new() }
+        Self { opened: Instant::now(), last_ms: AtomicU64::new(0) }
     }
 }
 
@@ -67,7 +66,7 @@ impl Activity {
         self.last_ms.fetch_max(now, Ordering::Relaxed);
     }
 
-    fn idle_for(&self) -> Duration {
+    pub fn idle_for(&self) -> Duration {
         self.opened.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
     }
 }
@@ -179,40 +178,6 @@ async fn connected<P: SocketIoProfile>(
 ) {
     P::greet(&s, &session);
     app.core.hub.start_sync(session.conn);
-    if !app.config.max_idle_time.is_zero() {
-        watch_idle(s, session, app);
-    }
-}
-
-/// Disconnects the socket once it has sent no event for `MAX_IDLE_TIME`. Heartbeats do not
-/// count: they prove the transport is alive, not that anyone uses it.
-///
-/// This sends a Socket.IO DISCONNECT (`socket.disconnect()`), unlike a graceful stop, which
-/// only closes the transport. An unchanged client reconnects by itself after a transport
-/// close; after "io server disconnect" it stays disconnected until the app calls
-/// `socket.connect()` again. Only the latter releases anything: an idle tab that reconnected
-/// at once would hold the same resources as before.
-fn watch_idle(s: SocketRef, session: Session, app: Arc<AppState>) {
-    let max_idle = app.config.max_idle_time;
-    tokio::spawn(async move {
-        loop {
-            let idle = session.activity.idle_for();
-            if idle >= max_idle {
-                tracing::info!(
-                    user = %session.identity.user_id,
-                    idle_ms = idle.as_millis() as u64,
-                    "idle socket disconnected"
-                );
-                app.metrics.idle_disconnect();
-                let _ = s.disconnect();
-                return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(max_idle - idle) => {}
-                _ = session.activity.closed.notified() => return,
-            }
-        }
-    });
 }
 
 async fn disconnected(
@@ -221,8 +186,6 @@ async fn disconnected(
     reason: DisconnectReason,
 ) {
     tracing::debug!(user = %session.identity.user_id, ?reason, "socket disconnected");
-    // Stops the idle watcher (a stored permit, so it is not missed between two waits).
-    session.activity.closed.notify_one();
     app.metrics.connection_closed();
     if let Some(departure) = app.core.hub.unregister(session.conn) {
         app.core.connection_closed(departure).await;

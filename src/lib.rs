@@ -71,17 +71,20 @@ impl Application {
             .ping_timeout(config.ping_timeout)
             .max_payload(config.max_buffer_size as u64)
             .ws_max_message_size(config.max_buffer_size)
+            .ws_read_buffer_size(config.ws_read_buffer_size)
             .with_state(state.clone())
             .build_layer();
-        mount::<Sup>(&io, "/sup");
-        mount::<Spark>(&io, "/spark");
+        let [root, sup, spark] = NAMESPACES;
+        mount::<Sup>(&io, sup);
+        mount::<Spark>(&io, spark);
         match config.default_profile {
-            Profile::Sup => mount::<Sup>(&io, "/"),
-            Profile::Spark => mount::<Spark>(&io, "/"),
+            Profile::Sup => mount::<Sup>(&io, root),
+            Profile::Spark => mount::<Spark>(&io, root),
         }
 
         let router = http::router(state.clone())
             .layer(io_layer)
+            .layer(axum::middleware::map_request(crate::http::session_head::keep_session_head))
             .layer(axum::middleware::from_fn(crate::http::socket_io_client))
             .layer(http::cors(&config.cors_origins))
             .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -122,9 +125,15 @@ impl Application {
                 let _ = accepting_stopped.await;
             });
         let server = tokio::spawn(async move { server.await });
+        let idle = profiles::idle::spawn(io.clone(), &NAMESPACES, state.clone());
 
         shutdown.await;
         tracing::info!("shutting down");
+        // A graceful stop closes transports so that clients reconnect; an idle DISCONNECT
+        // now would tell them not to.
+        if let Some(idle) = idle {
+            idle.abort();
+        }
         state.inflight.wait_idle(state.config.shutdown_grace).await;
         state.core.drain_writes().await;
         state.core.freeze_and_record(SEND_DRAIN).await;
@@ -144,6 +153,9 @@ impl Application {
         Ok(())
     }
 }
+
+/// The Socket.IO namespaces served: the default one (`DEFAULT_PROFILE`), `sup`, `spark`.
+const NAMESPACES: [&str; 3] = ["/", "/sup", "/spark"];
 
 /// How long a graceful stop lets already-queued packets reach the wire before it records
 /// them as delivered and closes the transports.

@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod encryption;
 pub mod messages;
 pub mod metrics;
+pub mod session_head;
 
 use std::sync::Arc;
 

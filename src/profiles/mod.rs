@@ -2,6 +2,7 @@
 //! its own event names and shapes. Adding a profile adds a module here and touches nothing in
 //! `core`.
 
+pub mod idle;
 pub mod socketio;
 pub mod spark;
 pub mod sup;

@@ -9,8 +9,10 @@
 //! handler only emits the greeting and starts the catch-up.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     future::Future,
+    pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -45,17 +47,16 @@ pub struct Session {
     pub activity: Arc<Activity>,
 }
 
-/// When a socket last sent an event, for the idle timeout, and the signal that it closed.
+/// When a socket last sent an event, for the idle timeout (see [`super::idle`]).
 pub struct Activity {
     opened: Instant,
     /// Milliseconds after `opened` of the last client event.
     last_ms: AtomicU64,
-    closed: tokio::sync::Notify,
 }
 
 impl Default for Activity {
     fn default() -> Self {
-        Self { opened: Instant::now(), last_ms: AtomicU64::new(0), closed: tokio::sync::Notify::new() }
+        Self { opened: Instant::now(), last_ms: AtomicU64::new(0) }
     }
 }
 
@@ -65,7 +66,7 @@ impl Activity {
         self.last_ms.fetch_max(now, Ordering::Relaxed);
     }
 
-    fn idle_for(&self) -> Duration {
+    pub fn idle_for(&self) -> Duration {
         self.opened.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
     }
 }
@@ -88,8 +89,8 @@ pub trait SocketIoProfile: Send + Sync + 'static {
     /// Encodes a core event as `(event name, payload)`, or `None` when the dialect has no
     /// such event.
     fn encode(event: &Event) -> Option<(&'static str, Value)>;
-    /// Registers the dialect's event handlers on a socket that is not connected yet.
-    fn register_handlers(socket: &SocketRef);
+    /// Lists the dialect's event handlers (once per namespace; every socket shares them).
+    fn handlers(handlers: &mut Handlers);
     /// Runs once the client is connected, before the backlog is pushed.
     fn greet(_socket: &SocketRef, _session: &Session) {}
     /// Runs in the connect middleware, once the session exists and before the client learns
@@ -102,7 +103,15 @@ pub trait SocketIoProfile: Send + Sync + 'static {
 
 /// Serves `P` on the namespace `path`.
 pub fn mount<P: SocketIoProfile>(io: &SocketIo, path: &'static str) {
-    io.ns(path, connected::<P>.with(admit::<P>));
+    let mut handlers = Handlers::default();
+    P::handlers(&mut handlers);
+    let handlers = Arc::new(handlers);
+    io.ns(
+        path,
+        connected::<P>.with(move |s: SocketRef, auth: TryData<Value>, app: State<Arc<AppState>>| {
+            admit::<P>(s, auth, app, handlers)
+        }),
+    );
 }
 
 /// Why a connection was refused; socket.io-client shows it as `connect_error`'s `message`.
@@ -119,6 +128,7 @@ async fn admit<P: SocketIoProfile>(
     s: SocketRef,
     TryData(auth): TryData<Value>,
     State(app): State<Arc<AppState>>,
+    handlers: Arc<Handlers>,
 ) -> Result<(), Refused> {
     // Before the token check, so refused tokens count too (and cost no signature check).
     match crate::http::client_ip(s.req_parts(), &app.config.trusted_proxies) {
@@ -145,7 +155,7 @@ async fn admit<P: SocketIoProfile>(
         Refused("server error, please retry".into())
     })?;
 
-    P::register_handlers(&s);
+    listen(&s, handlers);
     s.on_disconnect(disconnected);
     let conn = app.core.hub.register(Arc::new(SocketConnection::<P> {
         socket: s.clone(),
@@ -168,40 +178,6 @@ async fn connected<P: SocketIoProfile>(
 ) {
     P::greet(&s, &session);
     app.core.hub.start_sync(session.conn);
-    if !app.config.max_idle_time.is_zero() {
-        watch_idle(s, session, app);
-    }
-}
-
-/// Disconnects the socket once it has sent no event for `MAX_IDLE_TIME`. Heartbeats do not
-/// count: they prove the transport is alive, not that anyone uses it.
-///
-/// This sends a Socket.IO DISCONNECT (`socket.disconnect()`), unlike a graceful stop, which
-/// only closes the transport. An unchanged client reconnects by itself after a transport
-/// close; after "io server disconnect" it stays disconnected until the app calls
-/// `socket.connect()` again. Only the latter releases anything: an idle tab that reconnected
-/// at once would hold the same resources as before.
-fn watch_idle(s: SocketRef, session: Session, app: Arc<AppState>) {
-    let max_idle = app.config.max_idle_time;
-    tokio::spawn(async move {
-        loop {
-            let idle = session.activity.idle_for();
-            if idle >= max_idle {
-                tracing::info!(
-                    user = %session.identity.user_id,
-                    idle_ms = idle.as_millis() as u64,
-                    "idle socket disconnected"
-                );
-                app.metrics.idle_disconnect();
-                let _ = s.disconnect();
-                return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(max_idle - idle) => {}
-                _ = session.activity.closed.notified() => return,
-            }
-        }
-    });
 }
 
 async fn disconnected(
@@ -210,8 +186,6 @@ async fn disconnected(
     reason: DisconnectReason,
 ) {
     tracing::debug!(user = %session.identity.user_id, ?reason, "socket disconnected");
-    // Stops the idle watcher (a stored permit, so it is not missed between two waits).
-    session.activity.closed.notify_one();
     app.metrics.connection_closed();
     if let Some(departure) = app.core.hub.unregister(session.conn) {
         app.core.connection_closed(departure).await;
@@ -346,28 +320,38 @@ pub fn decode<T: DeserializeOwned>(data: Result<Value, impl std::fmt::Display>) 
     serde_json::from_value(value).map_err(|e| AppError::validation(e.to_string()))
 }
 
-/// Registers `event` with a handler that receives the decoded request. Every handler gets
-/// the same treatment: in-flight accounting, metrics, the reply envelope, and a send ticket
-/// taken when the packet arrives so that message order per connection is kept.
-pub fn on<Req, Res, F, Fut>(socket: &SocketRef, event: &'static str, handler: F)
-where
-    Req: DeserializeOwned + Send + 'static,
-    Res: Serialize + Send + 'static,
-    F: Fn(Arc<AppState>, Session, Req, SendTicket) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = AppResult<Res>> + Send + 'static,
-{
-    socket.on(
-        event,
-        move |s: SocketRef,
-              Payload(data): Payload,
-              reply: Reply,
-              State(app): State<Arc<AppState>>,
-              Extension(session): Extension<Session>| {
+/// What a handler does with one event: its synchronous part (activity, send ticket) runs at
+/// once, in packet order; the rest is the returned future.
+type Handler = Box<dyn Fn(SocketRef, Result<Value, String>, Reply, Arc<AppState>, Session) -> Pending + Send + Sync>;
+type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One dialect's event handlers, built once per namespace and shared by all its sockets.
+///
+/// socketioxide keeps event handlers per socket: registering the ~30 events of a dialect with
+/// `socket.on` cost every connection a hash map and two boxes per event (~1.7 KiB). Each
+/// socket gets one fallback handler instead ([`listen`]), which looks the event up here.
+#[derive(Default)]
+pub struct Handlers {
+    by_event: HashMap<&'static str, Handler>,
+}
+
+impl Handlers {
+    /// Handles `event` with `handler`, which receives the decoded request. Every handler gets
+    /// the same treatment: in-flight accounting, metrics, the reply envelope, and a send ticket
+    /// taken when the packet arrives so that message order per connection is kept.
+    pub fn on<Req, Res, F, Fut>(&mut self, event: &'static str, handler: F)
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Res: Serialize + Send + 'static,
+        F: Fn(Arc<AppState>, Session, Req, SendTicket) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = AppResult<Res>> + Send + 'static,
+    {
+        let handler: Handler = Box::new(move |s, data, reply, app, session| {
             // This part runs synchronously in packet order; the future below may not.
             session.activity.touch();
             let ticket = session.order.ticket();
             let handler = handler.clone();
-            async move {
+            Box::pin(async move {
                 let _busy = app.inflight.enter();
                 let started = Instant::now();
                 let result = match decode::<Req>(data) {
@@ -376,26 +360,48 @@ where
                 };
                 app.metrics.observe(event, started.elapsed().as_secs_f64(), result.as_ref().err().map(AppError::code));
                 reply.send(&s, event, result);
+            })
+        });
+        self.by_event.insert(event, handler);
+    }
+
+    fn dispatch(
+        &self,
+        s: SocketRef,
+        event: String,
+        data: Result<Value, String>,
+        reply: Reply,
+        app: Arc<AppState>,
+        session: Session,
+    ) -> Pending {
+        match self.by_event.get(event.as_str()) {
+            Some(handler) => handler(s, data, reply, app, session),
+            None => {
+                // An unknown event is still someone using the socket.
+                session.activity.touch();
+                Box::pin(unknown(s, event, reply, app))
             }
-        },
+        }
+    }
+}
+
+/// Routes every event of the socket to its dialect's [`Handlers`].
+fn listen(socket: &SocketRef, handlers: Arc<Handlers>) {
+    socket.on_fallback(
+        move |s: SocketRef,
+              socketioxide::extract::Event(event): socketioxide::extract::Event,
+              Payload(data): Payload,
+              reply: Reply,
+              State(app): State<Arc<AppState>>,
+              Extension(session): Extension<Session>| handlers.dispatch(s, event, data, reply, app, session),
     );
 }
 
 /// Answers events the dialect does not know with `UNKNOWN_TYPE`, so a client is never left
 /// waiting on an ack that will not come.
-pub fn on_unknown(socket: &SocketRef) {
-    socket.on_fallback(
-        |s: SocketRef,
-         socketioxide::extract::Event(name): socketioxide::extract::Event,
-         reply: Reply,
-         State(app): State<Arc<AppState>>,
-         Extension(session): Extension<Session>| async move {
-            // An unknown event is still someone using the socket.
-            session.activity.touch();
-            app.metrics.observe("unknown", 0.0, Some("UNKNOWN_TYPE"));
-            let event: String = name.chars().take(64).collect();
-            let result: AppResult<()> = Err(AppError::UnknownType(format!("unknown event `{event}`")));
-            reply.send(&s, &event, result);
-        },
-    );
+async fn unknown(s: SocketRef, event: String, reply: Reply, app: Arc<AppState>) {
+    app.metrics.observe("unknown", 0.0, Some("UNKNOWN_TYPE"));
+    let event: String = event.chars().take(64).collect();
+    let result: AppResult<()> = Err(AppError::UnknownType(format!("unknown event `{event}`")));
+    reply.send(&s, &event, result);
 }

@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use socketioxide::extract::SocketRef;
 
 use super::{
     attachment_json, iso, mentions,
-    socketio::{on, on_unknown, Session, SocketIoProfile},
+    socketio::{Handlers, Session, SocketIoProfile},
 };
 use crate::{
     app::AppState,
@@ -245,40 +244,39 @@ impl SocketIoProfile for Spark {
         }
     }
 
-    fn register_handlers(s: &SocketRef) {
-        on(s, "send_message", |app: Arc<AppState>, session: Session, req: SendMessage, ticket| async move {
+    fn handlers(h: &mut Handlers) {
+        h.on("send_message", |app: Arc<AppState>, session: Session, req: SendMessage, ticket| async move {
             let (draft, extras) = req.into_parts();
             let msg = app.core.send_message_with(&session.actor(), draft, extras, Some(ticket)).await?;
             Ok(message_json(&msg))
         });
         for (event, typing) in [("typing_start", true), ("typing_stop", false)] {
-            on(s, event, move |app: Arc<AppState>, session: Session, req: ConversationRef, _| async move {
+            h.on(event, move |app: Arc<AppState>, session: Session, req: ConversationRef, _| async move {
                 app.core.set_typing(&session.actor(), &req.conversation_id, typing).await?;
                 Ok(json!({ "conversationId": req.conversation_id, "isTyping": typing }))
             });
         }
         for (event, kind) in [("mark_read", ReceiptKind::Read), ("mark_delivered", ReceiptKind::Delivered)] {
-            on(s, event, move |app: Arc<AppState>, session: Session, req: MessageRef, _| async move {
+            h.on(event, move |app: Arc<AppState>, session: Session, req: MessageRef, _| async move {
                 let r = app.core.mark(&session.actor(), kind, &req.conversation_id, &req.message_id).await?;
                 Ok(receipt_ack(kind, &r.chat_id, &r.message_id, &r.user_id, &r.at))
             });
         }
-        on(s, "edit_message", |app: Arc<AppState>, session: Session, req: EditMessage, _| async move {
+        h.on("edit_message", |app: Arc<AppState>, session: Session, req: EditMessage, _| async move {
             let msg = app.core.edit_message(&session.actor(), &req.message_id, &req.content).await?;
             Ok(message_json(&msg))
         });
-        on(s, "delete_message", |app: Arc<AppState>, session: Session, req: DeleteMessage, _| async move {
+        h.on("delete_message", |app: Arc<AppState>, session: Session, req: DeleteMessage, _| async move {
             let everyone = delete_for(req.delete_for.as_deref())?;
             let deleted = app.core.delete_message(&session.actor(), &req.message_id, everyone).await?;
             Ok(deleted_json(&deleted))
         });
         for (event, add) in [("add_reaction", true), ("remove_reaction", false)] {
-            on(s, event, move |app: Arc<AppState>, session: Session, req: ReactionRef, _| async move {
+            h.on(event, move |app: Arc<AppState>, session: Session, req: ReactionRef, _| async move {
                 let r = app.core.react(&session.actor(), &req.message_id, &req.emoji, add).await?;
                 Ok(reaction_json(&r))
             });
         }
-        on_unknown(s);
     }
 }
 

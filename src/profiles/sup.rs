@@ -9,7 +9,7 @@ use socketioxide::extract::SocketRef;
 
 use super::{
     attachment_json, iso, mentions,
-    socketio::{on, on_unknown, Session, SocketIoProfile},
+    socketio::{Handlers, Session, SocketIoProfile},
 };
 use crate::{
     app::AppState,
@@ -362,8 +362,8 @@ impl SocketIoProfile for Sup {
         );
     }
 
-    fn register_handlers(s: &SocketRef) {
-        on(s, "message:new", |app: Arc<AppState>, session: Session, req: NewMessage, ticket| async move {
+    fn handlers(h: &mut Handlers) {
+        h.on("message:new", |app: Arc<AppState>, session: Session, req: NewMessage, ticket| async move {
             let draft = Draft {
                 mentions: mentions(req.metadata.as_ref()),
                 chat_id: req.chat_id,
@@ -377,18 +377,18 @@ impl SocketIoProfile for Sup {
             Ok(message_json(&msg))
         });
         for (event, kind) in [("message:delivered", ReceiptKind::Delivered), ("message:read", ReceiptKind::Read)] {
-            on(s, event, move |app: Arc<AppState>, session: Session, req: MessageRef, _| async move {
+            h.on(event, move |app: Arc<AppState>, session: Session, req: MessageRef, _| async move {
                 let r = app.core.mark(&session.actor(), kind, &req.chat_id, &req.message_id).await?;
                 Ok(json!({ "chatId": r.chat_id, "messageId": r.message_id, "userId": r.user_id, "at": iso(&r.at) }))
             });
         }
         for (event, typing) in [("message:typing", true), ("message:stop-typing", false)] {
-            on(s, event, move |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
+            h.on(event, move |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
                 app.core.set_typing(&session.actor(), &req.chat_id, typing).await?;
                 Ok(json!({ "chatId": req.chat_id }))
             });
         }
-        on(s, "message:sync", |app: Arc<AppState>, session: Session, req: SyncRequest, _| async move {
+        h.on("message:sync", |app: Arc<AppState>, session: Session, req: SyncRequest, _| async move {
             let limit = req.limit.unwrap_or(crate::core::DEFAULT_PAGE);
             let messages = app.core.messages_after(&session.actor(), &req.chat_id, req.after_seq, limit).await?;
             let last = messages.last().map(|m| m.seq).unwrap_or(req.after_seq);
@@ -399,31 +399,31 @@ impl SocketIoProfile for Sup {
             }))
         });
 
-        on(s, "presence:update", |app: Arc<AppState>, session: Session, req: PresenceUpdate, _| async move {
+        h.on("presence:update", |app: Arc<AppState>, session: Session, req: PresenceUpdate, _| async move {
             let p = app.core.update_presence(&session.actor(), &req.status, req.custom_status).await?;
             Ok(presence_json(&p))
         });
-        on(s, "presence:subscribe", |app: Arc<AppState>, session: Session, req: UserRefs, _| async move {
+        h.on("presence:subscribe", |app: Arc<AppState>, session: Session, req: UserRefs, _| async move {
             let ids = user_ids(req)?;
             app.core.hub.watch(session.conn, &ids);
             let current = app.core.presence_of(&ids).await?;
             Ok(json!({ "presence": current.iter().map(presence_json).collect::<Vec<_>>() }))
         });
-        on(s, "presence:unsubscribe", |app: Arc<AppState>, session: Session, req: UserRefs, _| async move {
+        h.on("presence:unsubscribe", |app: Arc<AppState>, session: Session, req: UserRefs, _| async move {
             let ids = user_ids(req)?;
             app.core.hub.unwatch(session.conn, &ids);
             Ok(json!({ "userIds": ids }))
         });
 
-        on(s, "chat:join", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
+        h.on("chat:join", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
             app.core.join_chat(&session.actor(), session.conn, &req.chat_id).await?;
             Ok(json!({ "chatId": req.chat_id }))
         });
-        on(s, "chat:leave", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
+        h.on("chat:leave", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
             app.core.leave_chat(&session.actor(), session.conn, &req.chat_id).await?;
             Ok(json!({ "chatId": req.chat_id }))
         });
-        on(s, "chat:join-multiple", |app: Arc<AppState>, session: Session, req: ChatRefs, _| async move {
+        h.on("chat:join-multiple", |app: Arc<AppState>, session: Session, req: ChatRefs, _| async move {
             if req.chat_ids.len() > MAX_JOIN_MULTIPLE {
                 return Err(AppError::validation(format!("chatIds takes at most {MAX_JOIN_MULTIPLE} ids")));
             }
@@ -437,36 +437,36 @@ impl SocketIoProfile for Sup {
             }
             Ok(json!({ "joined": joined, "failed": failed }))
         });
-        on(s, "chat:get-active-members", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
+        h.on("chat:get-active-members", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
             let members = app.core.active_members(&session.actor(), &req.chat_id).await?;
             Ok(
                 json!({ "chatId": req.chat_id, "members": members.iter().map(|u| json!({ "userId": u })).collect::<Vec<_>>() }),
             )
         });
 
-        on(s, "call:initiate", |app: Arc<AppState>, session: Session, req: CallInitiate, _| async move {
+        h.on("call:initiate", |app: Arc<AppState>, session: Session, req: CallInitiate, _| async move {
             let request =
                 CallRequest { chat_id: req.chat_id, callee_id: req.callee_id, kind: req.call_type, offer: req.offer };
             let call = app.core.initiate_call(&session.actor(), request).await?;
             Ok(call_json(&call))
         });
-        on(s, "call:answer", |app: Arc<AppState>, session: Session, req: CallAnswer, _| async move {
+        h.on("call:answer", |app: Arc<AppState>, session: Session, req: CallAnswer, _| async move {
             let call = app.core.answer_call(&session.actor(), &req.call_id, req.answer).await?;
             Ok(call_json(&call))
         });
-        on(s, "call:reject", |app: Arc<AppState>, session: Session, req: CallReject, _| async move {
+        h.on("call:reject", |app: Arc<AppState>, session: Session, req: CallReject, _| async move {
             let call = app.core.reject_call(&session.actor(), &req.call_id, req.reason).await?;
             Ok(call_json(&call))
         });
-        on(s, "call:end", |app: Arc<AppState>, session: Session, req: CallRef, _| async move {
+        h.on("call:end", |app: Arc<AppState>, session: Session, req: CallRef, _| async move {
             let call = app.core.end_call(&session.actor(), &req.call_id).await?;
             Ok(call_json(&call))
         });
-        on(s, "call:ice-candidate", |app: Arc<AppState>, session: Session, req: IceCandidate, _| async move {
+        h.on("call:ice-candidate", |app: Arc<AppState>, session: Session, req: IceCandidate, _| async move {
             app.core.relay_ice(&session.actor(), &req.call_id, req.candidate).await?;
             Ok(json!({ "callId": req.call_id }))
         });
-        on(s, "call:history", |app: Arc<AppState>, session: Session, req: CallHistory, _| async move {
+        h.on("call:history", |app: Arc<AppState>, session: Session, req: CallHistory, _| async move {
             let before = req
                 .before
                 .as_deref()
@@ -484,30 +484,29 @@ impl SocketIoProfile for Sup {
         });
 
         for (event, add) in [("reaction:new", true), ("reaction:remove", false)] {
-            on(s, event, move |app: Arc<AppState>, session: Session, req: ReactionRef, _| async move {
+            h.on(event, move |app: Arc<AppState>, session: Session, req: ReactionRef, _| async move {
                 let r = app.core.react(&session.actor(), &req.message_id, &req.emoji, add).await?;
                 Ok(reaction_json(&r))
             });
         }
 
-        on(s, "notification:read", |app: Arc<AppState>, session: Session, req: NotificationRef, _| async move {
+        h.on("notification:read", |app: Arc<AppState>, session: Session, req: NotificationRef, _| async move {
             let n = app.core.read_notification(&session.actor(), &req.notification_id).await?;
             Ok(notification_json(&n))
         });
-        on(s, "notification:clear", |app: Arc<AppState>, session: Session, req: NotificationRef, _| async move {
+        h.on("notification:clear", |app: Arc<AppState>, session: Session, req: NotificationRef, _| async move {
             app.core.clear_notification(&session.actor(), &req.notification_id).await?;
             Ok(json!({ "notificationId": req.notification_id }))
         });
-        on(s, "notification:clear-all", |app: Arc<AppState>, session: Session, _req: Nothing, _| async move {
+        h.on("notification:clear-all", |app: Arc<AppState>, session: Session, _req: Nothing, _| async move {
             let cleared = app.core.clear_all_notifications(&session.actor()).await?;
             Ok(json!({ "cleared": cleared }))
         });
-        on(s, "notification:get-pending", |app: Arc<AppState>, session: Session, req: Pending, _| async move {
+        h.on("notification:get-pending", |app: Arc<AppState>, session: Session, req: Pending, _| async move {
             let list = app.core.pending_notifications(&session.actor(), req.limit).await?;
             Ok(json!({
                 "notifications": list.iter().map(notification_json).collect::<Vec<_>>(),
             }))
         });
-        on_unknown(s);
     }
 }

@@ -11,6 +11,13 @@
 //!
 //! `HOST` (default 127.0.0.1) and `PORT` (default 3201) choose the address; `TCP_NODELAY=0`
 //! leaves Nagle's algorithm on.
+//!
+//! By default it runs socketioxide as it comes. Two settings apply the memory tuning that
+//! Switchboard applies, to show what the library needs per connection with it (see
+//! `examples/bench/analysis.md`, section 4): `WS_READ_BUFFER_SIZE=<bytes>` sets the WebSocket
+//! read buffer (socketioxide's default is 4096), and `TRIM_SESSION_HEAD=1` gives Engine.IO
+//! requests a head of their own, so that the session does not keep hyper's read buffer alive
+//! (Switchboard's `src/http/session_head.rs`).
 
 use axum::serve::ListenerExt;
 use serde_json::{json, Value};
@@ -59,10 +66,22 @@ async fn main() -> std::process::ExitCode {
     // `TCP_NODELAY=0` leaves Nagle's algorithm on, to show what it costs.
     let nodelay = std::env::var("TCP_NODELAY").map(|v| v != "0").unwrap_or(true);
 
-    let (layer, io) = SocketIo::builder().build_layer();
+    let mut builder = SocketIo::builder();
+    match std::env::var("WS_READ_BUFFER_SIZE").map(|v| v.parse::<usize>()) {
+        Err(_) => {}
+        Ok(Ok(size)) if size > 0 => builder = builder.ws_read_buffer_size(size),
+        Ok(_) => {
+            eprintln!("bare-socketioxide: WS_READ_BUFFER_SIZE must be a number of bytes above zero");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let (layer, io) = builder.build_layer();
     io.ns("/", noop.with(register));
 
-    let app = axum::Router::new().layer(layer);
+    let mut app = axum::Router::new().layer(layer);
+    if std::env::var("TRIM_SESSION_HEAD").is_ok_and(|v| v == "1") {
+        app = app.layer(axum::middleware::map_request(trim_session_head));
+    }
     let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
         // Small packets are the whole workload: without TCP_NODELAY, a packet written while
         // the previous one is unacknowledged waits for the peer's delayed ACK (40 ms on
@@ -99,4 +118,28 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Keeps what engineioxide reads from a request (URI, WebSocket key, body type) and the
+/// upgrade handle, copied out of hyper's read buffer: engineioxide keeps the head for the
+/// session's life, and hyper's head is made of slices of its 16 KiB read buffer.
+async fn trim_session_head(req: axum::extract::Request) -> axum::extract::Request {
+    use axum::http::{header, HeaderMap, HeaderValue, Uri};
+    let (mut parts, body) = req.into_parts();
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    let mut headers = HeaderMap::new();
+    for name in [header::SEC_WEBSOCKET_KEY, header::CONTENT_TYPE] {
+        if let Some(value) = parts.headers.get(&name).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    parts.headers = headers;
+    let mut extensions = axum::http::Extensions::new();
+    if let Some(upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+        extensions.insert(upgrade);
+    }
+    parts.extensions = extensions;
+    axum::extract::Request::from_parts(parts, body)
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::{conversation, member, message, message_attachment};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, Statement, Value,
+    QuerySelect, Set, Statement, TryInsertResult, Value,
 };
 
 use super::is_postgres;
@@ -52,10 +52,33 @@ pub enum Appended {
 /// conversation's `last_seq` is written by one `UPDATE`. The locks come first, so two
 /// instances racing on one resend cannot both insert, and `seq` is taken from the locked rows
 /// so it stays gapless: a rollback undoes it all.
+///
+/// Resends are rare, so a batch is first written without looking for earlier sends: the
+/// unique index on `(conversation, sender, temp_id)` refuses a resend's row, and only then is
+/// the transaction rolled back and the batch written again, looking each `temp_id` up.
 pub async fn append_batch(db: &DatabaseConnection, batch: &[&NewMessage]) -> Result<Vec<Appended>, DbErr> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
+    if let Some(results) = append(db, batch, Resends::Unexpected).await? {
+        return Ok(results);
+    }
+    append(db, batch, Resends::LookedUp).await?.ok_or_else(|| DbErr::Custom("a resend was not found".into()))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Resends {
+    /// Write as if no message of the batch was sent before; give up (`None`) if one was.
+    Unexpected,
+    /// Look earlier sends up first and answer them with the stored original.
+    LookedUp,
+}
+
+async fn append(
+    db: &DatabaseConnection,
+    batch: &[&NewMessage],
+    resends: Resends,
+) -> Result<Option<Vec<Appended>>, DbErr> {
     let txn = super::begin_write(db).await?;
     let mut conversation_ids: Vec<&str> = batch.iter().map(|m| m.conversation_id.as_str()).collect();
     conversation_ids.sort_unstable();
@@ -65,18 +88,14 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[&NewMessage]) -> Res
     let members = members_of(&txn, &conversation_ids).await?;
 
     // Earlier sends of the same (conversation, sender, temp_id), in the store or in this batch.
-    let temp_ids: Vec<&str> = batch.iter().filter_map(|m| m.temp_id.as_deref()).collect();
     let mut sent: HashMap<(String, String, String), message::Model> = HashMap::new();
-    if !temp_ids.is_empty() {
-        let earlier = message::Entity::find()
-            .filter(message::Column::ConversationId.is_in(conversation_ids.iter().copied()))
-            .filter(message::Column::TempId.is_in(temp_ids.iter().copied()))
-            .all(&txn)
-            .await?;
-        for m in earlier {
-            if let Some(temp_id) = m.temp_id.clone() {
-                sent.insert((m.conversation_id.clone(), m.sender_id.clone(), temp_id), m);
-            }
+    let earlier = match resends {
+        Resends::LookedUp => sent_before(&txn, batch).await?,
+        Resends::Unexpected => Vec::new(),
+    };
+    for m in earlier {
+        if let Some(temp_id) = m.temp_id.clone() {
+            sent.insert((m.conversation_id.clone(), m.sender_id.clone(), temp_id), m);
         }
     }
 
@@ -131,7 +150,28 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[&NewMessage]) -> Res
     let mut chunks = rows.into_iter().peekable();
     while chunks.peek().is_some() {
         let chunk: Vec<_> = chunks.by_ref().take(500).collect();
-        message::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
+        let expected = chunk.len() as u64;
+        if resends == Resends::LookedUp {
+            message::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
+            continue;
+        }
+        let inserted = message::Entity::insert_many(chunk)
+            .on_conflict_do_nothing_on([
+                message::Column::ConversationId,
+                message::Column::SenderId,
+                message::Column::TempId,
+            ])
+            .exec_without_returning(&txn)
+            .await?;
+        let inserted = match inserted {
+            TryInsertResult::Inserted(n) => n,
+            TryInsertResult::Conflicted | TryInsertResult::Empty => 0,
+        };
+        if inserted < expected {
+            // A resend: nothing of this attempt may stay, or `seq` would have a gap.
+            txn.rollback().await?;
+            return Ok(None);
+        }
     }
     for chunk in links.chunks(1000) {
         message_attachment::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
@@ -141,7 +181,7 @@ pub async fn append_batch(db: &DatabaseConnection, batch: &[&NewMessage]) -> Res
         last_seq.iter().filter(|(id, seq)| before.get(*id) != Some(*seq)).map(|(id, seq)| (*id, *seq)).collect();
     set_last_seqs(&txn, &advanced, now).await?;
     txn.commit().await?;
-    Ok(results)
+    Ok(Some(results))
 }
 
 /// Returns each existing conversation's current `last_seq`, holding the rows' locks
@@ -159,6 +199,36 @@ async fn lock_conversations<'a>(txn: &DatabaseTransaction, ids: &[&'a str]) -> R
     }
     let found: HashMap<String, i64> = query.into_tuple::<(String, i64)>().all(txn).await?.into_iter().collect();
     Ok(ids.iter().filter_map(|id| found.get(*id).map(|seq| (*id, *seq))).collect())
+}
+
+/// The stored messages that a batch's `temp_id`s name: one index probe per message with a
+/// `temp_id` (a join with the batch's keys), where `conversation IN (…) AND temp_id IN (…)`
+/// would compare every message of every conversation in the batch with every `temp_id`.
+async fn sent_before(txn: &DatabaseTransaction, batch: &[&NewMessage]) -> Result<Vec<message::Model>, DbErr> {
+    let keys: Vec<(&str, &str, &str)> = batch
+        .iter()
+        .filter_map(|m| m.temp_id.as_deref().map(|t| (m.conversation_id.as_str(), m.sender_id.as_str(), t)))
+        .collect();
+    let backend = txn.get_database_backend();
+    let mut found = Vec::new();
+    // Three values a key; 1,000 keys stay far below SQLite's limit of bound values.
+    for chunk in keys.chunks(1000) {
+        let sql = format!(
+            "SELECT messages.* FROM messages JOIN (VALUES {}) AS v \
+             ON messages.conversation_id = v.column1 AND messages.sender_id = v.column2 \
+             AND messages.temp_id = v.column3",
+            super::values_rows(backend, chunk.len(), 3, 0),
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        for (conversation, sender, temp_id) in chunk {
+            values.push((*conversation).into());
+            values.push((*sender).into());
+            values.push((*temp_id).into());
+        }
+        let statement = Statement::from_sql_and_values(backend, sql, values);
+        found.extend(message::Entity::find().from_raw_sql(statement).all(txn).await?);
+    }
+    Ok(found)
 }
 
 /// The members of each conversation, in the order they joined.

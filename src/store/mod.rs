@@ -76,8 +76,10 @@ async fn open(url: &str, max_connections: u32) -> Result<DatabaseConnection, sea
             let servers = servers.clone();
             pool.after_connect(move |_, _| {
                 let servers = servers.clone();
+                // A walk over every descriptor of the process (tens of thousands with many
+                // clients connected): off the runtime's threads.
                 Box::pin(async move {
-                    nodelay::set_on_connections_to(&servers);
+                    let _ = tokio::task::spawn_blocking(move || nodelay::set_on_connections_to(&servers)).await;
                     Ok(())
                 })
             })

@@ -180,18 +180,14 @@ pub async fn advance_delivered(db: &DatabaseConnection, cursors: &[(&str, &str, 
     let txn = super::begin_write(db).await?;
     // Three values a row; 1,000 rows stay far below SQLite's limit of bound values.
     for chunk in cursors.chunks(1000) {
+        let rows =
+            chunk.iter().map(|(conversation, user, seq)| [(*conversation).into(), (*user).into(), (*seq).into()]);
+        let (list, values) = super::values_list(backend, Vec::new(), rows);
         let sql = format!(
-            "UPDATE members SET delivered_seq = v.column3 FROM (VALUES {}) AS v \
+            "UPDATE members SET delivered_seq = v.column3 FROM (VALUES {list}) AS v \
              WHERE members.conversation_id = v.column1 AND members.user_id = v.column2 \
-             AND members.delivered_seq < v.column3",
-            super::values_rows(backend, chunk.len(), 3, 0),
+             AND members.delivered_seq < v.column3"
         );
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 3);
-        for (conversation, user, seq) in chunk {
-            values.push((*conversation).into());
-            values.push((*user).into());
-            values.push((*seq).into());
-        }
         txn.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
     }
     txn.commit().await

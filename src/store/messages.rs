@@ -213,18 +213,15 @@ async fn sent_before(txn: &DatabaseTransaction, batch: &[&NewMessage]) -> Result
     let mut found = Vec::new();
     // Three values a key; 1,000 keys stay far below SQLite's limit of bound values.
     for chunk in keys.chunks(1000) {
+        let rows = chunk.iter().map(|(conversation, sender, temp_id)| {
+            [Value::from(*conversation), Value::from(*sender), Value::from(*temp_id)]
+        });
+        let (list, values) = super::values_list(backend, Vec::new(), rows);
         let sql = format!(
-            "SELECT messages.* FROM messages JOIN (VALUES {}) AS v \
+            "SELECT messages.* FROM messages JOIN (VALUES {list}) AS v \
              ON messages.conversation_id = v.column1 AND messages.sender_id = v.column2 \
-             AND messages.temp_id = v.column3",
-            super::values_rows(backend, chunk.len(), 3, 0),
+             AND messages.temp_id = v.column3"
         );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-        for (conversation, sender, temp_id) in chunk {
-            values.push((*conversation).into());
-            values.push((*sender).into());
-            values.push((*temp_id).into());
-        }
         let statement = Statement::from_sql_and_values(backend, sql, values);
         found.extend(message::Entity::find().from_raw_sql(statement).all(txn).await?);
     }
@@ -254,18 +251,13 @@ async fn members_of(txn: &DatabaseTransaction, ids: &[&str]) -> Result<HashMap<S
 async fn set_last_seqs(txn: &DatabaseTransaction, seqs: &[(&str, i64)], now: DateTime<Utc>) -> Result<(), DbErr> {
     let backend = txn.get_database_backend();
     for chunk in seqs.chunks(1000) {
+        let rows = chunk.iter().map(|(id, seq)| [Value::from(*id), Value::from(*seq)]);
+        let (list, values) = super::values_list(backend, vec![now.into()], rows);
         let sql = format!(
-            "UPDATE conversations SET last_seq = v.column2, updated_at = {} FROM (VALUES {}) AS v \
+            "UPDATE conversations SET last_seq = v.column2, updated_at = {} FROM (VALUES {list}) AS v \
              WHERE conversations.id = v.column1",
             super::placeholder(backend, 1),
-            super::values_rows(backend, chunk.len(), 2, 1),
         );
-        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 2);
-        values.push(now.into());
-        for (id, seq) in chunk {
-            values.push((*id).into());
-            values.push((*seq).into());
-        }
         txn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
     }
     Ok(())

@@ -118,34 +118,34 @@ pub(crate) fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
 
-/// The rows of a `VALUES` list: `(?, ?), (?, ?)` on SQLite, `($2, $3), ($4, $5)` on
-/// PostgreSQL (numbered after the `before` parameters that precede the list). For the few
-/// statements sea-query cannot build: an `UPDATE … FROM (VALUES …)` writes each row's own
-/// value for a whole batch in one statement, where sea-query would need one per row.
-pub(crate) fn values_rows(backend: DbBackend, rows: usize, width: usize, before: usize) -> String {
-    let mut out = String::with_capacity(rows * width * 5);
-    let mut n = before;
-    for row in 0..rows {
-        out.push_str(if row == 0 { "(" } else { ", (" });
-        for col in 0..width {
+/// The rows of a `VALUES` list and the values bound to them, after `leading` values bound
+/// earlier in the statement: `(?, ?), (?, ?)` on SQLite, `($2, $3), ($4, $5)` on PostgreSQL
+/// after one leading value. For the few statements sea-query cannot build: an
+/// `UPDATE … FROM (VALUES …)` writes each row's own value for a whole batch in one statement,
+/// where sea-query would need one per row.
+pub(crate) fn values_list<const N: usize>(
+    backend: DbBackend,
+    leading: Vec<sea_orm::Value>,
+    rows: impl ExactSizeIterator<Item = [sea_orm::Value; N]>,
+) -> (String, Vec<sea_orm::Value>) {
+    let mut sql = String::with_capacity(rows.len() * N * 5);
+    let mut values = leading;
+    values.reserve(rows.len() * N);
+    for (i, row) in rows.enumerate() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for (col, value) in row.into_iter().enumerate() {
             if col > 0 {
-                out.push_str(", ");
+                sql.push_str(", ");
             }
-            n += 1;
-            match backend {
-                DbBackend::Postgres => {
-                    out.push('$');
-                    out.push_str(&n.to_string());
-                }
-                _ => out.push('?'),
-            }
+            values.push(value);
+            sql.push_str(&placeholder(backend, values.len()));
         }
-        out.push(')');
+        sql.push(')');
     }
-    out
+    (sql, values)
 }
 
-/// The `n`th placeholder (from 1) of a statement, for [`values_rows`]'s neighbours.
+/// The `n`th placeholder (from 1) of a statement, for [`values_list`] and its neighbours.
 pub(crate) fn placeholder(backend: DbBackend, n: usize) -> String {
     match backend {
         DbBackend::Postgres => format!("${n}"),

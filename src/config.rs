@@ -174,6 +174,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_grace: Duration,
+    /// `SQLITE_MMAP_SIZE`: bytes of the SQLite file read through a memory map (`0` turns
+    /// memory-mapped reads off: a read fault is then an error instead of SIGBUS, at the cost
+    /// of a `pread` copy per page read). See the README's storage faults section.
+    pub sqlite_mmap_size: u64,
 }
 
 /// A startup error naming the setting at fault.
@@ -395,6 +399,7 @@ impl Config {
             log_level: src.string(&["LOG_LEVEL"], "info"),
             log_format: src.parse(&["LOG_FORMAT"], LogFormat::Pretty)?,
             shutdown_grace: src.millis(&["SHUTDOWN_GRACE"], 10_000)?,
+            sqlite_mmap_size: src.parse(&["SQLITE_MMAP_SIZE"], crate::store::DEFAULT_SQLITE_MMAP_SIZE)?,
         })
     }
 

@@ -34,6 +34,11 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     UnknownType(String),
+    /// The database refused a write (a disk fault, say). The cause was logged where it
+    /// happened (`store::health`); the client learns only that nothing was stored and that
+    /// trying again is safe.
+    #[error("not stored: the database is failing; nothing was delivered, send it again")]
+    StorageUnavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -56,7 +61,7 @@ impl AppError {
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Conflict(_) => "CONFLICT",
             AppError::UnknownType(_) => "UNKNOWN_TYPE",
-            AppError::Internal(_) => "INTERNAL_ERROR",
+            AppError::Internal(_) | AppError::StorageUnavailable => "INTERNAL_ERROR",
         }
     }
 
@@ -75,6 +80,7 @@ impl AppError {
             AppError::TooLarge(_) => 413,
             AppError::RateLimited { .. } => 429,
             AppError::Internal(_) => 500,
+            AppError::StorageUnavailable => 503,
         }
     }
 
@@ -94,9 +100,50 @@ impl AppError {
         AppError::Validation(msg.into())
     }
 
+    pub fn contains_nul() -> Self {
+        AppError::validation("text must not contain NUL (\\u0000) characters")
+    }
+
     pub fn not_member() -> Self {
         AppError::Forbidden("you are not a member of this conversation".into())
     }
+}
+
+/// Refuses text that PostgreSQL cannot store (a NUL character, `\u0000` in JSON) anywhere
+/// in a payload, keys included, so that both databases answer the same `VALIDATION_FAILED`
+/// instead of one storing it and the other failing the statement.
+pub fn refuse_nul(value: &serde_json::Value) -> AppResult<()> {
+    use serde_json::Value;
+    let found = match value {
+        Value::String(s) => has_nul(s),
+        Value::Array(items) => return items.iter().try_for_each(refuse_nul),
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                if has_nul(key) {
+                    return Err(AppError::contains_nul());
+                }
+                refuse_nul(field)?;
+            }
+            false
+        }
+        _ => false,
+    };
+    if found {
+        return Err(AppError::contains_nul());
+    }
+    Ok(())
+}
+
+/// As [`refuse_nul`], for one piece of text (a path id, a query value, a file name).
+pub fn refuse_nul_text(text: &str) -> AppResult<()> {
+    if has_nul(text) {
+        return Err(AppError::contains_nul());
+    }
+    Ok(())
+}
+
+fn has_nul(text: &str) -> bool {
+    text.as_bytes().contains(&0)
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -49,12 +49,17 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let verifier = auth::Verifier::from_config(&config)?;
-        let db = store::connect(&config.database_url)
+        let storage = store::Settings {
+            url: config.database_url.clone(),
+            sqlite_mmap_size: config.sqlite_mmap_size,
+            health: Arc::default(),
+        };
+        let db = store::connect(&storage)
             .await
             .map_err(|e| anyhow::anyhow!("database {}: {e}", redact(&config.database_url)))?;
         let instance = config.instance_id.clone();
         let cluster = cluster::Cluster::from_config(&config, &instance)?;
-        let core = core::Core::start(config.clone(), db, cluster.shared.clone(), instance)?;
+        let core = core::Core::start(config.clone(), db, storage, cluster.shared.clone(), instance)?;
         let subscriber = cluster.attach(&core.hub);
         let state = Arc::new(AppState {
             redis: cluster.redis.clone(),

@@ -15,7 +15,7 @@ use crate::{
     core::model::{ChatId, Message, UserId},
     error::AppError,
     fanout::{Backlog, BoxFut, ConnId, DeliveryLedger},
-    store::{self, Db},
+    store::{self, health::StorageHealth, Db},
 };
 
 #[derive(Clone, Copy, Default)]
@@ -36,6 +36,7 @@ struct ConnMarks {
 
 pub struct Ledger {
     db: Db,
+    health: Arc<StorageHealth>,
     marks: DashMap<ConnId, ConnMarks>,
 }
 
@@ -43,8 +44,8 @@ pub struct Ledger {
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 impl Ledger {
-    pub fn new(db: Db) -> Arc<Self> {
-        Arc::new(Self { db, marks: DashMap::new() })
+    pub fn new(db: Db, health: Arc<StorageHealth>) -> Arc<Self> {
+        Arc::new(Self { db, health, marks: DashMap::new() })
     }
 
     /// Writes settled marks and lets current ones settle.
@@ -73,9 +74,14 @@ impl Ledger {
         }
         let cursors: Vec<(&str, &str, i64)> =
             writes.iter().map(|((user, chat), seq)| (chat.as_str(), user.as_str(), *seq)).collect();
-        if let Err(e) = store::conversations::advance_delivered(&self.db, &cursors).await {
-            // The connections will be caught up by their next connections instead.
-            tracing::warn!(cause = %e, marks = cursors.len(), "could not record deliveries");
+        if cursors.is_empty() {
+            return;
+        }
+        match store::conversations::advance_delivered(&self.db, &cursors).await {
+            // Unwritten marks only mean re-pushes: the next connections catch up from the
+            // cursors as they are, so a message may arrive again (same id), never go missing.
+            Err(e) => self.health.write_failed("delivery marks", &e),
+            Ok(()) => self.health.write_succeeded(),
         }
     }
 

@@ -48,6 +48,8 @@ pub struct Core {
     /// Presence, chat rooms and typing: in-process, or in Redis across instances.
     pub(crate) shared: Arc<dyn SharedState>,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Whether the database takes writes (for `/health` and `/metrics`).
+    storage: Arc<store::health::StorageHealth>,
     /// The `Arc` this core lives in, for timers that outlive the call that set them (ring
     /// timeouts, the grace period of a participant who went offline).
     me: Weak<Core>,
@@ -59,18 +61,20 @@ impl Core {
     pub fn start(
         config: Arc<Config>,
         db: Db,
+        storage: store::Settings,
         shared: Arc<dyn SharedState>,
         instance: String,
     ) -> std::io::Result<Arc<Self>> {
         let hub = Arc::new(Hub::new(instance));
-        let ledger = delivery::Ledger::new(db.clone());
+        let health = storage.health.clone();
+        let ledger = delivery::Ledger::new(db.clone(), health.clone());
         hub.set_ledger(ledger.clone());
         let limits = limits::Limiters::new(&config.rate_limits);
 
         let publish_hub = hub.clone();
         let (writer, writer_thread) = MessageWriter::spawn(
             db.clone(),
-            config.database_url.clone(),
+            storage,
             Arc::new(move |msg, audience, origin| {
                 publish_hub.publish(&Audience::Users(audience.to_vec()), Event::MessageCreated(msg.clone()), origin)
             }),
@@ -88,6 +92,7 @@ impl Core {
             writer_thread,
             shared,
             background: std::sync::Mutex::new(background),
+            storage: health,
         });
         core.resume_calls();
         Ok(core)
@@ -116,6 +121,11 @@ impl Core {
         for task in tasks {
             task.abort();
         }
+    }
+
+    /// Whether writes succeed, how many failed, and the last failure.
+    pub fn storage_report(&self) -> store::health::StorageReport {
+        self.storage.report()
     }
 
     pub fn db(&self) -> &Db {

@@ -99,24 +99,17 @@ impl SendTicket {
 
 impl MessageWriter {
     /// Starts the writer on its own thread, and its publisher on the calling runtime. The
-    /// writer opens its own connection to `url` and, should that fail, writes through `db`,
-    /// the shared pool.
-    pub fn spawn(db: Db, url: String, on_stored: OnStored) -> std::io::Result<(Self, WriterThread)> {
+    /// writer opens its own connection as `storage` says and, should that fail, writes
+    /// through `db`, the shared pool.
+    pub fn spawn(db: Db, storage: store::Settings, on_stored: OnStored) -> std::io::Result<(Self, WriterThread)> {
         let (tx, rx) = mpsc::channel(8192);
         let (stop, stopped) = watch::channel(false);
         let (published, written) = mpsc::channel(PUBLISH_QUEUE);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name("message-writer".into()).spawn(move || {
             runtime.block_on(async move {
-                let db = match store::connect_writer(&url).await {
-                    Some(Ok(own)) => own,
-                    Some(Err(e)) => {
-                        tracing::warn!(cause = %e, "the message writer could not open its own connection; using the pool");
-                        db
-                    }
-                    None => db,
-                };
-                run(db, rx, stopped, published).await;
+                let conn = WriterConnection::open(db, storage).await;
+                run(conn, rx, stopped, published).await;
             })
         })?;
         tokio::spawn(publish(written, on_stored));
@@ -175,8 +168,48 @@ enum Written {
 /// Most written batches waiting for the publisher before the writer waits for it.
 const PUBLISH_QUEUE: usize = 64;
 
-async fn run(
+/// The writer's database connection, replaced after a failed batch.
+struct WriterConnection {
     db: Db,
+    storage: store::Settings,
+    /// A connection of the writer's own (else the shared pool, which it must not close).
+    own: bool,
+    /// The last batch failed: open a fresh connection before the next one. The pool already
+    /// replaced a connection stuck in a transaction, but it does so at once, while the fault
+    /// may still be there (SQLite then opens the new connection read-only, for good).
+    broken: bool,
+}
+
+impl WriterConnection {
+    async fn open(shared: Db, storage: store::Settings) -> Self {
+        let (db, own) = match store::connect_writer(&storage).await {
+            Some(Ok(own)) => (own, true),
+            Some(Err(e)) => {
+                tracing::warn!(cause = %e, "the message writer could not open its own connection; using the pool");
+                (shared, false)
+            }
+            None => (shared, false),
+        };
+        Self { db, storage, own, broken: false }
+    }
+
+    /// The connection for the next batch: a fresh one after a failure.
+    async fn ready(&mut self) -> Result<&Db, sea_orm::DbErr> {
+        if self.broken && self.own {
+            let fresh = store::connect_writer(&self.storage)
+                .await
+                .unwrap_or_else(|| Err(sea_orm::DbErr::Custom("no connection of its own".into())))?;
+            let old = std::mem::replace(&mut self.db, fresh);
+            let _ = old.close().await;
+            tracing::info!("the message writer opened a fresh database connection");
+        }
+        self.broken = false;
+        Ok(&self.db)
+    }
+}
+
+async fn run(
+    mut conn: WriterConnection,
     mut rx: mpsc::Receiver<Request>,
     mut stop: watch::Receiver<bool>,
     published: mpsc::Sender<Written>,
@@ -197,12 +230,12 @@ async fn run(
                 Request::Append(pending, reply) => batch.push((*pending, reply)),
                 Request::Barrier(done) => {
                     // Everything queued before the barrier goes first.
-                    forward(&published, write(&db, &mut batch).await).await;
+                    forward(&published, write(&mut conn, &mut batch).await).await;
                     let _ = published.send(Written::Barrier(done)).await;
                 }
             }
         }
-        forward(&published, write(&db, &mut batch).await).await;
+        forward(&published, write(&mut conn, &mut batch).await).await;
     }
 }
 
@@ -213,25 +246,34 @@ async fn forward(published: &mpsc::Sender<Written>, written: Vec<(Pending, Reply
     }
 }
 
-async fn write(db: &Db, batch: &mut Vec<(Pending, Reply)>) -> Vec<(Pending, Reply, Result<Appended, AppError>)> {
+/// Writes one batch in one transaction. Only a committed transaction acknowledges anything:
+/// when any statement or the COMMIT fails, every message of the batch is answered with that
+/// error and nothing else (its sender may resend under the same `tempId`). The transaction is
+/// rolled back, and a connection that could not end it is replaced by the pool before the
+/// next batch (see `store::discard_if_in_transaction`), so a later batch never lands inside
+/// a transaction that will not commit.
+async fn write(
+    conn: &mut WriterConnection,
+    batch: &mut Vec<(Pending, Reply)>,
+) -> Vec<(Pending, Reply, Result<Appended, AppError>)> {
     if batch.is_empty() {
         return Vec::new();
     }
+    let health = conn.storage.health.clone();
     let items: Vec<&NewMessage> = batch.iter().map(|(p, _)| &p.new).collect();
-    match store::messages::append_batch(db, &items).await {
-        Ok(results) => batch.drain(..).zip(results).map(|((p, r), result)| (p, r, Ok(result))).collect(),
+    let written = match conn.ready().await {
+        Ok(db) => store::messages::append_batch(db, &items).await,
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(results) => {
+            health.write_succeeded();
+            batch.drain(..).zip(results).map(|((p, r), result)| (p, r, Ok(result))).collect()
+        }
         Err(e) => {
-            // One bad item must not fail its neighbours: retry each on its own.
-            tracing::warn!(cause = %e, size = items.len(), "batch append failed; retrying one by one");
-            let mut out = Vec::with_capacity(batch.len());
-            for (pending, reply) in batch.drain(..) {
-                let result = match store::messages::append_batch(db, &[&pending.new]).await {
-                    Ok(mut results) => results.pop().ok_or_else(|| AppError::Internal(anyhow::anyhow!("no result"))),
-                    Err(e) => Err(e.into()),
-                };
-                out.push((pending, reply, result));
-            }
-            out
+            health.write_failed("message batch", &e);
+            conn.broken = true;
+            batch.drain(..).map(|(p, r)| (p, r, Err(AppError::StorageUnavailable))).collect()
         }
     }
 }

@@ -87,6 +87,9 @@ async fn read_upload(multipart: &mut Multipart, max: u64) -> AppResult<Upload> {
         match field.name() {
             Some("file") if file.is_none() => {
                 let file_name = field.file_name().map(str::to_string);
+                if let Some(name) = &file_name {
+                    crate::error::refuse_nul_text(name)?;
+                }
                 let declared_type = field.content_type().map(str::to_string);
                 let mut bytes = Vec::new();
                 // Stop reading as soon as the file is too large, not after buffering it all.
@@ -103,6 +106,7 @@ async fn read_upload(multipart: &mut Multipart, max: u64) -> AppResult<Upload> {
                 if text.len() > MAX_TEXT_FIELD {
                     return Err(AppError::validation("type is too long"));
                 }
+                crate::error::refuse_nul_text(&text)?;
                 requested_kind = Some(text.trim().to_string());
             }
             // Anything else is drained: it must not be able to smuggle in a second file.

@@ -82,6 +82,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub latency: Family<EventLabels, Histogram>,
     pub slow_consumer_resyncs: Gauge,
+    /// Copied from the store's health at each scrape (see [`Metrics::set_storage`]).
+    storage_errors: Counter,
+    storage_writes_failing: Gauge,
     pub connections_refused: Family<ReasonLabels, Counter>,
     pub idle_disconnects: Counter,
     idle_count: AtomicU64,
@@ -120,8 +123,22 @@ impl Metrics {
             "Sockets disconnected after MAX_IDLE_TIME without a client event",
             idle_disconnects.clone(),
         );
+        let storage_errors = Counter::default();
+        registry.register(
+            "storage_errors",
+            "Failed database writes and connections discarded in a broken state",
+            storage_errors.clone(),
+        );
+        let storage_writes_failing = Gauge::default();
+        registry.register(
+            "storage_writes_failing",
+            "1 from a failed database write until the next write succeeds",
+            storage_writes_failing.clone(),
+        );
         Arc::new(Self {
             registry,
+            storage_errors,
+            storage_writes_failing,
             connections_refused,
             idle_disconnects,
             idle_count: AtomicU64::new(0),
@@ -135,6 +152,12 @@ impl Metrics {
             latency,
             slow_consumer_resyncs,
         })
+    }
+
+    /// Brings the storage figures up to date before a scrape.
+    pub fn set_storage(&self, report: &crate::store::health::StorageReport) {
+        self.storage_errors.inner().store(report.errors_total, Ordering::Relaxed);
+        self.storage_writes_failing.set(i64::from(report.writes_failing));
     }
 
     pub fn connection_opened(&self) {

@@ -39,7 +39,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(messages::router())
         .merge(attachments::router(state.config.media_max_size))
         .merge(encryption::router())
+        .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .with_state(state)
+}
+
+/// Path ids and query values reach statements too: a `%00` anywhere in them is refused here,
+/// once, for every route, as the same `VALIDATION_FAILED` a body with a NUL gets.
+async fn refuse_nul_in_uri(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    // A raw NUL cannot be in a URI (hyper refuses it); `%00` is its only spelling there.
+    let encoded_nul = |part: &str| part.contains("%00");
+    let uri = req.uri();
+    if encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul) {
+        return AppError::contains_nul().into_response();
+    }
+    next.run(req).await
 }
 
 /// CORS from `CORS_ORIGIN`: `*` allows any origin (without credentials, as browsers
@@ -73,7 +86,10 @@ pub async fn socket_io_client(req: axum::extract::Request, next: axum::middlewar
 /// `GET /health`: status, uptime, connection counts, event and error counts, database
 /// reachability.
 async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
-    let db_ok = crate::store::ping(app.core.db()).await;
+    let reachable = crate::store::ping(app.core.db()).await;
+    let storage = app.core.storage_report();
+    // Reads answering is not enough: a disk that refuses writes loses every new message.
+    let db_ok = reachable && !storage.writes_failing;
     let redis_ok = match &app.redis {
         Some(pool) => Some(crate::store::redis::ping(pool).await),
         None => None,
@@ -94,7 +110,14 @@ async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         },
         "events": { "total": counts.events_total, "byEvent": counts.events_by_name },
         "errors": { "total": counts.errors_total, "byCode": counts.errors_by_code },
-        "database": { "ok": db_ok, "backend": if app.config.is_postgres() { "postgres" } else { "sqlite" } },
+        "database": {
+            "ok": db_ok,
+            "backend": if app.config.is_postgres() { "postgres" } else { "sqlite" },
+            "reachable": reachable,
+            "writes": if storage.writes_failing { "failing" } else { "ok" },
+            "errorsTotal": storage.errors_total,
+            "lastError": storage.last_error,
+        },
         "redis": { "configured": redis_ok.is_some(), "ok": redis_ok },
         "instance": app.core.hub.instance(),
     });
@@ -103,6 +126,7 @@ async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    app.metrics.set_storage(&app.core.storage_report());
     app.metrics
         .slow_consumer_resyncs
         .set(app.core.hub.stats.slow_consumer_resyncs.load(std::sync::atomic::Ordering::Relaxed) as i64);
@@ -147,10 +171,11 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(JsonBody(v)),
-            Err(rejection) => Err(AppError::validation(rejection.body_text())),
-        }
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(|rejection| AppError::validation(rejection.body_text()))?;
+        crate::error::refuse_nul(&value)?;
+        serde_json::from_value(value).map(JsonBody).map_err(|e| AppError::validation(e.to_string()))
     }
 }
 

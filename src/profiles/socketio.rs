@@ -317,6 +317,7 @@ pub fn decode<T: DeserializeOwned>(data: Result<Value, impl std::fmt::Display>) 
     if !value.is_object() {
         return Err(AppError::validation("payload must be an object"));
     }
+    crate::error::refuse_nul(&value)?;
     serde_json::from_value(value).map_err(|e| AppError::validation(e.to_string()))
 }
 

@@ -5,6 +5,7 @@ pub mod attachments;
 pub mod calls;
 pub mod conversations;
 pub mod edits;
+pub mod health;
 pub mod history;
 pub mod keys;
 pub mod media;
@@ -16,20 +17,48 @@ pub mod redis;
 pub mod shared;
 pub mod users;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use futures_util::future::BoxFuture;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    sqlx::{
+        self,
+        sqlite::{SqliteJournalMode, SqliteSynchronous},
+        Connection as _,
+    },
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
 };
 
 pub use sea_orm::DatabaseConnection as Db;
 
+use self::health::StorageHealth;
+
+/// How connections are opened: the same for the pool and the message writer's own connection.
+#[derive(Clone)]
+pub struct Settings {
+    pub url: String,
+    /// `SQLITE_MMAP_SIZE`: bytes of the database file SQLite reads through a memory map.
+    pub sqlite_mmap_size: u64,
+    /// Told about every connection thrown away in a broken state.
+    pub health: Arc<StorageHealth>,
+}
+
+impl Settings {
+    /// Defaults for tools that only migrate or inspect a database.
+    pub fn new(url: &str) -> Self {
+        Self { url: url.to_string(), sqlite_mmap_size: DEFAULT_SQLITE_MMAP_SIZE, health: Arc::default() }
+    }
+}
+
+/// 256 MiB: the indexes of a busy messages table stay mapped instead of being copied in by
+/// `pread` on every page read.
+pub const DEFAULT_SQLITE_MMAP_SIZE: u64 = 256 * 1024 * 1024;
+
 /// Connects and applies pending migrations, so a fresh SQLite file or an empty PostgreSQL
 /// database is ready with no manual step.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
-    let db = open(url, if is_sqlite_url(url) { 8 } else { 20 }).await?;
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let db = open(settings, if is_sqlite_url(&settings.url) { 8 } else { 20 }).await?;
     Migrator::up(&db, None).await?;
     Ok(db)
 }
@@ -37,18 +66,20 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
 /// One connection of its own for the message writer (see `core::writer`), which then never
 /// queues for a pooled connection behind the readers. `None` for an in-memory SQLite database,
 /// which a second connection would not see.
-pub async fn connect_writer(url: &str) -> Option<Result<DatabaseConnection, sea_orm::DbErr>> {
+pub async fn connect_writer(settings: &Settings) -> Option<Result<DatabaseConnection, sea_orm::DbErr>> {
+    let url = &settings.url;
     if url.contains(":memory:") || url.contains("mode=memory") {
         return None;
     }
-    Some(open(url, 1).await)
+    Some(open(settings, 1).await)
 }
 
 fn is_sqlite_url(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
-async fn open(url: &str, max_connections: u32) -> Result<DatabaseConnection, sea_orm::DbErr> {
+async fn open(settings: &Settings, max_connections: u32) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let url = settings.url.as_str();
     let mut opts = ConnectOptions::new(url.to_string());
     opts.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
     opts.max_connections(max_connections).min_connections(1);
@@ -58,23 +89,34 @@ async fn open(url: &str, max_connections: u32) -> Result<DatabaseConnection, sea
         // A page cache (up to 32 MiB a connection) and memory-mapped reads: indexes of a busy
         // messages table are read all the time, and without them every page read is a
         // `pread` copy from the operating system's cache.
-        opts.map_sqlx_sqlite_opts(|o| {
+        let mmap_size = settings.sqlite_mmap_size.to_string();
+        opts.map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(15))
                 .pragma("cache_size", "-32768")
-                .pragma("mmap_size", "268435456")
+                .pragma("mmap_size", mmap_size.clone())
                 // Checkpoint every ~40 MiB of log rather than every 4 MiB: a busy chat rewrites
                 // the same index pages batch after batch, and a later checkpoint copies each
                 // page once for many commits.
                 .pragma("wal_autocheckpoint", "10000")
         });
+        let health = settings.health.clone();
+        opts.map_sqlx_sqlite_pool_opts(move |pool| {
+            let health = health.clone();
+            pool.after_release(move |conn, _| keep_sqlite_connection(conn, health.clone()))
+        });
     }
     if !is_sqlite_url(url) {
         let servers = std::sync::Arc::new(nodelay::server_addrs(url));
+        let health = settings.health.clone();
         opts.map_sqlx_postgres_pool_opts(move |pool| {
             let servers = servers.clone();
-            pool.after_connect(move |_, _| {
+            let health = health.clone();
+            pool.after_release(move |conn, _| {
+                discard_if_in_transaction::<sqlx::Postgres>(conn, health.clone(), "postgres")
+            })
+            .after_connect(move |_, _| {
                 let servers = servers.clone();
                 // A walk over every descriptor of the process (tens of thousands with many
                 // clients connected): off the runtime's threads.
@@ -88,9 +130,64 @@ async fn open(url: &str, max_connections: u32) -> Result<DatabaseConnection, sea
     Database::connect(opts).await
 }
 
+/// `after_release` for every pool: a connection goes back only when no transaction is open on
+/// it. A transaction whose COMMIT failed (a disk I/O error, say) and whose ROLLBACK failed too
+/// stays open on its connection; the next `begin` on that connection only opens a savepoint
+/// inside it, so everything written afterwards "commits" into a transaction that never ends,
+/// holding SQLite's write lock. Such a connection is closed (which rolls back) and the pool
+/// opens a fresh one.
+fn discard_if_in_transaction<'c, DB>(
+    conn: &'c mut DB::Connection,
+    health: Arc<StorageHealth>,
+    backend: &'static str,
+) -> BoxFuture<'c, Result<bool, sqlx::Error>>
+where
+    DB: sqlx::Database,
+{
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        // A dropped transaction queues its ROLLBACK; a round trip lets it run first.
+        conn.ping().await?;
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        health.connection_discarded(backend);
+        Ok(false)
+    })
+}
+
+/// `after_release` for SQLite: [`discard_if_in_transaction`], and after a recent storage
+/// fault also a check that the connection can still write. A connection opened while the
+/// write-ahead log could not be written (the pool replaces a discarded connection at once)
+/// falls back to read-only for good: every write on it would fail after the fault is gone.
+fn keep_sqlite_connection(
+    conn: &mut sqlx::SqliteConnection,
+    health: Arc<StorageHealth>,
+) -> BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        if !discard_if_in_transaction::<sqlx::Sqlite>(conn, health.clone(), "sqlite").await? {
+            return Ok(false);
+        }
+        if !health.failed_recently() {
+            return Ok(true);
+        }
+        let mut handle = conn.lock_handle().await?;
+        // SAFETY: the handle is locked for the call and stays open; the name is NUL-terminated.
+        let read_only =
+            unsafe { libsqlite3_sys::sqlite3_db_readonly(handle.as_raw_handle().as_ptr(), c"main".as_ptr()) };
+        if read_only == 1 {
+            health.connection_discarded("sqlite (read-only after a fault)");
+            return Ok(false);
+        }
+        Ok(true)
+    })
+}
+
 /// Only runs the migrations (the `switchboard migrate` command).
 pub async fn migrate(url: &str) -> Result<(), sea_orm::DbErr> {
-    connect(url).await.map(|_| ())
+    connect(&Settings::new(url)).await.map(|_| ())
 }
 
 /// Cheap reachability probe for `/health`.

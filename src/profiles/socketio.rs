@@ -76,6 +76,7 @@ impl Session {
         Actor {
             user_id: self.identity.user_id.clone(),
             username: self.identity.username.clone().or_else(|| self.identity.name.clone()),
+            avatar: self.identity.avatar.clone(),
             conn: Some(self.conn),
         }
     }

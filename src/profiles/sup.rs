@@ -206,23 +206,23 @@ fn call_json(c: &Call) -> Value {
 
 fn call_signal(signal: &CallSignal) -> (&'static str, Value) {
     match signal {
-        CallSignal::Incoming { call, caller_name, offer } => (
+        CallSignal::Incoming { call, caller, offer } => (
             "call:incoming",
             json!({
                 "callId": call.id,
                 "chatId": call.chat_id,
                 "callerId": call.caller_id,
-                "callerName": caller_name,
+                "callerName": caller.name,
                 "calleeIds": call.callee_ids,
                 "callType": call.kind.as_str(),
                 "offer": offer,
                 "startedAt": iso(&call.started_at),
             }),
         ),
-        CallSignal::Answered { call_id, chat_id, user_id, answer } => {
+        CallSignal::Answered { call_id, chat_id, user_id, answer, .. } => {
             ("call:answer", json!({ "callId": call_id, "chatId": chat_id, "userId": user_id, "answer": answer }))
         }
-        CallSignal::Rejected { call_id, chat_id, user_id, reason, status } => (
+        CallSignal::Rejected { call_id, chat_id, user_id, reason, status, .. } => (
             "call:reject",
             json!({
                 "callId": call_id,
@@ -232,7 +232,7 @@ fn call_signal(signal: &CallSignal) -> (&'static str, Value) {
                 "status": status.as_str(),
             }),
         ),
-        CallSignal::Ended { call_id, chat_id, reason, ended_by, answered_by, duration_ms } => (
+        CallSignal::Ended { call_id, chat_id, reason, ended_by, answered_by, duration_ms, .. } => (
             "call:end",
             json!({
                 "callId": call_id,
@@ -445,8 +445,13 @@ impl SocketIoProfile for Sup {
         });
 
         h.on("call:initiate", |app: Arc<AppState>, session: Session, req: CallInitiate, _| async move {
-            let request =
-                CallRequest { chat_id: req.chat_id, callee_id: req.callee_id, kind: req.call_type, offer: req.offer };
+            let request = CallRequest {
+                chat_id: req.chat_id,
+                callee_id: req.callee_id,
+                kind: req.call_type,
+                offer: req.offer,
+                call_id: None,
+            };
             let call = app.core.initiate_call(&session.actor(), request).await?;
             Ok(call_json(&call))
         });

@@ -8,9 +8,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::{config::Config, core::presence::Identity, error::AppError};
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The claims Switchboard reads. Issuers differ in how they name the user: the standard `sub`,
+/// or `userId` (real SUP and Mrezhen tokens carry no `sub`), see SPEC §4 and `protocols/`.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Claims {
-    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The user id of tokens without `sub`; some issuers write it as a number.
+    #[serde(
+        default,
+        rename = "userId",
+        deserialize_with = "string_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub user_id: Option<String>,
+    /// The device the token was issued to (SUP), carried on the identity.
+    #[serde(default, rename = "deviceId", skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// SUP's token type (`access`); read by nobody, minted for the SUP shape.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Required; the default only lets a token without it reach the check that says so.
+    #[serde(default)]
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
@@ -24,6 +43,40 @@ pub struct Claims {
     pub avatar: Option<String>,
 }
 
+/// Why a token that verified is still refused: it names no user.
+pub const NO_USER_ID: &str = "invalid token payload: no user id";
+
+/// `"u1"` or `42` (as `"42"`); anything else is not a user id.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(serde_json::Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+        Some(_) => Err(serde::de::Error::custom("userId must be a string or an integer")),
+    }
+}
+
+impl Claims {
+    /// The identity these claims name: the user is `sub`, else `userId`; the device is
+    /// `deviceId`. Empty strings count as absent.
+    pub fn identity(self) -> Result<Identity, AppError> {
+        let present = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let user_id = present(self.sub)
+            .or_else(|| present(self.user_id))
+            .ok_or_else(|| AppError::Unauthorized(NO_USER_ID.into()))?;
+        if user_id.len() > 128 {
+            return Err(AppError::Unauthorized("token subject must be 1 to 128 characters".into()));
+        }
+        let device_id = present(self.device_id);
+        if device_id.as_ref().is_some_and(|d| d.len() > 128 || d.chars().any(char::is_control)) {
+            return Err(AppError::Unauthorized(
+                "token deviceId must be 1 to 128 characters without control characters".into(),
+            ));
+        }
+        Ok(Identity { user_id, device_id, username: self.username, name: self.name, avatar: self.avatar })
+    }
+}
+
 /// Verifies tokens with the configured key(s).
 pub struct Verifier {
     keys: Vec<(DecodingKey, Validation)>,
@@ -34,9 +87,12 @@ impl Verifier {
         let mut keys = Vec::new();
         let validation = |alg: Algorithm| {
             let mut v = Validation::new(alg);
-            v.set_required_spec_claims(&["exp", "sub"]);
+            // The user may be `sub` or `userId`: checked after decoding (`Claims::identity`).
+            v.set_required_spec_claims(&["exp"]);
             v.leeway = 5;
             if let Some(iss) = &cfg.jwt_issuer {
+                // `set_issuer` alone checks `iss` only when a token has one.
+                v.set_required_spec_claims(&["exp", "iss"]);
                 v.set_issuer(&[iss]);
             }
             v
@@ -70,30 +126,49 @@ impl Verifier {
                 continue;
             }
             match decode::<Claims>(token, key, validation) {
-                Ok(data) => {
-                    let c = data.claims;
-                    if c.sub.is_empty() || c.sub.len() > 128 {
-                        return Err(AppError::Unauthorized("token subject must be 1 to 128 characters".into()));
-                    }
-                    return Ok(Identity { user_id: c.sub, username: c.username, name: c.name, avatar: c.avatar });
-                }
-                Err(e) => last = AppError::Unauthorized(describe(e.kind()).into()),
+                Ok(data) => return data.claims.identity(),
+                Err(e) => last = AppError::Unauthorized(describe(e.kind())),
             }
         }
         Err(last)
     }
 }
 
-fn describe(kind: &ErrorKind) -> &'static str {
+fn describe(kind: &ErrorKind) -> String {
     match kind {
-        ErrorKind::ExpiredSignature => "token expired",
-        ErrorKind::InvalidSignature => "invalid token signature",
-        ErrorKind::InvalidIssuer => "token issuer not accepted",
-        ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim (sub, exp)",
-        ErrorKind::ImmatureSignature => "token not valid yet",
-        ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
-        _ => "invalid token",
+        ErrorKind::ExpiredSignature => "token expired".into(),
+        ErrorKind::InvalidSignature => "invalid token signature".into(),
+        ErrorKind::InvalidIssuer => "token issuer not accepted".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("token lacks a required claim ({claim})"),
+        ErrorKind::ImmatureSignature => "token not valid yet".into(),
+        ErrorKind::InvalidAlgorithm => "token algorithm not accepted".into(),
+        _ => "invalid token".into(),
     }
+}
+
+/// The claim layout of a minted token: Switchboard's own, or that of a service whose
+/// unchanged clients and tools expect theirs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TokenShape {
+    /// `{ sub, exp, iat, iss?, username?, name?, deviceId? }`.
+    #[default]
+    Standard,
+    /// SUP Messenger's: `{ userId, deviceId?, type: "access", exp, iat }`, no `sub`, no
+    /// issuer (unless `JWT_ISSUER` requires one); `--name` adds `username`.
+    Sup,
+    /// Mrezhen's `generate-token.js`: `{ userId, name, iss, exp, iat }`, no `sub`; the issuer
+    /// is `JWT_ISSUER`, else `mrezhen`, and the name defaults to the user id.
+    Mrezhen,
+}
+
+/// What a minted token says.
+#[derive(Clone, Debug, Default)]
+pub struct TokenRequest<'a> {
+    pub shape: TokenShape,
+    pub user_id: &'a str,
+    pub name: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+    pub ttl: Duration,
 }
 
 /// Mints an HS256 development token (the `switchboard token` command and the tests).
@@ -104,16 +179,37 @@ pub fn mint(
     name: Option<&str>,
     ttl: Duration,
 ) -> anyhow::Result<String> {
+    mint_as(secret, issuer, &TokenRequest { user_id, name, ttl, ..TokenRequest::default() })
+}
+
+/// Mints an HS256 development token in the requested shape.
+pub fn mint_as(secret: &str, issuer: Option<&str>, req: &TokenRequest<'_>) -> anyhow::Result<String> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let claims = Claims {
-        sub: user_id.to_string(),
-        exp: now + ttl.as_secs(),
+    let owned = |v: Option<&str>| v.map(str::to_string);
+    let mut claims = Claims {
+        exp: now + req.ttl.as_secs(),
         iat: Some(now),
-        iss: issuer.map(str::to_string),
-        username: name.map(str::to_string),
-        name: name.map(str::to_string),
-        avatar: None,
+        iss: owned(issuer),
+        device_id: owned(req.device_id),
+        ..Claims::default()
     };
+    match req.shape {
+        TokenShape::Standard => {
+            claims.sub = Some(req.user_id.to_string());
+            claims.username = owned(req.name);
+            claims.name = owned(req.name);
+        }
+        TokenShape::Sup => {
+            claims.user_id = Some(req.user_id.to_string());
+            claims.kind = Some("access".into());
+            claims.username = owned(req.name);
+        }
+        TokenShape::Mrezhen => {
+            claims.user_id = Some(req.user_id.to_string());
+            claims.name = Some(req.name.unwrap_or(req.user_id).to_string());
+            claims.iss = Some(issuer.unwrap_or("mrezhen").to_string());
+        }
+    }
     Ok(encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))?)
 }
 
@@ -126,4 +222,123 @@ pub fn token_from_request(headers: &http::HeaderMap, query: Option<&str>) -> Opt
         }
     }
     query.and_then(|q| form_urlencoded::parse(q.as_bytes()).find_map(|(k, v)| (k == "token").then(|| v.into_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "unit-test-secret";
+
+    fn verifier(issuer: Option<&str>) -> Verifier {
+        let mut vars = vec![("JWT_SECRET".to_string(), SECRET.to_string())];
+        vars.extend(issuer.map(|i| ("JWT_ISSUER".to_string(), i.to_string())));
+        Verifier::from_config(&Config::from_vars(vars).expect("config")).expect("verifier")
+    }
+
+    /// Signs arbitrary claims, as another service's issuer would.
+    fn sign(claims: serde_json::Value) -> String {
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).expect("sign")
+    }
+
+    fn in_an_hour() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 3600
+    }
+
+    fn refusal(result: Result<Identity, AppError>) -> String {
+        match result {
+            Ok(id) => panic!("accepted as {}", id.user_id),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_user_is_sub_else_user_id_and_the_device_is_carried() {
+        let v = verifier(None);
+        // A real SUP access token: userId, deviceId, type, exp; no sub, no issuer.
+        let sup = sign(
+            serde_json::json!({ "userId": "u-sup", "deviceId": "phone-1", "type": "access", "exp": in_an_hour() }),
+        );
+        let id = v.verify(Some(&sup)).expect("SUP token accepted");
+        assert_eq!(id.user_id, "u-sup");
+        assert_eq!(id.device_id.as_deref(), Some("phone-1"));
+        // A real Mrezhen token: userId and name, issuer mrezhen.
+        let mrezhen =
+            sign(serde_json::json!({ "userId": "u-mz", "name": "Mira", "iss": "mrezhen", "exp": in_an_hour() }));
+        let id = v.verify(Some(&mrezhen)).expect("Mrezhen token accepted");
+        assert_eq!((id.user_id.as_str(), id.name.as_deref(), id.device_id), ("u-mz", Some("Mira"), None));
+        // sub wins over userId when both are there.
+        let both = sign(serde_json::json!({ "sub": "by-sub", "userId": "by-user-id", "exp": in_an_hour() }));
+        assert_eq!(v.verify(Some(&both)).expect("accepted").user_id, "by-sub");
+        // A numeric userId is the same user as its decimal string.
+        let numeric = sign(serde_json::json!({ "userId": 42, "exp": in_an_hour() }));
+        assert_eq!(v.verify(Some(&numeric)).expect("accepted").user_id, "42");
+    }
+
+    #[test]
+    fn a_token_without_a_user_id_is_refused_with_the_reason() {
+        let v = verifier(None);
+        for claims in [
+            serde_json::json!({ "exp": in_an_hour(), "deviceId": "d1", "type": "access" }),
+            serde_json::json!({ "sub": "", "userId": "", "exp": in_an_hour() }),
+            serde_json::json!({ "userId": null, "exp": in_an_hour() }),
+        ] {
+            assert_eq!(refusal(v.verify(Some(&sign(claims)))), NO_USER_ID);
+        }
+    }
+
+    #[test]
+    fn exp_stays_required_and_the_issuer_is_checked_when_configured() {
+        let v = verifier(None);
+        let no_exp = sign(serde_json::json!({ "userId": "u1" }));
+        assert_eq!(refusal(v.verify(Some(&no_exp))), "token lacks a required claim (exp)");
+        let expired = sign(serde_json::json!({ "userId": "u1", "exp": 1_000_000 }));
+        assert_eq!(refusal(v.verify(Some(&expired))), "token expired");
+
+        let strict = verifier(Some("mrezhen"));
+        let mrezhen =
+            sign(serde_json::json!({ "userId": "u-mz", "name": "Mira", "iss": "mrezhen", "exp": in_an_hour() }));
+        assert_eq!(strict.verify(Some(&mrezhen)).expect("right issuer").user_id, "u-mz");
+        let sup = sign(serde_json::json!({ "userId": "u-sup", "type": "access", "exp": in_an_hour() }));
+        assert_eq!(refusal(strict.verify(Some(&sup))), "token lacks a required claim (iss)");
+        let other = sign(serde_json::json!({ "userId": "u1", "iss": "elsewhere", "exp": in_an_hour() }));
+        assert_eq!(refusal(strict.verify(Some(&other))), "token issuer not accepted");
+    }
+
+    #[test]
+    fn minted_shapes_carry_the_claims_of_their_service() {
+        let ttl = Duration::from_secs(600);
+        let decode_raw = |token: &str| -> serde_json::Value {
+            let mut validation = Validation::new(Algorithm::HS256);
+            validation.set_required_spec_claims(&["exp"]);
+            decode::<serde_json::Value>(token, &DecodingKey::from_secret(SECRET.as_bytes()), &validation)
+                .expect("decodes")
+                .claims
+        };
+        let req = |shape| TokenRequest { shape, user_id: "u1", name: Some("Ann"), device_id: Some("d1"), ttl };
+
+        let sup = decode_raw(&mint_as(SECRET, None, &req(TokenShape::Sup)).expect("mint"));
+        assert_eq!(
+            (sup["userId"].as_str(), sup["deviceId"].as_str(), sup["type"].as_str()),
+            (Some("u1"), Some("d1"), Some("access"))
+        );
+        assert!(sup.get("sub").is_none() && sup.get("iss").is_none());
+
+        let mrezhen = decode_raw(&mint_as(SECRET, None, &req(TokenShape::Mrezhen)).expect("mint"));
+        assert_eq!(
+            (mrezhen["userId"].as_str(), mrezhen["name"].as_str(), mrezhen["iss"].as_str()),
+            (Some("u1"), Some("Ann"), Some("mrezhen"))
+        );
+        assert!(mrezhen.get("sub").is_none());
+
+        let standard = decode_raw(&mint_as(SECRET, Some("me"), &req(TokenShape::Standard)).expect("mint"));
+        assert_eq!((standard["sub"].as_str(), standard["iss"].as_str()), (Some("u1"), Some("me")));
+
+        // Each shape verifies to the same user and device.
+        let v = verifier(None);
+        for shape in [TokenShape::Standard, TokenShape::Sup, TokenShape::Mrezhen] {
+            let id = v.verify(Some(&mint_as(SECRET, None, &req(shape)).expect("mint"))).expect("accepted");
+            assert_eq!((id.user_id.as_str(), id.device_id.as_deref()), ("u1", Some("d1")), "{shape:?}");
+        }
+    }
 }

@@ -1,9 +1,13 @@
-//! `switchboard` (serve), `switchboard migrate`, `switchboard token <user-id>`.
+//! `switchboard` (serve), `switchboard migrate`, `switchboard token <user-id> [--shape sup|mrezhen]`.
 
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use switchboard::{config::Config, telemetry, Application};
+use switchboard::{
+    auth::{TokenRequest, TokenShape},
+    config::Config,
+    telemetry, Application,
+};
 
 #[derive(Parser)]
 #[command(name = "switchboard", version, about = "Realtime messaging server for unchanged Socket.IO clients")]
@@ -27,7 +31,31 @@ enum Command {
         /// Lifetime, e.g. 24h, 30m, 7d.
         #[arg(long, default_value = "24h")]
         ttl: humantime::Duration,
+        /// Claim layout: Switchboard's (`sub`), SUP Messenger's (`userId`, `deviceId`,
+        /// `type: access`) or Mrezhen's (`userId`, `name`, issuer `mrezhen`).
+        #[arg(long, value_enum, default_value_t = Shape::Standard)]
+        shape: Shape,
+        /// Device id, carried as the `deviceId` claim.
+        #[arg(long)]
+        device: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Shape {
+    Standard,
+    Sup,
+    Mrezhen,
+}
+
+impl From<Shape> for TokenShape {
+    fn from(shape: Shape) -> Self {
+        match shape {
+            Shape::Standard => TokenShape::Standard,
+            Shape::Sup => TokenShape::Sup,
+            Shape::Mrezhen => TokenShape::Mrezhen,
+        }
+    }
 }
 
 #[tokio::main]
@@ -45,16 +73,19 @@ async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load()?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Token { user_id, name, ttl } => {
+        Command::Token { user_id, name, ttl, shape, device } => {
             let secret = config
                 .jwt_secret
                 .as_deref()
                 .ok_or_else(|| anyhow::anyhow!("JWT_SECRET is not set (only JWT_PUBLIC_KEY is); cannot sign"))?;
-            let ttl: Duration = ttl.into();
-            println!(
-                "{}",
-                switchboard::auth::mint(secret, config.jwt_issuer.as_deref(), &user_id, name.as_deref(), ttl)?
-            );
+            let request = TokenRequest {
+                shape: shape.into(),
+                user_id: &user_id,
+                name: name.as_deref(),
+                device_id: device.as_deref(),
+                ttl: Duration::from(ttl),
+            };
+            println!("{}", switchboard::auth::mint_as(secret, config.jwt_issuer.as_deref(), &request)?);
             Ok(())
         }
         Command::Migrate => {

@@ -18,8 +18,8 @@ use super::{
     conversations::ConversationRequest,
     limits::Limit,
     model::{
-        Actor, Audience, Call, CallEndReason, CallKind, CallSignal, CallStatus, ConversationKind, Event,
-        NotificationData, UserId,
+        Actor, Audience, Call, CallEndReason, CallKind, CallOrigin, CallSignal, CallStatus, ConversationKind, Event,
+        NotificationData, Profile, UserId,
     },
     Core, DEFAULT_PAGE, MAX_PAGE,
 };
@@ -48,6 +48,9 @@ pub struct CallRequest {
     pub callee_id: Option<String>,
     pub kind: String,
     pub offer: Option<Value>,
+    /// An id the client chose for the call. Used when it is well-formed and no call has it
+    /// yet; otherwise the server picks one (the returned call says which).
+    pub call_id: Option<String>,
 }
 
 /// What `call:end` did, which decides who hears what.
@@ -103,8 +106,12 @@ impl Core {
         }
         let mut everyone = callees.clone();
         everyone.push(actor.user_id.clone());
+        let id = match req.call_id.filter(|id| check_id("callId", id).is_ok()) {
+            Some(proposed) if store::calls::get(&self.db, &proposed).await?.is_none() => proposed,
+            _ => uuid::Uuid::now_v7().to_string(),
+        };
         let new = entity::call::Model {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             conversation_id: chat_id,
             caller_id: actor.user_id.clone(),
             call_type: kind.as_str().to_string(),
@@ -132,7 +139,7 @@ impl Core {
         let call = to_call(&record)?;
         self.signal(
             call.callee_ids.clone(),
-            CallSignal::Incoming { call: call.clone(), caller_name: actor.username.clone(), offer: req.offer },
+            CallSignal::Incoming { call: call.clone(), caller: actor.profile(), offer: req.offer },
             actor,
         );
         let id = call.id.clone();
@@ -165,11 +172,13 @@ impl Core {
         .await?
         .ok_or_else(call_not_found)?;
         let call = to_call(&record)?;
+        let origin = self.origin(&call).await;
         self.signal(
             vec![call.caller_id.clone()],
             CallSignal::Answered {
                 call_id: call.id.clone(),
                 chat_id: call.chat_id.clone(),
+                origin: origin.clone(),
                 user_id: me.clone(),
                 answer,
             },
@@ -180,6 +189,7 @@ impl Core {
             CallSignal::Ended {
                 call_id: call.id.clone(),
                 chat_id: call.chat_id.clone(),
+                origin,
                 reason: CallEndReason::AnsweredElsewhere,
                 ended_by: None,
                 answered_by: Some(me),
@@ -206,7 +216,8 @@ impl Core {
         .await?
         .ok_or_else(call_not_found)?;
         let call = to_call(&record)?;
-        self.announce_decline(&call, actor, reason, status);
+        let origin = self.origin(&call).await;
+        self.announce_decline(&call, &origin, actor, reason, status);
         Ok(call)
     }
 
@@ -239,18 +250,19 @@ impl Core {
         .await?
         .ok_or_else(call_not_found)?;
         let call = to_call(&record)?;
+        let origin = self.origin(&call).await;
         match ending {
             Ending::Cancelled(missed) => {
                 let mut everyone = call.callee_ids.clone();
                 everyone.push(call.caller_id.clone());
-                self.signal(everyone, ended(&call, CallEndReason::Cancelled), actor);
+                self.signal(everyone, ended(&call, &origin, CallEndReason::Cancelled), actor);
                 self.notify_missed(&call, &missed).await;
             }
-            Ending::Declined(status) => self.announce_decline(&call, actor, None, status),
+            Ending::Declined(status) => self.announce_decline(&call, &origin, actor, None, status),
             Ending::HungUp => {
                 let mut parties = vec![call.caller_id.clone()];
                 parties.extend(call.answered_by.clone());
-                self.signal(parties, ended(&call, CallEndReason::Hangup), actor);
+                self.signal(parties, ended(&call, &origin, CallEndReason::Hangup), actor);
             }
         }
         Ok(call)
@@ -375,7 +387,8 @@ impl Core {
         };
         let mut everyone = call.callee_ids.clone();
         everyone.push(call.caller_id.clone());
-        self.hub.publish(&Audience::Users(everyone), Event::Call(ended(&call, CallEndReason::Missed)), None);
+        let origin = self.origin(&call).await;
+        self.hub.publish(&Audience::Users(everyone), Event::Call(ended(&call, &origin, CallEndReason::Missed)), None);
         self.notify_missed(&call, &missed).await;
     }
 
@@ -406,9 +419,10 @@ impl Core {
                     Ok(call) => {
                         let mut parties = vec![call.caller_id.clone()];
                         parties.extend(call.answered_by.clone());
+                        let origin = self.origin(&call).await;
                         self.hub.publish(
                             &Audience::Users(parties),
-                            Event::Call(ended(&call, CallEndReason::Disconnected)),
+                            Event::Call(ended(&call, &origin, CallEndReason::Disconnected)),
                             None,
                         );
                     }
@@ -420,12 +434,20 @@ impl Core {
         }
     }
 
-    fn announce_decline(&self, call: &Call, actor: &Actor, reason: Option<String>, status: CallStatus) {
+    fn announce_decline(
+        &self,
+        call: &Call,
+        origin: &CallOrigin,
+        actor: &Actor,
+        reason: Option<String>,
+        status: CallStatus,
+    ) {
         self.signal(
             vec![call.caller_id.clone()],
             CallSignal::Rejected {
                 call_id: call.id.clone(),
                 chat_id: call.chat_id.clone(),
+                origin: origin.clone(),
                 user_id: actor.user_id.clone(),
                 reason,
                 status,
@@ -438,6 +460,7 @@ impl Core {
             CallSignal::Ended {
                 call_id: call.id.clone(),
                 chat_id: call.chat_id.clone(),
+                origin: origin.clone(),
                 reason: CallEndReason::RejectedElsewhere,
                 ended_by: None,
                 answered_by: None,
@@ -458,6 +481,20 @@ impl Core {
             },
         )
         .await;
+    }
+
+    /// The call's caller and kind, as each of its signals repeats them: the caller's profile
+    /// as last seen at a connect (the one answering or hanging up is usually someone else).
+    async fn origin(&self, call: &Call) -> CallOrigin {
+        let caller = match store::users::get_many(&self.db, std::slice::from_ref(&call.caller_id)).await {
+            Ok(rows) => rows.first().map(Profile::of).unwrap_or_default(),
+            Err(e) => {
+                // The signal matters more than the name shown with it.
+                tracing::warn!(cause = %e, "could not read the caller's profile");
+                Profile::default()
+            }
+        };
+        CallOrigin { caller_id: call.caller_id.clone(), caller, kind: call.kind }
     }
 
     fn signal(&self, to: Vec<UserId>, signal: CallSignal, actor: &Actor) {
@@ -563,10 +600,11 @@ fn finish(rec: &mut CallRecord, status: CallStatus, reason: CallEndReason, by: O
     }
 }
 
-fn ended(call: &Call, reason: CallEndReason) -> CallSignal {
+fn ended(call: &Call, origin: &CallOrigin, reason: CallEndReason) -> CallSignal {
     CallSignal::Ended {
         call_id: call.id.clone(),
         chat_id: call.chat_id.clone(),
+        origin: origin.clone(),
         reason,
         ended_by: call.ended_by.clone(),
         answered_by: call.answered_by.clone(),

@@ -197,6 +197,7 @@ impl Core {
                 user_id: user_id.to_string(),
                 role: role.to_string(),
                 added_by: actor.user_id.clone(),
+                at: Utc::now(),
             }),
             actor,
         );
@@ -253,6 +254,7 @@ impl Core {
             chat_id: chat.to_string(),
             user_id: user_id.to_string(),
             removed_by: actor.user_id.clone(),
+            at: Utc::now(),
         });
         let mut changed = vec![ChatField::Members];
         if heir.is_some() {

@@ -12,7 +12,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use dashmap::DashMap;
 
 use crate::{
-    core::model::{ChatId, Message, UserId},
+    core::model::{ChatId, Message, Profile, UserId},
     error::AppError,
     fanout::{Backlog, BoxFut, ConnId, DeliveryLedger},
     store::{self, health::StorageHealth, Db},
@@ -128,8 +128,25 @@ impl Ledger {
             }
             baselines.insert(chat, from);
         }
+        with_senders(&self.db, &mut messages).await?;
         Ok(Backlog { messages, baselines })
     }
+}
+
+/// Fills in the senders' profiles, as live messages carry them: one read for the backlog.
+async fn with_senders(db: &Db, messages: &mut [Message]) -> Result<(), AppError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut senders: Vec<String> = messages.iter().map(|m| m.sender_id.clone()).collect();
+    senders.sort();
+    senders.dedup();
+    let profiles: HashMap<String, Profile> =
+        store::users::get_many(db, &senders).await?.iter().map(|u| (u.id.clone(), Profile::of(u))).collect();
+    for m in messages {
+        m.sender = Some(profiles.get(&m.sender_id).cloned().unwrap_or_default());
+    }
+    Ok(())
 }
 
 impl DeliveryLedger for Ledger {

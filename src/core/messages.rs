@@ -121,6 +121,7 @@ impl Core {
                 attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
             },
             origin: actor.conn,
+            sender: actor.profile(),
         };
         if let Some(ticket) = ticket.as_mut() {
             ticket.wait_turn().await;

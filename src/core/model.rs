@@ -14,12 +14,34 @@ pub type ChatId = String;
 pub struct Actor {
     pub user_id: UserId,
     pub username: Option<String>,
+    /// The avatar claim of the token, shown with what the actor sends.
+    #[serde(default)]
+    pub avatar: Option<String>,
     pub conn: Option<crate::fanout::ConnId>,
 }
 
 impl Actor {
     pub fn rest(user_id: impl Into<String>) -> Self {
-        Self { user_id: user_id.into(), username: None, conn: None }
+        Self { user_id: user_id.into(), username: None, avatar: None, conn: None }
+    }
+
+    /// How the actor shows themselves to others.
+    pub fn profile(&self) -> Profile {
+        Profile { name: self.username.clone(), avatar: self.avatar.clone() }
+    }
+}
+
+/// How a user shows themselves to others: the profile claims of their token (`username`,
+/// else `name`, and `avatar`), as last seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: Option<String>,
+    pub avatar: Option<String>,
+}
+
+impl Profile {
+    pub fn of(user: &entity::user::Model) -> Self {
+        Profile { name: user.username.clone().or_else(|| user.name.clone()), avatar: user.avatar.clone() }
     }
 }
 
@@ -112,6 +134,10 @@ pub struct Message {
     /// Files sent with the message, in the order the sender listed them.
     #[serde(default)]
     pub attachments: Vec<AttachmentInfo>,
+    /// The sender's profile, on messages handed out live or pushed as missed (not on
+    /// history reads, whose readers know the members).
+    #[serde(default)]
+    pub sender: Option<Profile>,
 }
 
 /// What a message says about one of its attachments. Serde's shape of this struct is also
@@ -173,6 +199,7 @@ impl From<entity::message::Model> for Message {
             reactions: None,
             encrypted: m.encrypted,
             attachments,
+            sender: None,
         }
     }
 }
@@ -236,6 +263,8 @@ pub struct Typing {
     pub user_id: UserId,
     pub username: Option<String>,
     pub typing: bool,
+    #[serde(default = "Utc::now")]
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +394,15 @@ pub struct Call {
     pub duration_ms: Option<i64>,
 }
 
+/// Who placed a call and what kind of call it is. Every signal of the call repeats it, so a
+/// client can show the call (and its caller) from any one of them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CallOrigin {
+    pub caller_id: UserId,
+    pub caller: Profile,
+    pub kind: CallKind,
+}
+
 /// Call signaling. Offers, answers and ICE candidates are opaque to the server (WebRTC SDP
 /// and candidates as the clients produce them) and relayed untouched.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -372,13 +410,14 @@ pub enum CallSignal {
     /// To every device of the callees.
     Incoming {
         call: Call,
-        caller_name: Option<String>,
+        caller: Profile,
         offer: Option<Value>,
     },
     /// To the caller: `user_id` picked up.
     Answered {
         call_id: String,
         chat_id: ChatId,
+        origin: CallOrigin,
         user_id: UserId,
         answer: Option<Value>,
     },
@@ -386,6 +425,7 @@ pub enum CallSignal {
     Rejected {
         call_id: String,
         chat_id: ChatId,
+        origin: CallOrigin,
         user_id: UserId,
         reason: Option<String>,
         status: CallStatus,
@@ -394,6 +434,7 @@ pub enum CallSignal {
     Ended {
         call_id: String,
         chat_id: ChatId,
+        origin: CallOrigin,
         reason: CallEndReason,
         ended_by: Option<UserId>,
         answered_by: Option<UserId>,
@@ -413,6 +454,9 @@ pub struct Reaction {
     pub message_id: String,
     pub chat_id: ChatId,
     pub user_id: UserId,
+    /// The reacting user's display name, when their token gave one.
+    #[serde(default)]
+    pub user_name: Option<String>,
     pub emoji: String,
     pub at: DateTime<Utc>,
     pub added: bool,
@@ -445,6 +489,10 @@ pub struct Notification {
     pub data: NotificationData,
     pub read: bool,
     pub created_at: DateTime<Utc>,
+    /// The user's unread notifications when this one was pushed, itself included (an app
+    /// badge); not known on notifications read back from the store.
+    #[serde(default)]
+    pub unread: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -453,6 +501,8 @@ pub struct MemberJoined {
     pub user_id: UserId,
     pub role: String,
     pub added_by: UserId,
+    #[serde(default = "Utc::now")]
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -461,6 +511,8 @@ pub struct MemberLeft {
     pub user_id: UserId,
     /// Who removed them; themselves when they left.
     pub removed_by: UserId,
+    #[serde(default = "Utc::now")]
+    pub at: DateTime<Utc>,
 }
 
 /// Which details of a chat a [`ChatUpdated`] changed.
@@ -566,6 +618,7 @@ mod tests {
                 height: Some(2),
                 has_thumbnail: true,
             }],
+            sender: None,
         };
         let deleted = MessageDeleted {
             chat_id: "c1".into(),

@@ -29,6 +29,7 @@ impl Core {
                 data: data.clone(),
                 read: false,
                 created_at: now,
+                unread: None,
             })
             .collect();
         let rows = match notifications.iter().map(to_row).collect::<Result<Vec<_>, _>>() {
@@ -38,7 +39,13 @@ impl Core {
         if let Err(e) = store::notifications::insert_many(&self.db, &rows).await {
             return AppError::from(e).log_if_internal("notification");
         }
-        for n in notifications {
+        // The badge count is a nicety: without it the notification still goes out.
+        let unread = store::notifications::count_unread(&self.db, users).await.unwrap_or_else(|e| {
+            AppError::from(e).log_if_internal("notification count");
+            Vec::new()
+        });
+        for mut n in notifications {
+            n.unread = unread.iter().find(|(user, _)| *user == n.user_id).map(|(_, count)| *count);
             self.hub.publish(&Audience::Users(vec![n.user_id.clone()]), Event::Notification(n), None);
         }
     }
@@ -94,5 +101,12 @@ fn to_row(n: &Notification) -> AppResult<entity::notification::Model> {
 fn from_row(row: entity::notification::Model) -> AppResult<Notification> {
     let data: NotificationData = serde_json::from_value(row.data)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("stored notification {}: {e}", row.id)))?;
-    Ok(Notification { id: row.id, user_id: row.user_id, data, read: row.read, created_at: row.created_at })
+    Ok(Notification {
+        id: row.id,
+        user_id: row.user_id,
+        data,
+        read: row.read,
+        created_at: row.created_at,
+        unread: None,
+    })
 }

@@ -24,6 +24,9 @@ pub const MAX_WATCH: usize = 1000;
 #[derive(Clone, Debug)]
 pub struct Identity {
     pub user_id: UserId,
+    /// The device the token names (`deviceId`), if any; a connection without one is its
+    /// user's default device.
+    pub device_id: Option<String>,
     pub username: Option<String>,
     pub name: Option<String>,
     pub avatar: Option<String>,

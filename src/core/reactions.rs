@@ -43,6 +43,7 @@ impl Core {
             message_id: msg.id,
             chat_id: msg.conversation_id.clone(),
             user_id: actor.user_id.clone(),
+            user_name: actor.username.clone(),
             emoji: emoji.to_string(),
             at,
             added: add,
@@ -54,6 +55,21 @@ impl Core {
             actor.conn,
         );
         Ok(reaction)
+    }
+
+    /// A message's reactions, for a member of its chat: its chat id, and who reacted with
+    /// what, in the order they reacted.
+    pub async fn reactions_of(&self, actor: &Actor, message_id: &str) -> AppResult<(String, ReactionSummary)> {
+        check_id("messageId", message_id)?;
+        let msg = store::messages::get(&self.db, message_id)
+            .await?
+            .filter(|m| m.deleted_at.is_none())
+            .ok_or_else(|| AppError::NotFound("message not found".into()))?;
+        self.require_member(&msg.conversation_id, &actor.user_id).await?;
+        let chat = msg.conversation_id.clone();
+        let summary =
+            self.with_reactions(vec![Message::from(msg)]).await?.pop().and_then(|m| m.reactions).unwrap_or_default();
+        Ok((chat, summary))
     }
 
     /// Fills in the reactions of messages read from history.

@@ -27,6 +27,7 @@ impl Core {
                 user_id: actor.user_id.clone(),
                 username: actor.username.clone(),
                 typing,
+                at: chrono::Utc::now(),
             })
         };
         // The room (dialects with chat:join) and every member's following connections (Spark).
@@ -52,6 +53,10 @@ impl Core {
             tokio::time::sleep(ttl).await;
             // Only the newest indicator may expire; a renewal replaced the generation.
             if let Ok(true) = shared.clear_typing(&chat, &user, Some(generation)).await {
+                let mut stop = stop;
+                if let Event::Typing(t) = &mut stop {
+                    t.at = chrono::Utc::now();
+                }
                 hub.publish(&audience, stop, None);
             }
         });

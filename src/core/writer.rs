@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    core::model::{Message, UserId},
+    core::model::{Message, Profile, UserId},
     error::AppError,
     fanout::{ConnId, Published},
     store::{
@@ -45,6 +45,8 @@ pub struct Pending {
     pub new: NewMessage,
     /// The sending connection: it has the message in its ack, not as an event.
     pub origin: Option<ConnId>,
+    /// The sender's profile, handed out with the message.
+    pub sender: Profile,
 }
 
 /// Called with each newly stored message and its audience, in commit order, before the acks
@@ -299,13 +301,15 @@ async fn finish(batch: Vec<(Pending, Reply, Result<Appended, AppError>)>, on_sto
     for (pending, reply, result) in batch {
         let outcome = match result {
             Ok(Appended::New { message, members }) => {
-                let msg = Message::from(message);
+                let msg = Message { sender: Some(pending.sender.clone()), ..Message::from(message) };
                 if let Some(published) = on_stored(&msg, &members, pending.origin) {
                     last_published = Some(published);
                 }
                 Ok(Outcome::Stored(msg, members))
             }
-            Ok(Appended::Duplicate(model)) => Ok(Outcome::Duplicate(Message::from(model))),
+            Ok(Appended::Duplicate(model)) => {
+                Ok(Outcome::Duplicate(Message { sender: Some(pending.sender.clone()), ..Message::from(model) }))
+            }
             Ok(Appended::NoConversation) => Err(AppError::NotFound("conversation not found".into())),
             Ok(Appended::NotMember) => Err(AppError::not_member()),
             Err(e) => Err(e),

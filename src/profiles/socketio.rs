@@ -76,6 +76,7 @@ impl Session {
         Actor {
             user_id: self.identity.user_id.clone(),
             username: self.identity.username.clone().or_else(|| self.identity.name.clone()),
+            avatar: self.identity.avatar.clone(),
             conn: Some(self.conn),
         }
     }
@@ -89,6 +90,11 @@ pub trait SocketIoProfile: Send + Sync + 'static {
     /// Encodes a core event as `(event name, payload)`, or `None` when the dialect has no
     /// such event.
     fn encode(event: &Event) -> Option<(&'static str, Value)>;
+    /// A second event for the same core event, for clients of the dialect that listen for
+    /// another name (SUP's `chat:user-typing` beside `message:typing`); sent after the first.
+    fn encode_also(_event: &Event) -> Option<(&'static str, Value)> {
+        None
+    }
     /// Lists the dialect's event handlers (once per namespace; every socket shares them).
     fn handlers(handlers: &mut Handlers);
     /// Runs once the client is connected, before the backlog is pushed.
@@ -210,20 +216,34 @@ impl<P: SocketIoProfile> Connection for SocketConnection<P> {
 
     fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure> {
         // Encoded and serialized once per profile and delivery; each socket copies the bytes.
-        let encoded = cache.get_or_encode::<P, (&'static str, Box<RawValue>)>(|| {
-            let (name, payload) = P::encode(event)?;
-            match serde_json::value::to_raw_value(&payload) {
-                Ok(raw) => Some((name, raw)),
-                Err(e) => {
-                    tracing::error!(event = name, cause = %e, "could not encode event");
-                    None
-                }
-            }
-        });
+        let encoded = cache.get_or_encode::<P, (&'static str, Box<RawValue>)>(|| raw(P::encode(event)?));
         let Some(encoded) = encoded else {
             return Ok(());
         };
-        let (name, payload) = (encoded.0, &encoded.1);
+        self.emit(encoded.0, &encoded.1)?;
+        let also = cache.get_or_encode::<Also<P>, (&'static str, Box<RawValue>)>(|| raw(P::encode_also(event)?));
+        match also {
+            Some(also) => self.emit(also.0, &also.1),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Cache key of a profile's second encoding ([`SocketIoProfile::encode_also`]).
+struct Also<P>(std::marker::PhantomData<P>);
+
+fn raw((name, payload): (&'static str, Value)) -> Option<(&'static str, Box<RawValue>)> {
+    match serde_json::value::to_raw_value(&payload) {
+        Ok(raw) => Some((name, raw)),
+        Err(e) => {
+            tracing::error!(event = name, cause = %e, "could not encode event");
+            None
+        }
+    }
+}
+
+impl<P> SocketConnection<P> {
+    fn emit(&self, name: &'static str, payload: &RawValue) -> Result<(), SendFailure> {
         match self.socket.emit(name, payload) {
             Ok(()) => Ok(()),
             Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(SendFailure::Full),
@@ -257,11 +277,11 @@ impl FromMessageParts<LocalAdapter> for Reply {
 impl Reply {
     /// Answers with the envelope of SPEC §6: through the ack when there is one, else errors
     /// as an `error` event `{code, message, event}` (successes need no event).
-    pub fn send<T: Serialize>(self, socket: &SocketRef, event: &str, result: AppResult<T>) {
+    pub fn send<T: Answer>(self, socket: &SocketRef, event: &str, result: AppResult<T>) {
         match result {
-            Ok(data) => {
+            Ok(answer) => {
                 if self.wants_ack {
-                    let _ = self.ack.send(&json!({ "success": true, "data": data }));
+                    let _ = self.ack.send(&answer.into_ack());
                 }
             }
             Err(e) => {
@@ -275,6 +295,42 @@ impl Reply {
                 }
             }
         }
+    }
+}
+
+/// What a successful handler answers, as its ack carries it.
+pub trait Answer: Send + 'static {
+    fn into_ack(self) -> Value;
+}
+
+/// Any data: `{ success: true, data }`.
+impl<T: Serialize + Send + 'static> Answer for T {
+    fn into_ack(self) -> Value {
+        json!({ "success": true, "data": self })
+    }
+}
+
+/// `data`, plus top-level fields beside `success` and `data` for a dialect whose existing
+/// clients read them there (SUP's running service acked `{ success, chatId }`). The fields
+/// never replace `success` or `data`.
+pub struct WithFields<T> {
+    pub data: T,
+    pub fields: serde_json::Map<String, Value>,
+}
+
+impl<T: Serialize + Send + 'static> Answer for WithFields<T> {
+    fn into_ack(self) -> Value {
+        let mut ack = serde_json::Map::new();
+        ack.insert("success".into(), Value::Bool(true));
+        let data = serde_json::to_value(self.data).unwrap_or_else(|e| {
+            tracing::error!(cause = %e, "could not encode an ack");
+            Value::Null
+        });
+        ack.insert("data".into(), data);
+        for (key, value) in self.fields {
+            ack.entry(key).or_insert(value);
+        }
+        Value::Object(ack)
     }
 }
 
@@ -343,7 +399,7 @@ impl Handlers {
     pub fn on<Req, Res, F, Fut>(&mut self, event: &'static str, handler: F)
     where
         Req: DeserializeOwned + Send + 'static,
-        Res: Serialize + Send + 'static,
+        Res: Answer,
         F: Fn(Arc<AppState>, Session, Req, SendTicket) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = AppResult<Res>> + Send + 'static,
     {
@@ -362,6 +418,17 @@ impl Handlers {
                 app.metrics.observe(event, started.elapsed().as_secs_f64(), result.as_ref().err().map(AppError::code));
                 reply.send(&s, event, result);
             })
+        });
+        self.by_event.insert(event, handler);
+    }
+
+    /// Accepts `event` with any payload and does nothing: a reply some clients send that
+    /// needs no answer (SUP's app-level `pong`). An ack, when asked for, is a bare success.
+    /// Not counted as activity: a heartbeat shows the transport is alive, not that anyone uses it.
+    pub fn ignore(&mut self, event: &'static str) {
+        let handler: Handler = Box::new(move |s, _data, reply, _app, _session| {
+            reply.send(&s, event, Ok(Value::Null));
+            Box::pin(async {})
         });
         self.by_event.insert(event, handler);
     }

@@ -1,5 +1,13 @@
 //! The `sup` profile: SUP Messenger's `area:verb` events (seeds/sup-messenger-websocket.md,
 //! SPEC §7.1). Only translation lives here.
+//!
+//! Existing SUP clients were written against the running service, which differs from its
+//! README (protocols/sup.md): they send other spellings (`targetUserId`, `reaction`,
+//! `chat:member-typing`, `pong`) and read other fields (`data.message.id`, `data.sender.id`,
+//! `callerName`, `userName`, top-level ack fields). Inputs accept both spellings; outputs are
+//! supersets of both contracts, so one payload serves every reader. Like Spark, a SUP socket
+//! follows the presence of everyone its user shares a conversation with, since the running
+//! service's clients never subscribe.
 
 use std::sync::Arc;
 
@@ -9,7 +17,7 @@ use socketioxide::extract::SocketRef;
 
 use super::{
     attachment_json, iso, mentions,
-    socketio::{Handlers, Session, SocketIoProfile},
+    socketio::{Handlers, Session, SocketIoProfile, WithFields},
 };
 use crate::{
     app::AppState,
@@ -17,8 +25,8 @@ use crate::{
         calls::CallRequest,
         messages::Draft,
         model::{
-            Call, CallSignal, ChatUpdated, Event, Message, Notification, NotificationData, Presence, Reaction,
-            ReceiptKind,
+            Call, CallEndReason, CallOrigin, CallSignal, ChatField, ChatUpdated, Event, Message, Notification,
+            NotificationData, Presence, Reaction, ReactionSummary, ReceiptKind,
         },
         presence::MAX_WATCH,
     },
@@ -59,6 +67,19 @@ struct ChatRef {
     chat_id: String,
 }
 
+/// `chat:member-typing`, the running service's one typing event.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberTyping {
+    chat_id: String,
+    #[serde(default = "yes")]
+    is_typing: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ChatRefs {
@@ -91,9 +112,13 @@ struct SyncRequest {
 #[serde(rename_all = "camelCase")]
 struct CallInitiate {
     chat_id: Option<String>,
+    /// The running service's clients call it `targetUserId`.
+    #[serde(alias = "targetUserId")]
     callee_id: Option<String>,
     call_type: String,
     offer: Option<Value>,
+    /// The running service's clients choose the call's id (`'call_' + Date.now()`).
+    call_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -133,11 +158,20 @@ struct CallHistory {
     before: Option<String>,
 }
 
+/// `{ messageId, emoji }`, or the running service's `{ messageId, chatId, reaction }` (the
+/// chat is the message's own, so a `chatId` is not needed and not trusted).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReactionRef {
     message_id: String,
+    #[serde(alias = "reaction")]
     emoji: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageOnly {
+    message_id: String,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +219,44 @@ pub fn message_json(m: &Message) -> Value {
     out
 }
 
+/// `message:new` as members receive it and as its ack's `data`: the flat message, plus the
+/// running service's `message: {…}` and `sender: {…}` that its clients read
+/// (`data.message.encryptedContent`, `data.sender.username`).
+pub fn new_message_json(m: &Message) -> Value {
+    let mut out = message_json(m);
+    out["message"] = nested_message_json(m);
+    out["sender"] = sender_json(m);
+    out
+}
+
+/// The running service's message shape; `status` is `sent` for anything it hands out.
+fn nested_message_json(m: &Message) -> Value {
+    json!({
+        "id": m.id,
+        "chatId": m.chat_id,
+        "senderId": m.sender_id,
+        "encryptedContent": m.content,
+        "messageType": m.kind,
+        "replyToId": m.reply_to_id,
+        "createdAt": iso(&m.created_at),
+        "status": "sent",
+        "tempId": m.temp_id,
+    })
+}
+
+fn sender_json(m: &Message) -> Value {
+    let profile = m.sender.clone().unwrap_or_default();
+    json!({ "id": m.sender_id, "username": profile.name, "avatar": profile.avatar })
+}
+
+fn receipt_json(kind: ReceiptKind, chat: &str, message: &str, user: &str, at: &chrono::DateTime<chrono::Utc>) -> Value {
+    let when = match kind {
+        ReceiptKind::Delivered => "deliveredAt",
+        ReceiptKind::Read => "readAt",
+    };
+    json!({ "chatId": chat, "messageId": message, "userId": user, "at": iso(at), when: iso(at) })
+}
+
 fn call_json(c: &Call) -> Value {
     json!({
         "callId": c.id,
@@ -204,45 +276,87 @@ fn call_json(c: &Call) -> Value {
     })
 }
 
+/// Adds the running service's caller fields, which its clients read on every call event:
+/// `callerId`, `callerName`, `callerAvatar` (always the call's caller) and `callType`.
+fn with_caller(mut out: Value, origin: &CallOrigin) -> Value {
+    out["callerId"] = json!(origin.caller_id);
+    out["callerName"] = json!(origin.caller.name);
+    out["callerAvatar"] = json!(origin.caller.avatar);
+    out["callType"] = json!(origin.kind.as_str());
+    out
+}
+
+/// The running service's `status` of a `call:end`: what became of the call, seen from the
+/// device that hears it (`answered` / `rejected` when another device of the user did).
+fn end_status(reason: CallEndReason) -> &'static str {
+    match reason {
+        CallEndReason::Hangup | CallEndReason::Disconnected => "ended",
+        CallEndReason::Cancelled | CallEndReason::Missed => "missed",
+        CallEndReason::Rejected | CallEndReason::RejectedElsewhere => "rejected",
+        CallEndReason::AnsweredElsewhere => "answered",
+    }
+}
+
 fn call_signal(signal: &CallSignal) -> (&'static str, Value) {
     match signal {
-        CallSignal::Incoming { call, caller_name, offer } => (
+        CallSignal::Incoming { call, caller, offer } => (
             "call:incoming",
             json!({
                 "callId": call.id,
                 "chatId": call.chat_id,
                 "callerId": call.caller_id,
-                "callerName": caller_name,
+                "callerName": caller.name,
+                "callerAvatar": caller.avatar,
                 "calleeIds": call.callee_ids,
                 "callType": call.kind.as_str(),
                 "offer": offer,
                 "startedAt": iso(&call.started_at),
+                "status": "incoming",
             }),
         ),
-        CallSignal::Answered { call_id, chat_id, user_id, answer } => {
-            ("call:answer", json!({ "callId": call_id, "chatId": chat_id, "userId": user_id, "answer": answer }))
-        }
-        CallSignal::Rejected { call_id, chat_id, user_id, reason, status } => (
+        CallSignal::Answered { call_id, chat_id, origin, user_id, answer } => (
+            "call:answer",
+            with_caller(
+                json!({
+                    "callId": call_id,
+                    "chatId": chat_id,
+                    "userId": user_id,
+                    "answer": answer,
+                    "status": "answered",
+                }),
+                origin,
+            ),
+        ),
+        // `status` stays the call's: `rejected` once nobody is left ringing, which for the
+        // one-to-one calls of SUP clients is the running service's `rejected`.
+        CallSignal::Rejected { call_id, chat_id, origin, user_id, reason, status } => (
             "call:reject",
-            json!({
-                "callId": call_id,
-                "chatId": chat_id,
-                "userId": user_id,
-                "reason": reason,
-                "status": status.as_str(),
-            }),
+            with_caller(
+                json!({
+                    "callId": call_id,
+                    "chatId": chat_id,
+                    "userId": user_id,
+                    "reason": reason,
+                    "status": status.as_str(),
+                }),
+                origin,
+            ),
         ),
-        CallSignal::Ended { call_id, chat_id, reason, ended_by, answered_by, duration_ms } => (
+        CallSignal::Ended { call_id, chat_id, origin, reason, ended_by, answered_by, duration_ms } => (
             "call:end",
-            json!({
-                "callId": call_id,
-                "chatId": chat_id,
-                "reason": reason.as_str(),
-                "endedBy": ended_by,
-                "answeredBy": answered_by,
-                "duration": duration_ms.map(|ms| ms / 1000),
-                "durationMs": duration_ms,
-            }),
+            with_caller(
+                json!({
+                    "callId": call_id,
+                    "chatId": chat_id,
+                    "reason": reason.as_str(),
+                    "endedBy": ended_by,
+                    "answeredBy": answered_by,
+                    "duration": duration_ms.map(|ms| ms / 1000),
+                    "durationMs": duration_ms,
+                    "status": end_status(*reason),
+                }),
+                origin,
+            ),
         ),
         CallSignal::IceCandidate { call_id, chat_id, user_id, candidate } => (
             "call:ice-candidate",
@@ -251,14 +365,28 @@ fn call_signal(signal: &CallSignal) -> (&'static str, Value) {
     }
 }
 
+/// A reaction in both shapes: SPEC's `emoji` and `at`, the running service's `reaction`,
+/// `userName`, `action` and `timestamp`.
 fn reaction_json(r: &Reaction) -> Value {
     json!({
         "messageId": r.message_id,
         "chatId": r.chat_id,
         "userId": r.user_id,
+        "userName": r.user_name,
         "emoji": r.emoji,
+        "reaction": r.emoji,
+        "action": if r.added { "add" } else { "remove" },
         "at": iso(&r.at),
+        "timestamp": iso(&r.at),
     })
+}
+
+/// `reaction:get`: one entry per emoji with who reacted, in the order they did.
+fn reaction_groups(summary: &ReactionSummary) -> Value {
+    summary
+        .iter()
+        .map(|(emoji, users)| json!({ "reaction": emoji, "emoji": emoji, "users": users, "count": users.len() }))
+        .collect()
 }
 
 fn notification_json(n: &Notification) -> Value {
@@ -276,18 +404,75 @@ fn notification_json(n: &Notification) -> Value {
             json!({ "chatId": chat_id, "addedBy": added_by, "role": role })
         }
     };
+    // The running service's fields: a title and text to show, who it came from, where, and
+    // how loudly (a missed call rings for attention; being added to a chat does not).
+    let (title, message, from, chat, msg, priority, sound) = match &n.data {
+        NotificationData::Mention { chat_id, message_id, sender_id } => {
+            ("New mention", "You were mentioned in a message", sender_id, chat_id, Some(message_id), "normal", true)
+        }
+        NotificationData::MissedCall { chat_id, caller_id, call_kind, .. } => (
+            "Missed call",
+            match call_kind {
+                crate::core::model::CallKind::Audio => "You missed an audio call",
+                crate::core::model::CallKind::Video => "You missed a video call",
+            },
+            caller_id,
+            chat_id,
+            None,
+            "high",
+            true,
+        ),
+        NotificationData::AddedToChat { chat_id, added_by, .. } => {
+            ("Added to a chat", "You were added to a chat", added_by, chat_id, None, "low", false)
+        }
+    };
     json!({
         "id": n.id,
         "type": n.data.kind(),
+        "title": title,
+        "message": message,
         "data": data,
+        "fromUserId": from,
+        "chatId": chat,
+        "messageId": msg,
+        "priority": priority,
+        "sound": sound,
+        "badge": n.unread,
         "read": n.read,
         "createdAt": iso(&n.created_at),
+        "timestamp": iso(&n.created_at),
     })
 }
 
-/// `chat:updated`: the chat id, who and when, and only the fields that changed.
+/// `chat:updated`: the chat id, who and when, and only the fields that changed; plus the
+/// running service's `updateType`, `changes` (those fields again) and `timestamp`.
 fn chat_updated_json(u: &ChatUpdated) -> Value {
-    super::chat_changes_json(u, "chatId")
+    let mut out = super::chat_changes_json(u, "chatId");
+    let changes: serde_json::Map<String, Value> = out
+        .as_object()
+        .map(|o| o.iter().filter(|(k, _)| !matches!(k.as_str(), "chatId" | "updatedBy" | "updatedAt")))
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    out["updateType"] = json!(update_type(&u.changed));
+    out["changes"] = Value::Object(changes);
+    out["timestamp"] = json!(iso(&u.updated_at));
+    out
+}
+
+/// The running service's one word for a change: `members` when membership or ownership
+/// moved, the field when one detail changed, `settings` for several.
+fn update_type(changed: &[ChatField]) -> &'static str {
+    if changed.iter().any(|f| matches!(f, ChatField::Members | ChatField::Owner)) {
+        return "members";
+    }
+    match changed {
+        [ChatField::Name] => "name",
+        [ChatField::Description] => "description",
+        [ChatField::Avatar] => "avatar",
+        _ => "settings",
+    }
 }
 
 fn presence_json(p: &Presence) -> Value {
@@ -312,17 +497,17 @@ fn user_ids(refs: UserRefs) -> AppResult<Vec<String>> {
 impl SocketIoProfile for Sup {
     fn encode(event: &Event) -> Option<(&'static str, Value)> {
         Some(match event {
-            Event::MessageCreated(m) => ("message:new", message_json(m)),
+            Event::MessageCreated(m) => ("message:new", new_message_json(m)),
             Event::Receipt(r) => (
                 match r.kind {
                     ReceiptKind::Delivered => "message:delivered",
                     ReceiptKind::Read => "message:read",
                 },
-                json!({ "chatId": r.chat_id, "messageId": r.message_id, "userId": r.user_id, "at": iso(&r.at) }),
+                receipt_json(r.kind, &r.chat_id, &r.message_id, &r.user_id, &r.at),
             ),
             Event::Typing(t) => (
                 if t.typing { "message:typing" } else { "message:stop-typing" },
-                json!({ "chatId": t.chat_id, "userId": t.user_id, "username": t.username }),
+                json!({ "chatId": t.chat_id, "userId": t.user_id, "username": t.username, "userName": t.username }),
             ),
             Event::Presence(p) => ("presence:update", presence_json(p)),
             Event::Call(signal) => call_signal(signal),
@@ -330,11 +515,18 @@ impl SocketIoProfile for Sup {
             Event::Notification(n) => ("notification:new", notification_json(n)),
             Event::MemberJoined(j) => (
                 "chat:member-joined",
-                json!({ "chatId": j.chat_id, "userId": j.user_id, "role": j.role, "addedBy": j.added_by }),
+                json!({
+                    "chatId": j.chat_id,
+                    "userId": j.user_id,
+                    "role": j.role,
+                    "addedBy": j.added_by,
+                    "timestamp": iso(&j.at),
+                }),
             ),
-            Event::MemberLeft(l) => {
-                ("chat:member-left", json!({ "chatId": l.chat_id, "userId": l.user_id, "removedBy": l.removed_by }))
-            }
+            Event::MemberLeft(l) => (
+                "chat:member-left",
+                json!({ "chatId": l.chat_id, "userId": l.user_id, "removedBy": l.removed_by, "timestamp": iso(&l.at) }),
+            ),
             Event::ChatUpdated(u) => ("chat:updated", chat_updated_json(u)),
             Event::MessageEdited(m) => ("message:updated", message_json(m)),
             Event::MessageDeleted(d) => (
@@ -349,6 +541,37 @@ impl SocketIoProfile for Sup {
                 }),
             ),
         })
+    }
+
+    /// Typing also as the running service's `chat:user-typing` / `chat:user-stopped-typing`
+    /// `{ chatId, userId, timestamp }`, for clients that use its `chat:member-typing`.
+    fn encode_also(event: &Event) -> Option<(&'static str, Value)> {
+        match event {
+            Event::Typing(t) => Some((
+                if t.typing { "chat:user-typing" } else { "chat:user-stopped-typing" },
+                json!({
+                    "chatId": t.chat_id,
+                    "userId": t.user_id,
+                    "username": t.username,
+                    "userName": t.username,
+                    "isTyping": t.typing,
+                    "timestamp": iso(&t.at),
+                }),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The running service sent every presence change to every socket and its clients never
+    /// subscribe: a SUP socket follows the people its user shares a conversation with (not
+    /// strangers, whose presence is none of its business).
+    fn prepare(app: &Arc<AppState>, session: &Session) -> impl std::future::Future<Output = AppResult<()>> + Send {
+        let (app, session) = (app.clone(), session.clone());
+        async move {
+            let contacts = app.core.contacts(&session.actor(), MAX_WATCH).await?;
+            app.core.hub.watch(session.conn, &contacts);
+            Ok(())
+        }
     }
 
     fn greet(socket: &SocketRef, session: &Session) {
@@ -374,14 +597,23 @@ impl SocketIoProfile for Sup {
                 temp_id: req.temp_id,
             };
             let msg = app.core.send_message(&session.actor(), draft, Some(ticket)).await?;
-            Ok(message_json(&msg))
+            // The running service acked `{ success, message: { message, sender } }`.
+            let running = json!({ "message": nested_message_json(&msg), "sender": sender_json(&msg) });
+            Ok(fields(new_message_json(&msg), [("message", running)]))
         });
+        // A client's `deliveredAt` / `readAt` is ignored: the server's clock decides.
         for (event, kind) in [("message:delivered", ReceiptKind::Delivered), ("message:read", ReceiptKind::Read)] {
             h.on(event, move |app: Arc<AppState>, session: Session, req: MessageRef, _| async move {
                 let r = app.core.mark(&session.actor(), kind, &req.chat_id, &req.message_id).await?;
-                Ok(json!({ "chatId": r.chat_id, "messageId": r.message_id, "userId": r.user_id, "at": iso(&r.at) }))
+                Ok(receipt_json(r.kind, &r.chat_id, &r.message_id, &r.user_id, &r.at))
             });
         }
+        h.on("chat:member-typing", |app: Arc<AppState>, session: Session, req: MemberTyping, _| async move {
+            app.core.set_typing(&session.actor(), &req.chat_id, req.is_typing).await?;
+            Ok(json!({ "chatId": req.chat_id, "isTyping": req.is_typing }))
+        });
+        // The answer to the running service's app-level `ping`; Engine.IO's heartbeat does that job.
+        h.ignore("pong");
         for (event, typing) in [("message:typing", true), ("message:stop-typing", false)] {
             h.on(event, move |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
                 app.core.set_typing(&session.actor(), &req.chat_id, typing).await?;
@@ -417,7 +649,7 @@ impl SocketIoProfile for Sup {
 
         h.on("chat:join", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
             app.core.join_chat(&session.actor(), session.conn, &req.chat_id).await?;
-            Ok(json!({ "chatId": req.chat_id }))
+            Ok(fields(json!({ "chatId": req.chat_id }), [("chatId", json!(req.chat_id))]))
         });
         h.on("chat:leave", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
             app.core.leave_chat(&session.actor(), session.conn, &req.chat_id).await?;
@@ -435,20 +667,37 @@ impl SocketIoProfile for Sup {
                     Err(e) => failed.push(json!({ "chatId": chat, "error": e.body() })),
                 }
             }
-            Ok(json!({ "joined": joined, "failed": failed }))
+            let count = joined.len();
+            Ok(fields(
+                json!({ "joined": joined, "failed": failed, "joinedCount": count }),
+                [("joinedCount", json!(count))],
+            ))
         });
         h.on("chat:get-active-members", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
             let members = app.core.active_members(&session.actor(), &req.chat_id).await?;
-            Ok(
-                json!({ "chatId": req.chat_id, "members": members.iter().map(|u| json!({ "userId": u })).collect::<Vec<_>>() }),
-            )
+            let count = members.len();
+            Ok(fields(
+                json!({
+                    "chatId": req.chat_id,
+                    "members": members.iter().map(|u| json!({ "userId": u })).collect::<Vec<_>>(),
+                    "activeMembers": members,
+                    "count": count,
+                }),
+                [("chatId", json!(req.chat_id)), ("activeMembers", json!(members)), ("count", json!(count))],
+            ))
         });
 
         h.on("call:initiate", |app: Arc<AppState>, session: Session, req: CallInitiate, _| async move {
-            let request =
-                CallRequest { chat_id: req.chat_id, callee_id: req.callee_id, kind: req.call_type, offer: req.offer };
+            let request = CallRequest {
+                chat_id: req.chat_id,
+                callee_id: req.callee_id,
+                kind: req.call_type,
+                offer: req.offer,
+                call_id: req.call_id,
+            };
             let call = app.core.initiate_call(&session.actor(), request).await?;
-            Ok(call_json(&call))
+            // The running service's clients read `response.callId`.
+            Ok(fields(call_json(&call), [("callId", json!(call.id))]))
         });
         h.on("call:answer", |app: Arc<AppState>, session: Session, req: CallAnswer, _| async move {
             let call = app.core.answer_call(&session.actor(), &req.call_id, req.answer).await?;
@@ -489,6 +738,14 @@ impl SocketIoProfile for Sup {
                 Ok(reaction_json(&r))
             });
         }
+        h.on("reaction:get", |app: Arc<AppState>, session: Session, req: MessageOnly, _| async move {
+            let (chat, summary) = app.core.reactions_of(&session.actor(), &req.message_id).await?;
+            let groups = reaction_groups(&summary);
+            Ok(fields(
+                json!({ "messageId": req.message_id, "chatId": chat, "reactions": groups }),
+                [("reactions", groups)],
+            ))
+        });
 
         h.on("notification:read", |app: Arc<AppState>, session: Session, req: NotificationRef, _| async move {
             let n = app.core.read_notification(&session.actor(), &req.notification_id).await?;
@@ -504,9 +761,14 @@ impl SocketIoProfile for Sup {
         });
         h.on("notification:get-pending", |app: Arc<AppState>, session: Session, req: Pending, _| async move {
             let list = app.core.pending_notifications(&session.actor(), req.limit).await?;
-            Ok(json!({
-                "notifications": list.iter().map(notification_json).collect::<Vec<_>>(),
-            }))
+            let list: Vec<Value> = list.iter().map(notification_json).collect();
+            // The running service answered `{ success, notifications }`.
+            Ok(fields(json!({ "notifications": list }), [("notifications", json!(list))]))
         });
     }
+}
+
+/// An ack with `data` and, beside it, top-level fields the running service's clients read.
+fn fields<const N: usize>(data: Value, top: [(&str, Value); N]) -> WithFields<Value> {
+    WithFields { data, fields: top.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
 }

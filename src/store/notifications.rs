@@ -55,6 +55,21 @@ pub async fn delete_all(db: &DatabaseConnection, user: &str) -> Result<u64, DbEr
     Ok(notification::Entity::delete_many().filter(notification::Column::UserId.eq(user)).exec(db).await?.rows_affected)
 }
 
+/// How many unread notifications each of `users` has (users with none are left out).
+pub async fn count_unread(db: &DatabaseConnection, users: &[String]) -> Result<Vec<(String, u64)>, DbErr> {
+    let rows: Vec<(String, i64)> = notification::Entity::find()
+        .select_only()
+        .column(notification::Column::UserId)
+        .column_as(notification::Column::Id.count(), "unread")
+        .filter(notification::Column::UserId.is_in(users.iter().cloned()))
+        .filter(notification::Column::Read.eq(false))
+        .group_by(notification::Column::UserId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(user, count)| (user, count.max(0) as u64)).collect())
+}
+
 /// `user`'s unread notifications, newest first.
 pub async fn unread(db: &DatabaseConnection, user: &str, limit: u64) -> Result<Vec<notification::Model>, DbErr> {
     notification::Entity::find()

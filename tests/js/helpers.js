@@ -21,10 +21,25 @@ export function backends() {
 
 const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 
-/** An HS256 JWT, as any identity provider would issue it. */
-export function token(sub, { secret = SECRET, ttl = 3600, exp, iss, username, name, avatar } = {}) {
+/**
+ * An HS256 JWT, as any identity provider would issue it. `shape` picks the claim layout:
+ * `standard` (default, `sub`), `sup` (SUP Messenger's real tokens: `userId`, `deviceId`,
+ * `type: 'access'`, no `sub`) or `mrezhen` (`userId`, `name`, issuer `mrezhen`, no `sub`);
+ * `deviceId` adds that claim to any shape.
+ */
+export function token(sub, { secret = SECRET, ttl = 3600, exp, iss, username, name, avatar, shape = 'standard', deviceId } = {}) {
   const now = Math.floor(Date.now() / 1000);
   const claims = { sub, exp: exp ?? now + ttl, iat: now };
+  if (shape === 'sup') {
+    delete claims.sub;
+    Object.assign(claims, { userId: sub, type: 'access' });
+  } else if (shape === 'mrezhen') {
+    delete claims.sub;
+    Object.assign(claims, { userId: sub, name: name ?? sub, iss: iss ?? 'mrezhen' });
+  } else if (shape !== 'standard') {
+    throw new Error(`unknown token shape ${shape}`);
+  }
+  if (deviceId) claims.deviceId = deviceId;
   if (iss) claims.iss = iss;
   if (username) claims.username = username;
   if (name) claims.name = name;

@@ -67,6 +67,13 @@ impl Claims {
         if user_id.len() > 128 {
             return Err(AppError::Unauthorized("token subject must be 1 to 128 characters".into()));
         }
+        // A NUL cannot be stored on PostgreSQL (the claims are written to the user row); it is
+        // refused the same on both databases.
+        let texts =
+            [Some(&user_id), self.device_id.as_ref(), self.username.as_ref(), self.name.as_ref(), self.avatar.as_ref()];
+        if texts.into_iter().flatten().any(|t| t.contains('\0')) {
+            return Err(AppError::Unauthorized("token claims must not contain NUL characters".into()));
+        }
         let device_id = present(self.device_id);
         if device_id.as_ref().is_some_and(|d| d.len() > 128 || d.chars().any(char::is_control)) {
             return Err(AppError::Unauthorized(

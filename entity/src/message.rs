@@ -26,6 +26,9 @@ pub struct Model {
     /// upload, so a copy here saves a join on every read); `message_attachments` links them
     /// for access checks.
     pub attachments: Option<Json>,
+    /// The device it was sent from (`''` for a connection that named none); that device has
+    /// it from its ack, the sender's other devices are pushed it.
+    pub sender_device_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_core;
 mod m20261201_000002_calls_reactions_notifications;
 mod m20261215_000003_spark;
+mod m20261216_000004_devices;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_core::Migration),
             Box::new(m20261201_000002_calls_reactions_notifications::Migration),
             Box::new(m20261215_000003_spark::Migration),
+            Box::new(m20261216_000004_devices::Migration),
         ]
     }
 }

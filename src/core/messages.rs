@@ -106,6 +106,7 @@ impl Core {
                 id: uuid::Uuid::now_v7().to_string(),
                 conversation_id: draft.chat_id,
                 sender_id: actor.user_id.clone(),
+                sender_device_id: actor.device.clone(),
                 kind: draft.kind,
                 content: draft.content,
                 reply_to_id: draft.reply_to_id,

@@ -13,6 +13,8 @@ pub type ChatId = String;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Actor {
     pub user_id: UserId,
+    /// The device acting (`''`, the default device, when the connection named none).
+    pub device: String,
     pub username: Option<String>,
     /// The avatar claim of the token, shown with what the actor sends.
     #[serde(default)]
@@ -22,7 +24,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn rest(user_id: impl Into<String>) -> Self {
-        Self { user_id: user_id.into(), username: None, avatar: None, conn: None }
+        Self { user_id: user_id.into(), device: String::new(), username: None, avatar: None, conn: None }
     }
 
     /// How the actor shows themselves to others.

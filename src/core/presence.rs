@@ -32,6 +32,25 @@ pub struct Identity {
     pub avatar: Option<String>,
 }
 
+impl Identity {
+    /// The device connections of this identity are delivered to: the named one, else the
+    /// user's default device (`''`).
+    pub fn device(&self) -> &str {
+        self.device_id.as_deref().unwrap_or(store::devices::DEFAULT_DEVICE)
+    }
+
+    /// A device id a client named at connect (Socket.IO `auth.deviceId`): a string of 1 to 128
+    /// characters without control characters.
+    pub fn device_from_handshake(value: &serde_json::Value) -> AppResult<String> {
+        match value.as_str() {
+            Some(id) if !id.is_empty() && id.chars().count() <= 128 && !id.chars().any(char::is_control) => {
+                Ok(id.to_string())
+            }
+            _ => Err(AppError::validation("auth.deviceId must be 1 to 128 characters without control characters")),
+        }
+    }
+}
+
 fn record(p: &Presence) -> PresenceRecord {
     PresenceRecord {
         status: p.status.as_str().to_string(),

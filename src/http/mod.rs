@@ -157,6 +157,7 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
         let token = crate::auth::token_from_request(&parts.headers, parts.uri.query());
         let identity = app.verifier.verify(token.as_deref())?;
         Ok(Authenticated(Actor {
+            device: identity.device().to_string(),
             user_id: identity.user_id,
             username: identity.username,
             avatar: identity.avatar,

@@ -75,6 +75,7 @@ impl Session {
     pub fn actor(&self) -> Actor {
         Actor {
             user_id: self.identity.user_id.clone(),
+            device: self.identity.device().to_string(),
             username: self.identity.username.clone().or_else(|| self.identity.name.clone()),
             avatar: self.identity.avatar.clone(),
             conn: Some(self.conn),
@@ -146,15 +147,25 @@ async fn admit<P: SocketIoProfile>(
         }
         None => tracing::warn!("no peer address on a Socket.IO request; not rate limited"),
     }
-    let from_auth = auth.ok().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_string));
+    let auth = auth.ok();
+    let from_auth = auth.as_ref().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_string));
     let token = from_auth.or_else(|| {
         let parts = s.req_parts();
         crate::auth::token_from_request(&parts.headers, parts.uri.query())
     });
-    let identity = app.verifier.verify(token.as_deref()).map_err(|e| {
+    let mut identity = app.verifier.verify(token.as_deref()).map_err(|e| {
         app.metrics.connection_refused(Refusal::Unauthorized);
         Refused(e.to_string())
     })?;
+    // The token's `deviceId` wins; else the handshake may name the device (SPEC §4).
+    if identity.device_id.is_none() {
+        if let Some(device) = auth.as_ref().and_then(|a| a.get("deviceId")) {
+            identity.device_id = Some(Identity::device_from_handshake(device).map_err(|e| {
+                app.metrics.connection_refused(Refusal::Unauthorized);
+                Refused(e.to_string())
+            })?);
+        }
+    }
     app.core.user_connected(&identity).await.map_err(|e| {
         e.log_if_internal("connect");
         app.metrics.connection_refused(Refusal::ServerError);

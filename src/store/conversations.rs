@@ -61,6 +61,9 @@ pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Cre
             None => Err(DbErr::RecordNotFound(format!("direct conversation {key}"))),
         };
     }
+    for (user_id, _) in &new.members {
+        super::devices::start_member(&txn, &new.id, user_id, 0).await?;
+    }
     let rows = new.members.into_iter().map(|(user_id, role)| member::ActiveModel {
         conversation_id: Set(new.id.clone()),
         user_id: Set(user_id),
@@ -126,6 +129,9 @@ pub async fn add_member(
     .on_conflict(OnConflict::columns([member::Column::ConversationId, member::Column::UserId]).do_nothing().to_owned())
     .exec_without_returning(db)
     .await?;
+    if inserted > 0 {
+        super::devices::start_member(db, conversation_id, user_id, last_seq).await?;
+    }
     touch(db, conversation_id).await?;
     Ok(inserted > 0)
 }
@@ -227,6 +233,7 @@ pub async fn remove_member(
     if deleted == 0 {
         return Ok(false);
     }
+    super::devices::forget_member(&txn, conversation_id, user_id).await?;
     if let Some(heir) = promote {
         member::Entity::update_many()
             .col_expr(member::Column::Role, Expr::value("owner"))

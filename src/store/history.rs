@@ -134,6 +134,7 @@ pub async fn unread_counts(db: &DatabaseConnection, user: &str, chats: &[String]
 /// and their history pages start after it.
 pub async fn clear(db: &DatabaseConnection, chat: &str, user: &str, seq: i64) -> Result<(), DbErr> {
     let txn = super::begin_write(db).await?;
+    super::devices::advance_all(&txn, chat, user, seq).await?;
     for column in [member::Column::ClearedSeq, member::Column::ReadSeq, member::Column::DeliveredSeq] {
         member::Entity::update_many()
             .col_expr(column, Expr::value(seq))

@@ -17,6 +17,8 @@ pub struct NewMessage {
     pub id: String,
     pub conversation_id: String,
     pub sender_id: String,
+    /// The sending device (`''` for the user's default device).
+    pub sender_device_id: String,
     pub kind: String,
     pub content: String,
     pub reply_to_id: Option<String>,
@@ -133,6 +135,7 @@ async fn append(
             deleted_at: None,
             encrypted: new.encrypted,
             attachments: new.attachments.clone(),
+            sender_device_id: Some(new.sender_device_id.clone()),
         };
         rows.push(message::ActiveModel::from(model.clone()));
         links.extend(new.attachment_ids.iter().map(|attachment| message_attachment::ActiveModel {

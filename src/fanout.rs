@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::model::{Audience, ChatId, Event, Message, UserId};
 use crate::error::AppError;
 
-pub type ConnId = u64;
+pub use crate::domain::ConnId;
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a connection could not take an event.

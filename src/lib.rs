@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod http;

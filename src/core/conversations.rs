@@ -7,8 +7,8 @@ use chrono::Utc;
 use super::{
     check_id,
     model::{
-        Actor, Audience, ChatField, ChatUpdated, Conversation, ConversationKind, Event, Member, MemberJoined,
-        MemberLeft, NotificationData,
+        Actor, Audience, ChatField, ChatUpdated, Conversation, ConversationKind, Event, MemberJoined, MemberLeft,
+        NotificationData, Role,
     },
     Core,
 };
@@ -38,10 +38,6 @@ pub struct ConversationRequest {
     pub avatar: Option<String>,
     pub encrypted: bool,
 }
-
-pub const ROLE_OWNER: &str = "owner";
-pub const ROLE_ADMIN: &str = "admin";
-pub const ROLE_MEMBER: &str = "member";
 
 impl Core {
     /// Creates a conversation. A `direct` conversation for the same pair (and the `self`
@@ -86,8 +82,8 @@ impl Core {
                 None
             }
         };
-        let mut members = vec![(me.clone(), ROLE_OWNER.to_string())];
-        members.extend(others.into_iter().map(|u| (u, ROLE_MEMBER.to_string())));
+        let mut members = vec![(me.clone(), Role::Owner.as_str().to_string())];
+        members.extend(others.into_iter().map(|u| (u, Role::Member.as_str().to_string())));
         let ids: Vec<String> = members.iter().map(|(u, _)| u.clone()).collect();
         store::users::ensure(&self.db, &ids).await?;
         let created = store::conversations::create(
@@ -118,7 +114,7 @@ impl Core {
             let data = NotificationData::AddedToChat {
                 chat_id: conversation.id.clone(),
                 added_by: actor.user_id.clone(),
-                role: ROLE_MEMBER.to_string(),
+                role: Role::Member,
             };
             self.notify(&added, data).await;
         }
@@ -139,22 +135,10 @@ impl Core {
             .into_iter()
             .map(|m| {
                 let user = users.iter().find(|u| u.id == m.user_id);
-                Member::from_rows(m, user)
+                store::convert::member(m, user)
             })
             .collect();
-        Ok(Conversation {
-            id: model.id,
-            kind: model.kind,
-            name: model.name,
-            description: model.description,
-            avatar: model.avatar,
-            encrypted: model.encrypted,
-            created_by: model.created_by,
-            last_seq: model.last_seq,
-            created_at: model.created_at,
-            updated_at: model.updated_at,
-            members,
-        })
+        Ok(store::convert::conversation(model, members))
     }
 
     /// Adds a member to a group. Only owners and admins may; the group size limit holds.
@@ -168,16 +152,17 @@ impl Core {
         check_id("userId", user_id)?;
         let me = self.require_member(chat, &actor.user_id).await?;
         let conversation = self.conversation(actor, chat).await?;
-        if conversation.kind != ConversationKind::Group.as_str() {
+        if conversation.kind != ConversationKind::Group {
             return Err(AppError::validation("members can only be added to group conversations"));
         }
-        if me.role != ROLE_OWNER && me.role != ROLE_ADMIN {
+        if !me.role.manages() {
             return Err(AppError::Forbidden("only owners and admins may add members".into()));
         }
-        let role = role.unwrap_or(ROLE_MEMBER);
-        if role != ROLE_MEMBER && role != ROLE_ADMIN {
-            return Err(AppError::validation("role must be member or admin"));
-        }
+        let role = match role.map(Role::parse) {
+            None => Role::Member,
+            Some(Some(role @ (Role::Member | Role::Admin))) => role,
+            Some(_) => return Err(AppError::validation("role must be member or admin")),
+        };
         if conversation.members.iter().any(|m| m.user_id == user_id) {
             return Err(AppError::Conflict("user is already a member".into()));
         }
@@ -185,7 +170,7 @@ impl Core {
             return Err(AppError::GroupFull(format!("a group holds at most {} members", self.config.max_group_size)));
         }
         store::users::ensure(&self.db, &[user_id.to_string()]).await?;
-        if !store::conversations::add_member(&self.db, chat, user_id, role).await? {
+        if !store::conversations::add_member(&self.db, chat, user_id, role.as_str()).await? {
             return Err(AppError::Conflict("user is already a member".into()));
         }
         let conversation = self.conversation(actor, chat).await?;
@@ -195,7 +180,7 @@ impl Core {
             Event::MemberJoined(MemberJoined {
                 chat_id: chat.to_string(),
                 user_id: user_id.to_string(),
-                role: role.to_string(),
+                role,
                 added_by: actor.user_id.clone(),
                 at: Utc::now(),
             }),
@@ -204,11 +189,7 @@ impl Core {
         self.announce_update(&conversation, vec![ChatField::Members], actor);
         self.notify(
             &[user_id.to_string()],
-            NotificationData::AddedToChat {
-                chat_id: chat.to_string(),
-                added_by: actor.user_id.clone(),
-                role: role.to_string(),
-            },
+            NotificationData::AddedToChat { chat_id: chat.to_string(), added_by: actor.user_id.clone(), role },
         )
         .await;
         Ok(conversation)
@@ -221,7 +202,7 @@ impl Core {
         check_id("userId", user_id)?;
         let me = self.require_member(chat, &actor.user_id).await?;
         let before = self.conversation(actor, chat).await?;
-        if before.kind != ConversationKind::Group.as_str() {
+        if before.kind != ConversationKind::Group {
             return Err(AppError::validation("members can only be removed from group conversations"));
         }
         let target = before
@@ -230,15 +211,15 @@ impl Core {
             .find(|m| m.user_id == user_id)
             .ok_or_else(|| AppError::NotFound("user is not a member".into()))?;
         let leaving = user_id == actor.user_id;
-        let allowed = leaving || me.role == ROLE_OWNER || (me.role == ROLE_ADMIN && target.role == ROLE_MEMBER);
+        let allowed = leaving || me.role == Role::Owner || (me.role == Role::Admin && target.role == Role::Member);
         if !allowed {
             return Err(AppError::Forbidden("only owners, and admins for plain members, may remove members".into()));
         }
         // Members are ordered by when they joined, so the first match is the longest-standing.
-        let heir = (target.role == ROLE_OWNER)
+        let heir = (target.role == Role::Owner)
             .then(|| {
                 let others = || before.members.iter().filter(|m| m.user_id != user_id);
-                others().find(|m| m.role == ROLE_ADMIN).or_else(|| others().next()).map(|m| m.user_id.clone())
+                others().find(|m| m.role == Role::Admin).or_else(|| others().next()).map(|m| m.user_id.clone())
             })
             .flatten();
         if !store::conversations::remove_member(&self.db, chat, user_id, heir.as_deref()).await? {
@@ -277,10 +258,10 @@ impl Core {
         let flat = |v: &Option<Option<String>>| v.clone().flatten();
         check_details(&flat(&change.name), &flat(&change.description), &flat(&change.avatar))?;
         let before = self.conversation(actor, chat).await?;
-        if before.kind != ConversationKind::Group.as_str() {
+        if before.kind != ConversationKind::Group {
             return Err(AppError::validation("only group conversations have editable details"));
         }
-        if me.role != ROLE_OWNER && me.role != ROLE_ADMIN {
+        if !me.role.manages() {
             return Err(AppError::Forbidden("only owners and admins may change a group".into()));
         }
         let mut changed = Vec::new();
@@ -322,7 +303,7 @@ impl Core {
             description: conversation.description.clone(),
             avatar: conversation.avatar.clone(),
             member_count: conversation.members.len(),
-            owner_id: conversation.members.iter().find(|m| m.role == ROLE_OWNER).map(|m| m.user_id.clone()),
+            owner_id: conversation.members.iter().find(|m| m.role == Role::Owner).map(|m| m.user_id.clone()),
             updated_by: actor.user_id.clone(),
             updated_at: Utc::now(),
         };

@@ -136,25 +136,16 @@ impl Core {
         let mut members: HashMap<String, Vec<Member>> = HashMap::new();
         for m in member_rows {
             let user = users.get(&m.user_id);
-            members.entry(m.conversation_id.clone()).or_default().push(Member::from_rows(m, user));
+            members.entry(m.conversation_id.clone()).or_default().push(store::convert::member(m, user));
         }
         let summaries = rows
             .into_iter()
             .map(|(c, _)| Summary {
                 unread_count: unread.get(&c.id).copied().unwrap_or(0).max(0) as u64,
                 last_message: last.get(&c.id).cloned(),
-                conversation: Conversation {
-                    members: members.remove(&c.id).unwrap_or_default(),
-                    id: c.id,
-                    kind: c.kind,
-                    name: c.name,
-                    description: c.description,
-                    avatar: c.avatar,
-                    encrypted: c.encrypted,
-                    created_by: c.created_by,
-                    last_seq: c.last_seq,
-                    created_at: c.created_at,
-                    updated_at: c.updated_at,
+                conversation: {
+                    let members = members.remove(&c.id).unwrap_or_default();
+                    store::convert::conversation(c, members)
                 },
             })
             .collect();

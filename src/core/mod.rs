@@ -133,9 +133,9 @@ impl Core {
     }
 
     /// Fails unless `user` is a member of `chat`; `NOT_FOUND` when the chat does not exist.
-    pub async fn require_member(&self, chat: &str, user: &str) -> AppResult<entity::member::Model> {
+    pub async fn require_member(&self, chat: &str, user: &str) -> AppResult<model::Membership> {
         if let Some(m) = store::conversations::member(&self.db, chat, user).await? {
-            return Ok(m);
+            return Ok(store::convert::membership(m));
         }
         match store::conversations::get(&self.db, chat).await? {
             Some(_) => Err(AppError::not_member()),

@@ -4,6 +4,7 @@
 pub mod attachments;
 pub mod calls;
 pub mod conversations;
+pub mod convert;
 pub mod devices;
 pub mod edits;
 pub mod health;

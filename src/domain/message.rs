@@ -1,0 +1,113 @@
+//! Messages, what they carry, and what happens to them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    chat::Profile,
+    ids::{ChatId, UserId},
+};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub chat_id: ChatId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub kind: String,
+    pub content: String,
+    pub reply_to_id: Option<String>,
+    pub metadata: Option<Value>,
+    pub temp_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+    /// Reactions by emoji, when the read loaded them (history reads do; a freshly sent or
+    /// pushed message does not, since it has none or is about to be fetched again).
+    #[serde(default)]
+    pub reactions: Option<ReactionSummary>,
+    /// The client marked `content` as ciphertext.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// Files sent with the message, in the order the sender listed them.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentInfo>,
+    /// The sender's profile, on messages handed out live or pushed as missed (not on
+    /// history reads, whose readers know the members).
+    #[serde(default)]
+    pub sender: Option<Profile>,
+}
+
+/// What a message says about one of its attachments. Serde's shape of this struct is also
+/// how it is stored with the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    pub id: String,
+    /// `image`, `video`, `audio` or `file`.
+    pub kind: String,
+    /// The sniffed type of the stored bytes.
+    pub content_type: String,
+    pub file_name: String,
+    pub size: u64,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub has_thumbnail: bool,
+}
+
+/// A shared position: latitude and longitude in degrees (WGS 84).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Radius of uncertainty in metres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// A place name or address to show with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// Who reacted with what: emoji → user ids, in the order they reacted.
+pub type ReactionSummary = std::collections::BTreeMap<String, Vec<UserId>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Receipt {
+    pub kind: ReceiptKind,
+    pub chat_id: ChatId,
+    pub message_id: String,
+    pub seq: i64,
+    pub user_id: UserId,
+    pub at: DateTime<Utc>,
+}
+
+/// A reaction added (`added`) or removed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reaction {
+    pub message_id: String,
+    pub chat_id: ChatId,
+    pub user_id: UserId,
+    /// The reacting user's display name, when their token gave one.
+    #[serde(default)]
+    pub user_name: Option<String>,
+    pub emoji: String,
+    pub at: DateTime<Utc>,
+    pub added: bool,
+}
+
+/// A message deleted for everyone (its content is gone), or for `deleted_by` alone.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessageDeleted {
+    pub chat_id: ChatId,
+    pub message_id: String,
+    pub seq: i64,
+    pub deleted_by: UserId,
+    pub for_everyone: bool,
+    pub at: DateTime<Utc>,
+}

@@ -1,0 +1,17 @@
+//! The domain's types: identifiers, conversations, messages, presence, calls and the events
+//! the core publishes. Nothing here knows a wire format or a database row: dialects decide
+//! names and shapes, `store` converts rows. Every layer may use these types; they use none.
+
+pub mod calls;
+pub mod chat;
+pub mod events;
+pub mod ids;
+pub mod message;
+pub mod presence;
+
+pub use calls::*;
+pub use chat::*;
+pub use events::*;
+pub use ids::*;
+pub use message::*;
+pub use presence::*;

@@ -1,0 +1,80 @@
+//! Rows to domain types: the only place that knows both.
+
+use crate::domain::{Conversation, ConversationKind, Member, Membership, Message, Role};
+
+/// A member with the profile claims last seen for them (none when they never connected).
+pub fn member(m: entity::member::Model, user: Option<&entity::user::Model>) -> Member {
+    Member {
+        username: user.and_then(|u| u.username.clone()),
+        name: user.and_then(|u| u.name.clone()),
+        avatar: user.and_then(|u| u.avatar.clone()),
+        user_id: m.user_id,
+        role: role(&m.role),
+        joined_at: m.joined_at,
+    }
+}
+
+impl From<entity::message::Model> for Message {
+    fn from(m: entity::message::Model) -> Self {
+        let attachments = match m.attachments {
+            None => Vec::new(),
+            Some(json) => serde_json::from_value(json).unwrap_or_else(|e| {
+                // Written by us, so this means a bug or a hand-edited row: show the message
+                // without them rather than not at all.
+                tracing::warn!(message = %m.id, cause = %e, "unreadable attachment list");
+                Vec::new()
+            }),
+        };
+        Message {
+            id: m.id,
+            chat_id: m.conversation_id,
+            seq: m.seq,
+            sender_id: m.sender_id,
+            kind: m.kind,
+            content: m.content,
+            reply_to_id: m.reply_to_id,
+            metadata: m.metadata,
+            temp_id: m.temp_id,
+            created_at: m.created_at,
+            edited_at: m.edited_at,
+            deleted: m.deleted_at.is_some(),
+            reactions: None,
+            encrypted: m.encrypted,
+            attachments,
+            sender: None,
+        }
+    }
+}
+
+/// A role as stored; an unknown one (a hand-edited row) counts as the least privileged.
+pub fn role(stored: &str) -> Role {
+    Role::parse(stored).unwrap_or(Role::Member)
+}
+
+pub fn membership(m: entity::member::Model) -> Membership {
+    Membership {
+        role: role(&m.role),
+        chat_id: m.conversation_id,
+        user_id: m.user_id,
+        read_seq: m.read_seq,
+        cleared_seq: m.cleared_seq,
+    }
+}
+
+/// A conversation with its members. An unknown stored kind (a hand-edited row) reads as a
+/// group, the kind with the fewest assumptions about its members.
+pub fn conversation(c: entity::conversation::Model, members: Vec<Member>) -> Conversation {
+    Conversation {
+        kind: ConversationKind::parse(&c.kind).unwrap_or(ConversationKind::Group),
+        id: c.id,
+        name: c.name,
+        description: c.description,
+        avatar: c.avatar,
+        encrypted: c.encrypted,
+        created_by: c.created_by,
+        last_seq: c.last_seq,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        members,
+    }
+}

@@ -10,7 +10,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use crate::{auth::Verifier, config::Config, core::Core, http::metrics::Metrics};
+use crate::{auth::Verifier, config::Config, core::Core, telemetry::metrics::Metrics};
 
 pub struct AppState {
     pub config: Arc<Config>,

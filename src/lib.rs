@@ -17,13 +17,14 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod dialects;
 pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod http;
-pub mod profiles;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
 
@@ -33,7 +34,8 @@ use tokio::net::TcpListener;
 use crate::{
     app::{AppState, InFlight},
     config::{Config, Profile},
-    profiles::{socketio::mount, spark::Spark, sup::Sup},
+    dialects::{spark::Spark, sup::Sup},
+    transport::socketio::mount,
 };
 
 /// A built server, bound to its port, not yet serving.
@@ -67,7 +69,7 @@ impl Application {
             config: config.clone(),
             core,
             verifier,
-            metrics: http::metrics::Metrics::new(),
+            metrics: telemetry::metrics::Metrics::new(),
             started: Instant::now(),
             inflight: InFlight::default(),
         });
@@ -90,7 +92,7 @@ impl Application {
 
         let router = http::router(state.clone())
             .layer(io_layer)
-            .layer(axum::middleware::map_request(crate::http::session_head::keep_session_head))
+            .layer(axum::middleware::map_request(crate::transport::session_head::keep_session_head))
             .layer(axum::middleware::from_fn(crate::http::socket_io_client))
             .layer(http::cors(&config.cors_origins))
             .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -131,7 +133,7 @@ impl Application {
                 let _ = accepting_stopped.await;
             });
         let server = tokio::spawn(async move { server.await });
-        let idle = profiles::idle::spawn(io.clone(), &NAMESPACES, state.clone());
+        let idle = transport::idle::spawn(io.clone(), &NAMESPACES, state.clone());
 
         shutdown.await;
         tracing::info!("shutting down");

@@ -1,17 +1,10 @@
 //! HTTP: the axum router with REST routes, health, metrics and static files. The Socket.IO
 //! layer wraps it (see `lib.rs`).
 
-pub mod attachments;
-pub mod conversations;
-pub mod encryption;
-pub mod messages;
-pub mod metrics;
-pub mod session_head;
-
 use std::sync::Arc;
 
 use axum::{
-    extract::{FromRequestParts, State},
+    extract::State,
     http::{header, request::Parts, HeaderValue, Method, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::get,
@@ -20,7 +13,7 @@ use axum::{
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{app::AppState, core::model::Actor, error::AppError};
+use crate::{app::AppState, error::AppError};
 
 /// The Socket.IO browser client, as the Node server serves it at `/socket.io/socket.io.js`
 /// (socket.io-client 4.8.1, MIT licence, from its npm package).
@@ -35,10 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
-        .merge(conversations::router())
-        .merge(messages::router())
-        .merge(attachments::router(state.config.media_max_size))
-        .merge(encryption::router())
+        .merge(crate::dialects::spark::router(state.config.media_max_size))
         .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .with_state(state)
 }
@@ -100,7 +90,7 @@ async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let body = json!({
         "status": status,
         "uptime": app.started.elapsed().as_millis() as u64,
-        "timestamp": crate::profiles::iso(&chrono::Utc::now()),
+        "timestamp": crate::dialects::iso(&chrono::Utc::now()),
         "connections": {
             "active": app.core.hub.connection_count(),
             "total": app.metrics.connections_total.get(),
@@ -131,76 +121,6 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         .slow_consumer_resyncs
         .set(app.core.hub.stats.slow_consumer_resyncs.load(std::sync::atomic::Ordering::Relaxed) as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render())
-}
-
-/// REST errors: the envelope of SPEC §6 with the matching status.
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        self.log_if_internal("http");
-        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(json!({ "success": false, "error": self.body() }))).into_response()
-    }
-}
-
-/// `{ "success": true, "data": … }`.
-pub fn ok<T: serde::Serialize>(data: T) -> Json<serde_json::Value> {
-    Json(json!({ "success": true, "data": data }))
-}
-
-/// The caller of a REST route, from `Authorization: Bearer` or `?token=`.
-pub struct Authenticated(pub Actor);
-
-impl FromRequestParts<Arc<AppState>> for Authenticated {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let token = crate::auth::token_from_request(&parts.headers, parts.uri.query());
-        let identity = app.verifier.verify(token.as_deref())?;
-        Ok(Authenticated(Actor {
-            device: identity.device().to_string(),
-            user_id: identity.user_id,
-            username: identity.username,
-            avatar: identity.avatar,
-            conn: None,
-        }))
-    }
-}
-
-/// A JSON body whose rejection is our error envelope rather than axum's plain text.
-pub struct JsonBody<T>(pub T);
-
-impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = AppError;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<serde_json::Value>::from_request(req, state)
-            .await
-            .map_err(|rejection| AppError::validation(rejection.body_text()))?;
-        crate::error::refuse_nul(&value)?;
-        serde_json::from_value(value).map(JsonBody).map_err(|e| AppError::validation(e.to_string()))
-    }
-}
-
-/// Query parameters whose rejection is our error envelope (`VALIDATION_FAILED`).
-pub struct QueryParams<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for QueryParams<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
-            Err(rejection) => Err(AppError::validation(rejection.body_text())),
-        }
-    }
 }
 
 /// The client's IP address for per-IP limits: the TCP peer, unless the peer is one of

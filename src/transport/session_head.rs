@@ -27,7 +27,7 @@ use axum::{
 const ENGINE_IO_PATH: &str = "/socket.io";
 
 /// The headers read from a session's request. The connect middleware
-/// (`profiles::socketio`) reads the token ([`crate::auth::token_from_request`]) and the
+/// (`transport::socketio`) reads the token ([`crate::auth::token_from_request`]) and the
 /// client address ([`crate::http::client_ip`]); engineioxide reads the WebSocket key and the
 /// type of a polling body while it handles the request. **A header the connect middleware
 /// reads must be listed here, or it reads as absent.**

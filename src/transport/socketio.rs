@@ -35,7 +35,7 @@ use crate::{
     core::{model::Actor, model::Event, presence::Identity, SendOrder, SendTicket},
     error::{AppError, AppResult},
     fanout::{ConnId, Connection, EncodeCache, SendFailure},
-    http::metrics::Refusal,
+    telemetry::metrics::Refusal,
 };
 
 /// Who a socket is, set once at connect.

@@ -14,14 +14,14 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ok, Authenticated, JsonBody, QueryParams};
+use crate::transport::rest::{ok, Authenticated, JsonBody, QueryParams};
 use crate::{
     app::AppState,
-    error::{AppError, AppResult},
-    profiles::{
+    dialects::{
         iso,
         spark::{delete_for, deleted_json, message_json, reaction_json, SendMessage},
     },
+    error::{AppError, AppResult},
 };
 
 pub fn router() -> Router<Arc<AppState>> {

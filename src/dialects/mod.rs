@@ -1,9 +1,7 @@
-//! Wire dialects. Each profile only translates: client events → core calls, and core events →
-//! its own event names and shapes. Adding a profile adds a module here and touches nothing in
-//! `core`.
+//! Wire dialects. Each only translates: client events → core calls, and core events → its own
+//! event names and shapes, over whichever transports it uses (`crate::transport`). Adding a
+//! dialect adds a module here and touches nothing in `core`.
 
-pub mod idle;
-pub mod socketio;
 pub mod spark;
 pub mod sup;
 

@@ -14,7 +14,7 @@ use axum::{
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::{ok, Authenticated, JsonBody, QueryParams};
+use crate::transport::rest::{ok, Authenticated, JsonBody, QueryParams};
 use crate::{
     app::AppState,
     core::{
@@ -22,8 +22,8 @@ use crate::{
         history::{ListCursor, Removal},
         model::{Conversation, ConversationKind},
     },
+    dialects::{iso, spark::message_json},
     error::{AppError, AppResult},
-    profiles::{iso, spark::message_json},
 };
 
 pub fn router() -> Router<Arc<AppState>> {

@@ -14,12 +14,12 @@ use serde_json::json;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::{ok, Authenticated};
+use crate::transport::rest::{ok, Authenticated};
 use crate::{
     app::AppState,
     core::attachments::{AttachmentFile, Upload},
+    dialects::{attachment_json, iso},
     error::{AppError, AppResult},
-    profiles::{attachment_json, iso},
 };
 
 /// How much of a request body is read at most: twice the largest file, plus room for the

@@ -10,10 +10,6 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{
-    attachment_json, iso, mentions,
-    socketio::{Handlers, Session, SocketIoProfile},
-};
 use crate::{
     app::AppState,
     core::{
@@ -21,7 +17,9 @@ use crate::{
         model::{ChatUpdated, Event, Location, Message, MessageDeleted, Notification, Presence, Reaction, ReceiptKind},
         presence::MAX_WATCH,
     },
+    dialects::{attachment_json, iso, mentions},
     error::AppResult,
+    transport::socketio::{Handlers, Session, SocketIoProfile},
 };
 
 pub struct Spark;
@@ -189,7 +187,7 @@ fn camel(snake: &str) -> String {
 
 /// `conversation_updated`: the conversation id, who and when, and only what changed.
 fn conversation_updated_json(u: &ChatUpdated) -> Value {
-    super::chat_changes_json(u, "conversationId")
+    crate::dialects::chat_changes_json(u, "conversationId")
 }
 
 fn receipt_ack(kind: ReceiptKind, chat: &str, message: &str, user: &str, at: &chrono::DateTime<chrono::Utc>) -> Value {

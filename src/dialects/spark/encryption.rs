@@ -13,8 +13,8 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ok, Authenticated, JsonBody};
-use crate::{app::AppState, core::keys::DeviceKey, error::AppResult, profiles::iso};
+use crate::transport::rest::{ok, Authenticated, JsonBody};
+use crate::{app::AppState, core::keys::DeviceKey, dialects::iso, error::AppResult};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()

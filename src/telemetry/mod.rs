@@ -1,5 +1,7 @@
 //! Structured logs with `tracing`: human-readable by default, JSON with `LOG_FORMAT=json`.
 
+pub mod metrics;
+
 use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::{Config, LogFormat};

@@ -15,10 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use socketioxide::extract::SocketRef;
 
-use super::{
-    attachment_json, iso, mentions,
-    socketio::{Handlers, Session, SocketIoProfile, WithFields},
-};
+use super::{attachment_json, iso, mentions};
+use crate::transport::socketio::{Handlers, Session, SocketIoProfile, WithFields};
 use crate::{
     app::AppState,
     core::{

@@ -1,0 +1,84 @@
+//! What every REST route shares: the caller from the token, JSON bodies and query strings
+//! whose rejections are the SPEC §6 envelope, and that envelope for errors and results.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::FromRequestParts,
+    http::{request::Parts, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use crate::{app::AppState, core::model::Actor, error::AppError};
+
+/// REST errors: the envelope of SPEC §6 with the matching status.
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.log_if_internal("http");
+        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(json!({ "success": false, "error": self.body() }))).into_response()
+    }
+}
+
+/// `{ "success": true, "data": … }`.
+pub fn ok<T: serde::Serialize>(data: T) -> Json<serde_json::Value> {
+    Json(json!({ "success": true, "data": data }))
+}
+
+/// The caller of a REST route, from `Authorization: Bearer` or `?token=`.
+pub struct Authenticated(pub Actor);
+
+impl FromRequestParts<Arc<AppState>> for Authenticated {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let token = crate::auth::token_from_request(&parts.headers, parts.uri.query());
+        let identity = app.verifier.verify(token.as_deref())?;
+        Ok(Authenticated(Actor {
+            device: identity.device().to_string(),
+            user_id: identity.user_id,
+            username: identity.username,
+            avatar: identity.avatar,
+            conn: None,
+        }))
+    }
+}
+
+/// A JSON body whose rejection is our error envelope rather than axum's plain text.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(|rejection| AppError::validation(rejection.body_text()))?;
+        crate::error::refuse_nul(&value)?;
+        serde_json::from_value(value).map(JsonBody).map_err(|e| AppError::validation(e.to_string()))
+    }
+}
+
+/// Query parameters whose rejection is our error envelope (`VALIDATION_FAILED`).
+pub struct QueryParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
+            Err(rejection) => Err(AppError::validation(rejection.body_text())),
+        }
+    }
+}

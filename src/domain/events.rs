@@ -130,6 +130,7 @@ mod tests {
             chat_id: "c1".into(),
             seq: 7,
             sender_id: "u1".into(),
+            sender_device: Some("phone".into()),
             kind: "image".into(),
             content: String::new(),
             reply_to_id: None,

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     chat::Profile,
-    ids::{ChatId, UserId},
+    ids::{ChatId, DeviceId, UserId},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -15,6 +15,10 @@ pub struct Message {
     pub chat_id: ChatId,
     pub seq: i64,
     pub sender_id: UserId,
+    /// The device it was sent from: that device has it from its ack; the sender's other
+    /// devices are pushed it. `None` for messages stored before devices were tracked.
+    #[serde(default)]
+    pub sender_device: Option<DeviceId>,
     pub kind: String,
     pub content: String,
     pub reply_to_id: Option<String>,

@@ -30,6 +30,7 @@ impl From<entity::message::Model> for Message {
             chat_id: m.conversation_id,
             seq: m.seq,
             sender_id: m.sender_id,
+            sender_device: m.sender_device_id,
             kind: m.kind,
             content: m.content,
             reply_to_id: m.reply_to_id,

@@ -34,7 +34,7 @@ use std::{
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::core::model::{Audience, ChatId, Event, Message, UserId};
+use crate::domain::{Audience, ChatId, Event, Message, UserId};
 use crate::error::AppError;
 
 pub use crate::domain::ConnId;

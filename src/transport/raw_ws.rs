@@ -263,6 +263,8 @@ pub async fn accept<D: Dialect>(
     let hub_side =
         Arc::new(RawConnection { user: identity.user_id.clone(), out: out.clone(), synced: Mutex::new(Some(synced)) });
     let identity = Arc::new(identity);
+    // Taken before registration: whatever was stored before it was waiting for this connection.
+    let opened = Utc::now();
     let registered = match open(&app, &identity, hub_side, dialect.watches()).await {
         Ok(registered) => registered,
         Err(e) => {
@@ -271,7 +273,7 @@ pub async fn accept<D: Dialect>(
             return (StatusCode::SERVICE_UNAVAILABLE, "server error, please retry").into_response();
         }
     };
-    let link = Link { app: app.clone(), identity, conn: registered.id, opened: Utc::now(), out };
+    let link = Link { app: app.clone(), identity, conn: registered.id, opened, out };
     upgrade.on_upgrade(move |socket| async move {
         serve(socket, dialect, link, queue, on_synced).await;
         registered.close().await;

@@ -233,7 +233,8 @@ async fn a_message_held_back_while_a_device_syncs_reaches_it_even_if_another_dev
         let second = Recorder::new(&alice);
         let id2 = core.hub.register(second.clone());
         // Sent from the first device: it records the seq as its own; the second holds it back.
-        let actor = Actor { user_id: alice.clone(), device: String::new(), username: None, avatar: None, conn: Some(id1) };
+        let actor =
+            Actor { user_id: alice.clone(), device: String::new(), username: None, avatar: None, conn: Some(id1) };
         let seq = core.send_message(&actor, draft(&chat, "from my phone", None), None).await.unwrap().seq;
         core.hub.start_sync(id2);
         eventually("the held-back message at the second device", || second.seqs(&chat) == vec![seq]).await;

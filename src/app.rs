@@ -21,6 +21,8 @@ pub struct AppState {
     /// Present when `REDIS_URL` is set (for `/health`).
     pub redis: Option<deadpool_redis::Pool>,
     pub inflight: InFlight,
+    /// Open raw WebSocket connections, closed with a close frame at shutdown.
+    pub raw_ws: crate::transport::raw_ws::Registry,
 }
 
 /// Counts client operations in progress, so a graceful stop can let them finish.

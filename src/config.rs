@@ -178,6 +178,22 @@ pub struct Config {
     /// memory-mapped reads off: a read fault is then an error instead of SIGBUS, at the cost
     /// of a `pread` copy per page read). See the README's storage faults section.
     pub sqlite_mmap_size: u64,
+    /// Raw WebSocket connections (`/ws`, and upgrades on `/`) and the `mrezhen` dialect.
+    pub raw_ws: RawWsSettings,
+}
+
+/// Settings of raw WebSocket connections.
+#[derive(Clone, Debug)]
+pub struct RawWsSettings {
+    /// `WS_PING_INTERVAL` (ms): how often the server pings each connection; a connection that
+    /// has not answered the previous ping by the next one is closed.
+    pub ping_interval: Duration,
+    /// `WS_SEND_QUEUE`: frames queued per connection before the hub treats it as a slow reader
+    /// and catches it up from the store instead.
+    pub send_queue: usize,
+    /// `RATE_LIMIT_MESSAGES` per `RATE_LIMIT_WINDOW_MS`: frames of any type one user may send
+    /// over `mrezhen` connections (the running service's names and defaults, 30 per 60 s).
+    pub mrezhen_frames: RateSpec,
 }
 
 /// A startup error naming the setting at fault.
@@ -400,6 +416,14 @@ impl Config {
             log_format: src.parse(&["LOG_FORMAT"], LogFormat::Pretty)?,
             shutdown_grace: src.millis(&["SHUTDOWN_GRACE"], 10_000)?,
             sqlite_mmap_size: src.parse(&["SQLITE_MMAP_SIZE"], crate::store::DEFAULT_SQLITE_MMAP_SIZE)?,
+            raw_ws: RawWsSettings {
+                ping_interval: src.positive_millis(&["WS_PING_INTERVAL"], 30_000)?,
+                send_queue: src.positive(&["WS_SEND_QUEUE"], 256usize)?,
+                mrezhen_frames: RateSpec {
+                    count: src.positive(&["RATE_LIMIT_MESSAGES"], 30u32)?,
+                    window: src.positive_millis(&["RATE_LIMIT_WINDOW_MS"], 60_000)?,
+                },
+            },
         })
     }
 
@@ -432,6 +456,25 @@ mod tests {
         assert_eq!(c.ws_read_buffer_size, 4096);
         let err = Config::from_vars(vars(&[("SOCKETIO_WS_READ_BUFFER_SIZE", "0")])).expect_err("zero");
         assert_eq!(err.name, "SOCKETIO_WS_READ_BUFFER_SIZE");
+    }
+
+    #[test]
+    fn raw_websocket_settings_take_the_mrezhen_names() {
+        let c = Config::from_vars(vars(&[])).expect("defaults");
+        assert_eq!(c.raw_ws.mrezhen_frames, RateSpec::new(30, 60));
+        assert_eq!(c.raw_ws.ping_interval, Duration::from_secs(30));
+        let c = Config::from_vars(vars(&[
+            ("RATE_LIMIT_MESSAGES", "5"),
+            ("RATE_LIMIT_WINDOW_MS", "2000"),
+            ("WS_PING_INTERVAL", "500"),
+            ("WS_SEND_QUEUE", "4"),
+        ]))
+        .expect("config");
+        assert_eq!(c.raw_ws.mrezhen_frames, RateSpec { count: 5, window: Duration::from_millis(2000) });
+        assert_eq!(c.raw_ws.ping_interval, Duration::from_millis(500));
+        assert_eq!(c.raw_ws.send_queue, 4);
+        let err = Config::from_vars(vars(&[("RATE_LIMIT_MESSAGES", "0")])).expect_err("must fail");
+        assert_eq!(err.name, "RATE_LIMIT_MESSAGES");
     }
 
     #[test]

@@ -87,7 +87,12 @@ pub trait Connection: Send + Sync + 'static {
     fn follows_all_chats(&self) -> bool {
         false
     }
+    /// The connection's catch-up is done: what it was owed is handed, it is live.
+    fn caught_up(&self) {}
 }
+
+/// Watching this key ([`Hub::watch`]) hears the presence of every user (no user id has a NUL).
+pub const EVERYONE: &str = "\0*";
 
 /// The durable side of delivery, implemented by the core over the store.
 pub trait DeliveryLedger: Send + Sync + 'static {
@@ -456,7 +461,10 @@ impl Hub {
                 }
             }
             Audience::Chat(chat) => from(&self.chats, chat, &mut out),
-            Audience::PresenceWatchers(user) => from(&self.watchers, user, &mut out),
+            Audience::PresenceWatchers(user) => {
+                from(&self.watchers, user, &mut out);
+                from(&self.watchers, EVERYONE, &mut out);
+            }
             Audience::ChatFollowers(chat, members) => {
                 from(&self.chats, chat, &mut out);
                 for user in members {
@@ -646,6 +654,8 @@ impl Hub {
             let mut state = lock(&entry.sync);
             if !state.missed {
                 state.syncing = false;
+                drop(state);
+                entry.conn.caught_up();
                 return;
             }
         }

@@ -7,6 +7,8 @@
 //! config.rs      the one typed Config; the only reader of the environment
 //! http/          axum router: REST, /health, /metrics, static files
 //! profiles/      one module per wire dialect; translate only (sup, spark, …)
+//! dialects/      raw WebSocket dialects (mrezhen); translate only
+//! transport/     how connections are carried (raw WebSocket host)
 //! fanout.rs      core events → rooms user:{id} / chat:{id} → connections of every profile
 //! core/          domain use cases and delivery guarantees; no wire types
 //! store/         the only code that touches sea_orm and the entity crate
@@ -72,6 +74,7 @@ impl Application {
             metrics: telemetry::metrics::Metrics::new(),
             started: Instant::now(),
             inflight: InFlight::default(),
+            raw_ws: Default::default(),
         });
 
         let (io_layer, io) = SocketIo::builder()
@@ -146,6 +149,7 @@ impl Application {
         state.core.drain_writes().await;
         state.core.freeze_and_record(SEND_DRAIN).await;
         io.close().await;
+        state.raw_ws.close_all(SEND_DRAIN * 4).await;
         let _ = stop_accepting.send(());
         state.core.stop_background();
         if let Some(subscriber) = subscriber {

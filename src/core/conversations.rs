@@ -63,8 +63,7 @@ impl Core {
                     return Err(AppError::validation("a direct conversation has exactly one other participant"));
                 }
                 let other = others.iter().next().cloned().unwrap_or_default();
-                let (a, b) = if me < other { (me.clone(), other) } else { (other, me.clone()) };
-                Some(format!("direct:{a}:{b}"))
+                Some(super::direct::direct_key(&me, &other))
             }
             ConversationKind::SelfNote => {
                 if !others.is_empty() {

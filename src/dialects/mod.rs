@@ -2,13 +2,17 @@
 //! event names and shapes, over whichever transports it uses (`crate::transport`). Adding a
 //! dialect adds a module here and touches nothing in `core`.
 
+pub mod mrezhen;
 pub mod spark;
 pub mod sup;
 
+use std::sync::Arc;
+
+use axum::{extract::Request, http::header, middleware::Next, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use crate::core::model::AttachmentInfo;
+use crate::{app::AppState, core::model::AttachmentInfo, transport::raw_ws};
 
 /// Timestamps on the wire: RFC 3339 in UTC with milliseconds, as JavaScript's `toISOString`.
 pub fn iso(t: &DateTime<Utc>) -> String {
@@ -60,4 +64,29 @@ pub fn chat_changes_json(u: &crate::core::model::ChatUpdated, id_key: &str) -> s
         }
     }
     out
+}
+
+/// Serves the raw WebSocket dialects on `router`: `mrezhen` at `/ws`, and on WebSocket
+/// upgrades to `/` (its browser client opens the root path; a plain `GET /` still reaches
+/// the demo page, and Socket.IO keeps `/socket.io/`).
+pub fn mount(router: Router, app: &Arc<AppState>) -> Router {
+    let (app, mrezhen) = (app.clone(), Arc::new(mrezhen::Mrezhen::new(&app.core, &app.config)));
+    router.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+        let (app, mrezhen) = (app.clone(), mrezhen.clone());
+        async move {
+            let path = req.uri().path();
+            if path == "/ws" || (path == "/" && wants_websocket(&req)) {
+                return raw_ws::accept(app, mrezhen, req, None).await;
+            }
+            next.run(req).await
+        }
+    }))
+}
+
+/// An HTTP/1.1 WebSocket upgrade request (`Upgrade: websocket`).
+fn wants_websocket(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
 }

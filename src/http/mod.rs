@@ -23,14 +23,15 @@ const DEMO_PAGE: &str = include_str!("assets/demo.html");
 const OPENAPI: &str = include_str!("assets/openapi.json");
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(|| async { Html(DEMO_PAGE) }))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .merge(crate::dialects::spark::router(state.config.media_max_size))
         .layer(axum::middleware::from_fn(refuse_nul_in_uri))
-        .with_state(state)
+        .with_state(state.clone());
+    crate::dialects::mount(router, &state)
 }
 
 /// Path ids and query values reach statements too: a `%00` anywhere in them is refused here,

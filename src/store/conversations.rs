@@ -82,7 +82,8 @@ pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Cre
     Ok(Created::New(model))
 }
 
-async fn find_direct(db: &DatabaseConnection, key: &str) -> Result<Option<conversation::Model>, DbErr> {
+/// The direct conversation with this `direct_key`, if the pair ever talked.
+pub async fn find_direct(db: &DatabaseConnection, key: &str) -> Result<Option<conversation::Model>, DbErr> {
     conversation::Entity::find().filter(conversation::Column::DirectKey.eq(key)).one(db).await
 }
 

@@ -38,6 +38,8 @@ pub struct RedisState {
     pool: Pool,
     prefix: String,
     instance: String,
+    /// Makes this instance's sliding-window slots distinct members of their sorted set.
+    slots: std::sync::atomic::AtomicU64,
 }
 
 fn now_ms() -> i64 {
@@ -61,6 +63,19 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return redis.call('ZCARD', KEYS[1])
 ";
 
+/// A sliding window: drops slots older than the window, then takes one unless `limit` are
+/// taken; returns 0 when taken, else the milliseconds until the oldest slot frees.
+const TAKE_SLOT: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + ARGV[2] - ARGV[1])
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 0
+";
+
 /// Deletes the typing key only if it still holds the expected generation.
 const CLEAR_IF: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -69,7 +84,12 @@ return 0
 
 impl RedisState {
     pub fn new(pool: Pool, prefix: &str, instance: &str) -> Arc<Self> {
-        Arc::new(Self { pool, prefix: prefix.to_string(), instance: instance.to_string() })
+        Arc::new(Self {
+            pool,
+            prefix: prefix.to_string(),
+            instance: instance.to_string(),
+            slots: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     fn key(&self, parts: &[&str]) -> String {
@@ -106,10 +126,12 @@ impl RedisState {
 #[async_trait]
 impl SharedState for RedisState {
     async fn user_here(&self, user: &str) -> SharedResult<bool> {
+        self.join(&self.key(&["online-users"]), &self.room_member(user)).await?;
         Ok(self.join(&self.key(&["online", user]), &self.instance).await? == 0)
     }
 
     async fn user_gone(&self, user: &str) -> SharedResult<bool> {
+        self.leave(&self.key(&["online-users"]), &self.room_member(user)).await?;
         Ok(self.leave(&self.key(&["online", user]), &self.instance).await? == 0)
     }
 
@@ -191,9 +213,14 @@ impl SharedState for RedisState {
         let expiry = now_ms() + ENTRY_TTL.as_millis() as i64;
         let ttl = 2 * ENTRY_TTL.as_millis() as i64;
         let mut pipe = redis::pipe();
+        let roster = self.key(&["online-users"]);
         for user in users {
             let key = self.key(&["online", user]);
             pipe.zadd(&key, &self.instance, expiry).ignore().pexpire(&key, ttl).ignore();
+            pipe.zadd(&roster, self.room_member(user), expiry).ignore();
+        }
+        if !users.is_empty() {
+            pipe.pexpire(&roster, ttl).ignore();
         }
         for (chat, user) in rooms {
             let key = self.key(&["room", chat]);
@@ -201,6 +228,41 @@ impl SharedState for RedisState {
         }
         let _: () = pipe.query_async(&mut conn).await?;
         Ok(())
+    }
+
+    async fn online_users(&self) -> SharedResult<Vec<String>> {
+        self.roster().await
+    }
+
+    async fn take_slot(&self, key: &str, limit: u32, window: Duration) -> SharedResult<Option<Duration>> {
+        self.slot(key, limit, window).await
+    }
+}
+
+/// Reads of the roster and sliding windows (kept apart from the trait impl above for review).
+impl RedisState {
+    async fn roster(&self) -> SharedResult<Vec<String>> {
+        let mut conn = self.pool.get().await?;
+        let members: Vec<String> = conn.zrangebyscore(self.key(&["online-users"]), now_ms(), "+inf").await?;
+        let mut users: Vec<String> =
+            members.into_iter().filter_map(|m| m.split_once('\u{1f}').map(|(u, _)| u.to_string())).collect();
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
+
+    async fn slot(&self, key: &str, limit: u32, window: Duration) -> SharedResult<Option<Duration>> {
+        let mut conn = self.pool.get().await?;
+        let n = self.slots.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let wait: i64 = Script::new(TAKE_SLOT)
+            .key(self.key(&["window", key]))
+            .arg(now_ms())
+            .arg(window.as_millis().max(1) as i64)
+            .arg(limit)
+            .arg(format!("{}:{n}", self.instance))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait as u64)))
     }
 }
 

@@ -3,6 +3,11 @@
 //! sees the same answers. Entries written by an instance carry an expiry that the instance
 //! keeps renewing, so a crashed instance's users do not stay "online" forever.
 
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::{DashMap, DashSet};
@@ -38,6 +43,11 @@ pub trait SharedState: Send + Sync + 'static {
     async fn clear_typing(&self, chat: &str, user: &str, generation: Option<u64>) -> SharedResult<bool>;
     /// Renews this instance's entries for its connected users and their rooms.
     async fn renew(&self, users: &[String], rooms: &[(String, String)]) -> SharedResult<()>;
+    /// Every user with a connection on any live instance, sorted.
+    async fn online_users(&self) -> SharedResult<Vec<String>>;
+    /// Takes a slot in the sliding window `key`, which holds at most `limit` slots taken in the
+    /// last `window`. `None` when taken; when full, how long until its oldest slot frees.
+    async fn take_slot(&self, key: &str, limit: u32, window: Duration) -> SharedResult<Option<Duration>>;
 }
 
 /// The in-process implementation: one instance, nothing to expire.
@@ -47,6 +57,8 @@ pub struct MemoryState {
     presence: DashMap<String, PresenceRecord>,
     rooms: DashMap<String, DashSet<String>>,
     typing: DashMap<(String, String), u64>,
+    /// Sliding windows: their length, and when each slot in them was taken.
+    windows: DashMap<String, (Duration, VecDeque<Instant>)>,
 }
 
 #[async_trait]
@@ -103,6 +115,31 @@ impl SharedState for MemoryState {
     }
 
     async fn renew(&self, _users: &[String], _rooms: &[(String, String)]) -> SharedResult<()> {
+        // Nothing expires here, but windows whose slots have all freed are forgotten, so the
+        // map stays bounded by the users active in one window.
+        self.windows.retain(|_, (window, slots)| slots.back().is_some_and(|t| t.elapsed() < *window));
         Ok(())
+    }
+
+    async fn online_users(&self) -> SharedResult<Vec<String>> {
+        let mut users: Vec<String> = self.online.iter().map(|u| u.clone()).collect();
+        users.sort();
+        Ok(users)
+    }
+
+    async fn take_slot(&self, key: &str, limit: u32, window: Duration) -> SharedResult<Option<Duration>> {
+        let now = Instant::now();
+        let mut entry = self.windows.entry(key.to_string()).or_insert_with(|| (window, VecDeque::new()));
+        let (length, slots) = &mut *entry;
+        *length = window;
+        while slots.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            slots.pop_front();
+        }
+        if slots.len() >= limit as usize {
+            let oldest = slots.front().copied().unwrap_or(now);
+            return Ok(Some((oldest + window).saturating_duration_since(now).max(Duration::from_millis(1))));
+        }
+        slots.push_back(now);
+        Ok(None)
     }
 }

@@ -1,0 +1,521 @@
+//! The raw WebSocket host, written once for every dialect that speaks frames over a plain
+//! WebSocket (`mrezhen` today; `socialink` at `/ws/{user_id}/{device_id}` next). A dialect
+//! ([`Dialect`]) only decodes frames and encodes events; this module owns the rest:
+//!
+//! * **Authentication before the upgrade.** The token comes from `?token=`, `Authorization:
+//!   Bearer`, or the subprotocol pair `access_token, <jwt>` (the 101 then selects
+//!   `access_token`, since browsers require the selected protocol to be one they offered). A
+//!   bad token is an HTTP 401 with the dialect's reason, a path naming another user a 403,
+//!   too many attempts from one address a 429: the socket never opens.
+//! * **Registration with the hub** before the 101 is sent, so the dialect's first frames (its
+//!   presence, the backlog) are queued before the client can send anything; see [`open`].
+//! * **A bounded send queue per connection.** The hub's `send` never waits: a full queue is
+//!   [`SendFailure::Full`], and the hub switches the connection to catch-up from the store, so
+//!   a slow reader is neither closed nor loses anything. Replies to the client's own frames
+//!   wait for room instead, which slows only that client's reading.
+//! * **Limits and liveness.** Frames over [`MAX_FRAME`] close the connection with 1009. The
+//!   server pings every `WS_PING_INTERVAL` and closes a connection that has sent nothing, not
+//!   even a pong, since the previous ping; a write that cannot complete within two intervals
+//!   means a stalled peer and ends the connection too. An optional idle timeout closes a
+//!   connection whose client sent no frame for that long.
+//! * **Graceful shutdown.** [`Registry::close_all`] closes every connection with a close frame
+//!   (1001) and waits briefly for the answers.
+
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade},
+        FromRequestParts, Request,
+    },
+    http::{header, request::Parts, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use futures_util::{stream::SplitSink, SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::{
+    app::AppState,
+    core::{
+        model::{Actor, Event},
+        presence::Identity,
+    },
+    error::AppError,
+    fanout::{ConnId, Connection, EncodeCache, SendFailure},
+    telemetry::metrics::Refusal,
+};
+
+/// Largest frame (and message) a client may send (SPEC §6).
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// Close codes (RFC 6455 §7.4.1).
+pub mod close {
+    /// The server is going away (shutdown) or gave up on the peer (no pong, stalled writes).
+    pub const GOING_AWAY: u16 = 1001;
+    /// The peer broke the protocol.
+    pub const PROTOCOL: u16 = 1002;
+    /// A frame larger than [`super::MAX_FRAME`].
+    pub const TOO_BIG: u16 = 1009;
+    /// The client sent nothing for the dialect's idle timeout.
+    pub const IDLE: u16 = 1000;
+}
+
+/// The subprotocol a browser names to carry its token as `access_token, <jwt>`.
+pub const TOKEN_PROTOCOL: &str = "access_token";
+
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A wire dialect over raw WebSocket: translation only.
+pub trait Dialect: Send + Sync + 'static {
+    /// What the dialect remembers per connection.
+    type State: Send + Sync + 'static;
+
+    /// Presence keys every connection watches from its start, before its user is announced
+    /// (`fanout::EVERYONE` to hear everyone's).
+    fn watches(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Closes a connection whose client sent no frame for this long; `None` never does.
+    fn idle_timeout(&self, _app: &AppState) -> Option<Duration> {
+        None
+    }
+    /// The body of the 401 that refuses a token.
+    fn unauthorized(&self, err: &AppError) -> String {
+        err.to_string()
+    }
+    fn state(&self, link: &Link) -> Self::State;
+    /// One frame from the client (binary frames are read as UTF-8 text).
+    fn frame(&self, link: &Link, state: &Self::State, text: &str) -> impl Future<Output = ()> + Send;
+    /// An event the hub handed this connection, as a frame; `None` sends nothing.
+    fn encode(&self, link: &Link, state: &Self::State, item: &Delivery) -> impl Future<Output = Option<String>> + Send;
+    /// The first catch-up of the connection is done (its backlog is queued): a frame to send
+    /// next, if any.
+    fn caught_up(&self, link: &Link, state: &Self::State) -> impl Future<Output = Option<String>> + Send;
+}
+
+/// One event on its way to the raw connections of one delivery pass.
+pub struct Delivery {
+    /// Tells deliveries apart: every connection handed this event sees the same number, so a
+    /// dialect can compute something for an event once and share it.
+    pub serial: u64,
+    pub event: Event,
+}
+
+/// A connection as its dialect sees it.
+pub struct Link {
+    pub app: Arc<AppState>,
+    pub identity: Arc<Identity>,
+    pub conn: ConnId,
+    /// When the connection opened: messages stored before it were waiting for it.
+    pub opened: DateTime<Utc>,
+    out: mpsc::Sender<Out>,
+}
+
+impl Link {
+    pub fn user(&self) -> &str {
+        &self.identity.user_id
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.identity.user_id.clone(),
+            device: self.identity.device().to_string(),
+            username: self.identity.username.clone().or_else(|| self.identity.name.clone()),
+            avatar: self.identity.avatar.clone(),
+            conn: Some(self.conn),
+        }
+    }
+
+    /// Queues a frame for the client, waiting for room: a client that does not read its
+    /// replies stops being read itself.
+    pub async fn reply(&self, frame: String) {
+        let _ = self.out.send(Out::Frame(frame)).await;
+    }
+}
+
+enum Out {
+    Event(Arc<Delivery>),
+    Frame(String),
+}
+
+/// Every open raw connection of this instance, for graceful shutdown.
+pub struct Registry {
+    stop: watch::Sender<bool>,
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self { stop: watch::channel(false).0, open: AtomicUsize::new(0), closed: Notify::new() }
+    }
+}
+
+impl Registry {
+    /// Closes every connection with a close frame (1001) and waits, at most `grace`, until
+    /// they are gone. Connections opened afterwards are closed at once.
+    pub async fn close_all(&self, grace: Duration) {
+        self.stop.send_replace(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let closed = self.closed.notified();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                tracing::warn!(open = self.open.load(Ordering::SeqCst), "raw WebSocket connections still open");
+                return;
+            }
+        }
+    }
+
+    fn left(&self) {
+        if self.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.closed.notify_waiters();
+        }
+    }
+}
+
+/// The connection as the hub sees it.
+struct RawConnection {
+    user: String,
+    out: mpsc::Sender<Out>,
+    synced: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+/// Numbers deliveries (see [`Delivery::serial`]).
+static SERIAL: AtomicU64 = AtomicU64::new(1);
+
+impl Connection for RawConnection {
+    fn user_id(&self) -> &str {
+        &self.user
+    }
+
+    fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure> {
+        // One copy of the event per delivery pass, shared by every raw connection it reaches;
+        // each dialect encodes it on the connection's own task.
+        let delivery = cache.get_or_encode::<RawConnection, Delivery>(|| {
+            Some(Delivery { serial: SERIAL.fetch_add(1, Ordering::Relaxed), event: event.clone() })
+        });
+        let Some(delivery) = delivery else { return Ok(()) };
+        match self.out.try_send(Out::Event(delivery)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SendFailure::Full),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendFailure::Closed),
+        }
+    }
+
+    fn caught_up(&self) {
+        if let Some(synced) = self.synced.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = synced.send(());
+        }
+    }
+}
+
+/// Serves a WebSocket upgrade request for dialect `D`. `path_user` is the user a path names
+/// (Socialink's `/ws/{user_id}/…`): a token of anyone else gets a 403.
+pub async fn accept<D: Dialect>(
+    app: Arc<AppState>,
+    dialect: Arc<D>,
+    req: Request,
+    path_user: Option<&str>,
+) -> Response {
+    let (mut parts, _body) = req.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Some(refusal) = refuse_rate(&app, &parts) {
+        return refusal;
+    }
+    let from_protocol = token_from_protocol(&parts.headers);
+    let token = crate::auth::token_from_request(&parts.headers, parts.uri.query()).or_else(|| from_protocol.clone());
+    let identity = match app.verifier.verify(token.as_deref()) {
+        Ok(identity) => identity,
+        Err(e) => {
+            app.metrics.connection_refused(Refusal::Unauthorized);
+            return (StatusCode::UNAUTHORIZED, dialect.unauthorized(&e)).into_response();
+        }
+    };
+    if path_user.is_some_and(|u| u != identity.user_id) {
+        app.metrics.connection_refused(Refusal::Unauthorized);
+        return (StatusCode::FORBIDDEN, "the path names another user").into_response();
+    }
+    let mut upgrade = upgrade
+        .max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        .read_buffer_size(app.config.ws_read_buffer_size.max(MIN_READ_BUFFER));
+    if from_protocol.is_some() {
+        upgrade = upgrade.protocols([TOKEN_PROTOCOL]);
+    }
+
+    let (out, queue) = mpsc::channel(app.config.raw_ws.send_queue);
+    let (synced, on_synced) = oneshot::channel();
+    let hub_side =
+        Arc::new(RawConnection { user: identity.user_id.clone(), out: out.clone(), synced: Mutex::new(Some(synced)) });
+    let identity = Arc::new(identity);
+    // Taken before registration: whatever was stored before it was waiting for this connection.
+    let opened = Utc::now();
+    let registered = match open(&app, &identity, hub_side, dialect.watches()).await {
+        Ok(registered) => registered,
+        Err(e) => {
+            e.log_if_internal("raw websocket connect");
+            app.metrics.connection_refused(Refusal::ServerError);
+            return (StatusCode::SERVICE_UNAVAILABLE, "server error, please retry").into_response();
+        }
+    };
+    let link = Link { app: app.clone(), identity, conn: registered.id, opened, out };
+    upgrade.on_upgrade(move |socket| async move {
+        serve(socket, dialect, link, queue, on_synced).await;
+        registered.close().await;
+    })
+}
+
+/// tungstenite reads at least this much at once, whatever the setting.
+const MIN_READ_BUFFER: usize = 512;
+
+/// A 429 when the client address made too many connection attempts (counted before the
+/// token is checked, as for Socket.IO).
+fn refuse_rate(app: &AppState, parts: &Parts) -> Option<Response> {
+    let Some(ip) = crate::http::client_ip(parts, &app.config.trusted_proxies) else {
+        tracing::warn!("no peer address on a WebSocket upgrade; not rate limited");
+        return None;
+    };
+    let wait = app.core.limits.check_connection(ip).err()?;
+    app.metrics.connection_refused(Refusal::RateLimited);
+    let body = format!("too many connection attempts, retry in {} ms", wait.as_millis().max(1));
+    Some((StatusCode::TOO_MANY_REQUESTS, body).into_response())
+}
+
+/// The token of `Sec-WebSocket-Protocol: access_token, <jwt>`.
+fn token_from_protocol(headers: &HeaderMap) -> Option<String> {
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let at = offered.iter().position(|p| p == TOKEN_PROTOCOL)?;
+    offered.get(at + 1).cloned()
+}
+
+/// A connection registered with the hub. Dropped without [`Registered::close`] (the upgrade
+/// never completed), it unregisters on its own.
+struct Registered {
+    app: Arc<AppState>,
+    id: ConnId,
+    armed: bool,
+}
+
+/// The connection lifecycle shared with Socket.IO connections, in one place (see
+/// `transport::socketio`): register with the hub in syncing mode, watch what the dialect
+/// watches, record the user and announce them online, count the connection, start the
+/// catch-up. Registration comes first, so that the new connection hears its own arrival.
+async fn open(
+    app: &Arc<AppState>,
+    identity: &Identity,
+    conn: Arc<RawConnection>,
+    watches: &[&str],
+) -> Result<Registered, AppError> {
+    let id = app.core.hub.register(conn);
+    let keys: Vec<String> = watches.iter().map(|w| w.to_string()).collect();
+    app.core.hub.watch(id, &keys);
+    app.raw_ws.open.fetch_add(1, Ordering::SeqCst);
+    let registered = Registered { app: app.clone(), id, armed: true };
+    app.core.user_connected(identity).await?;
+    app.metrics.connection_opened();
+    app.core.hub.start_sync(id);
+    Ok(registered)
+}
+
+impl Registered {
+    async fn close(mut self) {
+        self.armed = false;
+        close_registration(&self.app, self.id).await;
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if self.armed {
+            let (app, id) = (self.app.clone(), self.id);
+            tokio::spawn(async move { close_registration(&app, id).await });
+        }
+    }
+}
+
+async fn close_registration(app: &AppState, id: ConnId) {
+    app.metrics.connection_closed();
+    if let Some(departure) = app.core.hub.unregister(id) {
+        app.core.connection_closed(departure).await;
+    }
+    app.raw_ws.left();
+}
+
+/// What the writer does next.
+enum Step {
+    Out(Out),
+    Synced,
+    Ping,
+    Close(u16, &'static str),
+    End,
+}
+
+/// Runs one upgraded connection until either side closes it.
+async fn serve<D: Dialect>(
+    socket: WebSocket,
+    dialect: Arc<D>,
+    link: Link,
+    mut queue: mpsc::Receiver<Out>,
+    on_synced: oneshot::Receiver<()>,
+) {
+    let app = link.app.clone();
+    let state = dialect.state(&link);
+    let link = Arc::new(link);
+    let state = Arc::new(state);
+    let (mut sink, stream) = socket.split();
+    let heard = Arc::new(AtomicBool::new(true));
+    let (ctl, mut control) = mpsc::unbounded_channel::<(u16, &'static str)>();
+    let (reader_done, mut reader_finished) = watch::channel(false);
+    let reader = tokio::spawn(read(
+        stream,
+        dialect.clone(),
+        link.clone(),
+        state.clone(),
+        heard.clone(),
+        ctl,
+        dialect.idle_timeout(&app),
+        reader_done,
+    ));
+
+    let every = app.config.raw_ws.ping_interval;
+    let write_limit = every * 2;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = app.raw_ws.stop.subscribe();
+    let mut on_synced = Some(on_synced);
+    let mut closing = None;
+    if *stop.borrow_and_update() {
+        closing = Some((close::GOING_AWAY, "server shutting down"));
+    }
+    while closing.is_none() {
+        let step = tokio::select! {
+            biased;
+            _ = stop.changed() => Step::Close(close::GOING_AWAY, "server shutting down"),
+            Some((code, reason)) = control.recv() => Step::Close(code, reason),
+            _ = reader_finished.changed() => Step::End,
+            _ = ping.tick() => Step::Ping,
+            out = queue.recv() => out.map_or(Step::End, Step::Out),
+            synced = synced(&mut on_synced) => if synced { Step::Synced } else { continue },
+        };
+        let frame = match step {
+            Step::Out(Out::Frame(text)) => Some(text),
+            Step::Out(Out::Event(delivery)) => dialect.encode(&link, &state, &delivery).await,
+            Step::Synced => dialect.caught_up(&link, &state).await,
+            Step::Ping => {
+                if !heard.swap(false, Ordering::SeqCst) {
+                    closing = Some((close::GOING_AWAY, "no pong"));
+                    continue;
+                }
+                if !put(&mut sink, WsMessage::Ping(Default::default()), write_limit).await {
+                    break;
+                }
+                None
+            }
+            Step::Close(code, reason) => {
+                closing = Some((code, reason));
+                continue;
+            }
+            Step::End => break,
+        };
+        if let Some(text) = frame {
+            if !put(&mut sink, WsMessage::Text(text.into()), write_limit).await {
+                tracing::debug!(conn = link.conn, "raw websocket write failed or stalled; closing");
+                break;
+            }
+        }
+    }
+    if let Some((code, reason)) = closing {
+        let frame = CloseFrame { code, reason: reason.into() };
+        if put(&mut sink, WsMessage::Close(Some(frame)), CLOSE_WAIT).await {
+            // A clean close: the client answers with its own close frame.
+            let _ = tokio::time::timeout(CLOSE_WAIT, reader_finished.wait_for(|done| *done)).await;
+        }
+    }
+    reader.abort();
+}
+
+/// Resolves when the first catch-up is done (true), or never again once it was reported.
+async fn synced(on_synced: &mut Option<oneshot::Receiver<()>>) -> bool {
+    let Some(rx) = on_synced.as_mut() else {
+        return std::future::pending().await;
+    };
+    let done = rx.await.is_ok();
+    *on_synced = None;
+    done
+}
+
+/// Writes one message, giving up after `limit` (a peer that reads nothing).
+async fn put(sink: &mut SplitSink<WebSocket, WsMessage>, msg: WsMessage, limit: Duration) -> bool {
+    matches!(tokio::time::timeout(limit, sink.send(msg)).await, Ok(Ok(())))
+}
+
+/// Reads the client's frames one at a time, in order, and hands them to the dialect.
+#[allow(clippy::too_many_arguments)]
+async fn read<D: Dialect>(
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    dialect: Arc<D>,
+    link: Arc<Link>,
+    state: Arc<D::State>,
+    heard: Arc<AtomicBool>,
+    ctl: mpsc::UnboundedSender<(u16, &'static str)>,
+    idle: Option<Duration>,
+    done: watch::Sender<bool>,
+) {
+    loop {
+        let next = match idle {
+            Some(idle) => match tokio::time::timeout(idle, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let _ = ctl.send((close::IDLE, "idle"));
+                    break;
+                }
+            },
+            None => stream.next().await,
+        };
+        let msg = match next {
+            None => break,
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                let code = match e.into_inner().downcast_ref::<tungstenite::Error>() {
+                    Some(tungstenite::Error::Capacity(_)) => Some((close::TOO_BIG, "frame too large")),
+                    Some(tungstenite::Error::Protocol(_)) => Some((close::PROTOCOL, "protocol error")),
+                    _ => None,
+                };
+                if let Some(code) = code {
+                    let _ = ctl.send(code);
+                }
+                break;
+            }
+        };
+        heard.store(true, Ordering::SeqCst);
+        match msg {
+            WsMessage::Text(text) => dialect.frame(&link, &state, text.as_str()).await,
+            WsMessage::Binary(bytes) => dialect.frame(&link, &state, &String::from_utf8_lossy(&bytes)).await,
+            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+            WsMessage::Close(_) => break,
+        }
+    }
+    let _ = done.send(true);
+}

@@ -255,8 +255,10 @@ impl Core {
             Ending::Cancelled(missed) => {
                 let mut everyone = call.callee_ids.clone();
                 everyone.push(call.caller_id.clone());
-                self.signal(everyone, ended(&call, &origin, CallEndReason::Cancelled), actor);
+                // The missed-call notification is stored before anyone hears the call ended, so
+                // a callee who connects on that news finds it among their pending ones.
                 self.notify_missed(&call, &missed).await;
+                self.signal(everyone, ended(&call, &origin, CallEndReason::Cancelled), actor);
             }
             Ending::Declined(status) => self.announce_decline(&call, &origin, actor, None, status),
             Ending::HungUp => {
@@ -388,8 +390,9 @@ impl Core {
         let mut everyone = call.callee_ids.clone();
         everyone.push(call.caller_id.clone());
         let origin = self.origin(&call).await;
-        self.hub.publish(&Audience::Users(everyone), Event::Call(ended(&call, &origin, CallEndReason::Missed)), None);
+        // Stored first, as for a cancelled call.
         self.notify_missed(&call, &missed).await;
+        self.hub.publish(&Audience::Users(everyone), Event::Call(ended(&call, &origin, CallEndReason::Missed)), None);
     }
 
     async fn end_calls_of_absent(&self, user: &str) {

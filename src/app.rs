@@ -10,7 +10,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use crate::{auth::Verifier, config::Config, core::Core, http::metrics::Metrics};
+use crate::{auth::Verifier, config::Config, core::Core, http::metrics::Metrics, transport::Transport};
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -21,6 +21,8 @@ pub struct AppState {
     /// Present when `REDIS_URL` is set (for `/health`).
     pub redis: Option<deadpool_redis::Pool>,
     pub inflight: InFlight,
+    /// What the transports learn about what reached the clients (see [`crate::transport`]).
+    pub transport: Arc<Transport>,
 }
 
 /// Counts client operations in progress, so a graceful stop can let them finish.

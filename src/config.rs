@@ -174,6 +174,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_grace: Duration,
+    /// `CLOSE_ANSWER_TIMEOUT`: how long a WebSocket the server closed waits for the client's
+    /// answer (which confirms that everything before the close reached the client).
+    pub close_answer_timeout: Duration,
+    /// `TEST_HOOK_HOLD_WRITES_AT_STOP`, a test hook: once a graceful stop began, writes to
+    /// every connection are held back for this long, as if the network or the machine were
+    /// too busy to send them. Zero (the default) turns it off; never set it in production.
+    pub test_hook_hold_writes_at_stop: Duration,
 }
 
 /// A startup error naming the setting at fault.
@@ -395,6 +402,8 @@ impl Config {
             log_level: src.string(&["LOG_LEVEL"], "info"),
             log_format: src.parse(&["LOG_FORMAT"], LogFormat::Pretty)?,
             shutdown_grace: src.millis(&["SHUTDOWN_GRACE"], 10_000)?,
+            close_answer_timeout: src.millis(&["CLOSE_ANSWER_TIMEOUT"], 2_000)?,
+            test_hook_hold_writes_at_stop: src.millis(&["TEST_HOOK_HOLD_WRITES_AT_STOP"], 0)?,
         })
     }
 

@@ -7,6 +7,7 @@
 //! config.rs      the one typed Config; the only reader of the environment
 //! http/          axum router: REST, /health, /metrics, static files
 //! profiles/      one module per wire dialect; translate only (sup, spark, …)
+//! transport/     the listener that watches connections: what reached the client
 //! fanout.rs      core events → rooms user:{id} / chat:{id} → connections of every profile
 //! core/          domain use cases and delivery guarantees; no wire types
 //! store/         the only code that touches sea_orm and the entity crate
@@ -23,8 +24,9 @@ pub mod http;
 pub mod profiles;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -33,6 +35,7 @@ use crate::{
     app::{AppState, InFlight},
     config::{Config, Profile},
     profiles::{socketio::mount, spark::Spark, sup::Sup},
+    transport::{Peer, Transport, WireListener},
 };
 
 /// A built server, bound to its port, not yet serving.
@@ -64,6 +67,7 @@ impl Application {
             metrics: http::metrics::Metrics::new(),
             started: Instant::now(),
             inflight: InFlight::default(),
+            transport: Transport::new(&config),
         });
 
         let (io_layer, io) = SocketIo::builder()
@@ -84,7 +88,7 @@ impl Application {
 
         let router = http::router(state.clone())
             .layer(io_layer)
-            .layer(axum::middleware::map_request(crate::http::session_head::keep_session_head))
+            .layer(axum::middleware::from_fn(crate::http::session_head::engine_io))
             .layer(axum::middleware::from_fn(crate::http::socket_io_client))
             .layer(http::cors(&config.cors_origins))
             .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -113,14 +117,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, io, state, subscriber } = self;
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
-        // Nagle's algorithm would hold a second small packet to one socket for up to 40 ms
-        // (an ack right after a delivery, say); realtime traffic wants every frame out now.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(cause = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        let listener = WireListener::new(listener, state.transport.clone());
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
             .with_graceful_shutdown(async move {
                 let _ = accepting_stopped.await;
             });
@@ -129,6 +127,7 @@ impl Application {
 
         shutdown.await;
         tracing::info!("shutting down");
+        state.transport.stop_began();
         // A graceful stop closes transports so that clients reconnect; an idle DISCONNECT
         // now would tell them not to.
         if let Some(idle) = idle {
@@ -137,7 +136,9 @@ impl Application {
         state.inflight.wait_idle(state.config.shutdown_grace).await;
         state.core.drain_writes().await;
         state.core.freeze_and_record(SEND_DRAIN).await;
+        state.transport.hub_frozen();
         io.close().await;
+        state.transport.log_close_handshakes();
         let _ = stop_accepting.send(());
         state.core.stop_background();
         if let Some(subscriber) = subscriber {

@@ -177,7 +177,7 @@ where
 /// trusted proxy (then `X-Real-IP`). Headers from untrusted peers are ignored, since any
 /// client can write them.
 pub fn client_ip(parts: &Parts, trusted: &[std::net::IpAddr]) -> Option<std::net::IpAddr> {
-    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?.0.ip().to_canonical();
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<crate::transport::Peer>>()?.0.addr.ip().to_canonical();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
@@ -220,7 +220,9 @@ mod tests {
         }
         let (mut parts, ()) = req.body(()).expect("request").into_parts();
         let addr: SocketAddr = format!("{peer}:5000").parse().expect("addr");
-        parts.extensions.insert(axum::extract::ConnectInfo(addr));
+        let config = crate::config::Config::from_vars(Vec::new()).expect("defaults");
+        let peer = crate::transport::Peer::unwatched(addr, crate::transport::Transport::new(&config));
+        parts.extensions.insert(axum::extract::ConnectInfo(peer));
         parts
     }
 

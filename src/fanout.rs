@@ -11,7 +11,8 @@
 //!   whose transport buffer is full (a slow consumer) drops back into syncing mode, and the
 //!   same loop catches it up from the database once it drains, instead of losing the event.
 //! * **Delivery marks.** What a connection was handed is reported to the [`DeliveryLedger`],
-//!   which advances the member's delivered cursor, so the next connection of that user only
+//!   with the connection's [`Receipts`]: once the transport confirms that it reached the
+//!   client, the member's delivered cursor moves, so the next connection of that user only
 //!   gets what no device of theirs has seen.
 //!
 //! With several instances, [`Hub::publish`] delivers locally and hands an [`Envelope`] to the
@@ -82,6 +83,8 @@ impl EncodeCache {
 pub trait Connection: Send + Sync + 'static {
     fn user_id(&self) -> &str;
     fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure>;
+    /// What the connection's transport learns about what reached the client.
+    fn receipts(&self) -> Arc<dyn Receipts>;
     /// True for dialects whose clients hear the room events of every chat of their user
     /// (typing) without joining rooms: they are reached through [`Audience::ChatFollowers`].
     fn follows_all_chats(&self) -> bool {
@@ -89,11 +92,28 @@ pub trait Connection: Send + Sync + 'static {
     }
 }
 
+/// What a connection's transport knows about what reached the client, in positions that
+/// only the transport interprets: the hub and the ledger only compare them. Queuing an event
+/// and its reaching the client are two things; only the second makes a message delivered.
+pub trait Receipts: Send + Sync + 'static {
+    /// The position that, once confirmed, proves everything queued on the connection so far
+    /// reached the client. Never decreases.
+    fn position(&self) -> u64;
+    /// Everything queued with a position up to this one reached the client. Never decreases.
+    fn confirmed(&self) -> u64;
+    /// No receipt will come any more: the connection is gone, and what was unconfirmed then
+    /// stays unconfirmed.
+    fn finished(&self) -> bool;
+}
+
 /// The durable side of delivery, implemented by the core over the store.
 pub trait DeliveryLedger: Send + Sync + 'static {
-    /// Connection `conn` of `user` was handed every message of `chat` up to `seq`.
-    fn pushed(&self, conn: ConnId, user: &str, chat: &str, seq: i64);
-    /// The connection closed; what it was handed but not yet recorded may not have arrived.
+    /// Connection `conn` of `user` opened; `receipts` will say what reached it.
+    fn opened(&self, conn: ConnId, user: &str, receipts: Arc<dyn Receipts>);
+    /// Connection `conn` was handed every message of `chat` up to `seq`.
+    fn pushed(&self, conn: ConnId, chat: &str, seq: i64);
+    /// The connection closed; what was handed to it is recorded once its transport confirms
+    /// it, and forgotten if it never does.
     fn closed(&self, conn: ConnId);
     /// Messages this user has not been handed yet: per chat, after the larger of the durable
     /// delivered cursor and the given in-memory cursor, but never after the chat's `ceiling`
@@ -346,6 +366,9 @@ impl Hub {
             chats: Mutex::new(HashSet::new()),
             watching: Mutex::new(HashSet::new()),
         });
+        if let Some(ledger) = self.ledger.get() {
+            ledger.opened(id, &user, entry.conn.receipts());
+        }
         self.conns.insert(id, entry);
         self.users.entry(user).or_default().insert(id);
         id
@@ -534,7 +557,7 @@ impl Hub {
                 // else is next recorded for them (or at their next catch-up): a mark per sent
                 // message would cost a cursor write per message for nothing anyone reads.
                 if let Some(ledger) = self.ledger.get().filter(|_| !is_origin) {
-                    ledger.pushed(id, &entry.user, &msg.chat_id, contiguous);
+                    ledger.pushed(id, &msg.chat_id, contiguous);
                 }
                 if gap {
                     self.check_gap_later(id, entry, &msg.chat_id);
@@ -694,7 +717,7 @@ impl Hub {
             handed.insert(seq);
             handed.contiguous
         };
-        ledger.pushed(id, &entry.user, &chat, contiguous);
+        ledger.pushed(id, &chat, contiguous);
         true
     }
 }

@@ -88,7 +88,7 @@ impl Application {
 
         let router = http::router(state.clone())
             .layer(io_layer)
-            .layer(axum::middleware::from_fn(crate::http::session_head::engine_io))
+            .layer(axum::middleware::from_fn_with_state(state.transport.clone(), crate::http::session_head::engine_io))
             .layer(axum::middleware::from_fn(crate::http::socket_io_client))
             .layer(http::cors(&config.cors_origins))
             .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -105,15 +105,17 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops gracefully: let in-flight operations finish
-    /// and their writes land, stop handing events out and record what was handed, close client
-    /// transports (not a Socket.IO DISCONNECT, so unchanged clients reconnect elsewhere), and
-    /// only then close the listener. Sessions keep being served until their transport is
-    /// closed: a long-polling client needs a fresh HTTP request for every poll, and refusing
-    /// those early would cut it off before what it was handed reached it. A session that
-    /// connects meanwhile is accepted but handed nothing (the hub is frozen), and is closed
-    /// with the others, so it reconnects elsewhere (a refused CONNECT would not be retried by
-    /// socket.io-client).
+    /// Serves until `shutdown` resolves, then stops gracefully:
+    ///
+    /// 1. Let in-flight operations finish, their writes land and their events leave on the
+    ///    bus. Sessions keep being served until their transport is closed: a long-polling
+    ///    client needs a fresh HTTP request for every poll.
+    /// 2. Freeze the hub: from then on nothing is handed to a connection.
+    /// 3. Close every transport (not a Socket.IO DISCONNECT, so unchanged clients reconnect
+    ///    elsewhere): engineioxide writes what is queued, then the close.
+    /// 4. Record what the clients confirmed, waiting (up to `SHUTDOWN_GRACE`) for their
+    ///    answers to the close; drop the rest, which their next connection gets again.
+    /// 5. Stop listening.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, io, state, subscriber } = self;
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -127,6 +129,7 @@ impl Application {
 
         shutdown.await;
         tracing::info!("shutting down");
+        let deadline = tokio::time::Instant::now() + state.config.shutdown_grace;
         state.transport.stop_began();
         // A graceful stop closes transports so that clients reconnect; an idle DISCONNECT
         // now would tell them not to.
@@ -135,10 +138,18 @@ impl Application {
         }
         state.inflight.wait_idle(state.config.shutdown_grace).await;
         state.core.drain_writes().await;
-        state.core.freeze_and_record(SEND_DRAIN).await;
+        state.core.freeze().await;
         state.transport.hub_frozen();
         io.close().await;
+        state.transport.sessions.close_all();
+        let settled = state.core.record_confirmed(deadline).await;
         state.transport.log_close_handshakes();
+        if settled.unconfirmed_connections > 0 {
+            tracing::info!(
+                connections = settled.unconfirmed_connections,
+                "some deliveries were not confirmed; those clients get them again when they reconnect"
+            );
+        }
         let _ = stop_accepting.send(());
         state.core.stop_background();
         if let Some(subscriber) = subscriber {
@@ -157,10 +168,6 @@ impl Application {
 
 /// The Socket.IO namespaces served: the default one (`DEFAULT_PROFILE`), `sup`, `spark`.
 const NAMESPACES: [&str; 3] = ["/", "/sup", "/spark"];
-
-/// How long a graceful stop lets already-queued packets reach the wire before it records
-/// them as delivered and closes the transports.
-const SEND_DRAIN: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Database URLs may carry passwords; logs get them without.
 fn redact(url: &str) -> String {

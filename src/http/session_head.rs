@@ -13,17 +13,20 @@
 //!
 //! [`engine_io`] is a route layer right outside the Socket.IO layer, so CORS and tracing,
 //! further out, still see the request as it came. Since it sees every Engine.IO request, it
-//! also tells the connection's [`crate::transport::Wire`] that a WebSocket upgrade is coming.
+//! also tells the session's delivery receipts ([`crate::transport::sessions`]) about polls
+//! and upgrades.
+
+use std::sync::Arc;
 
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, Request},
-    http::{header, HeaderMap, HeaderName, HeaderValue, Uri},
+    extract::{ConnectInfo, Request, State},
+    http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri},
     middleware::Next,
     response::Response,
 };
 
-use crate::transport::Peer;
+use crate::transport::{Peer, Transport};
 
 /// Where socketioxide serves Engine.IO; only these requests can outlive their connection's
 /// read buffer (REST requests are done with their head when they are answered).
@@ -42,18 +45,32 @@ pub static SESSION_HEADERS: [HeaderName; 5] = [
     header::CONTENT_TYPE,
 ];
 
-/// Middleware for every Engine.IO request: tells the connection's wire about a WebSocket
-/// upgrade, and keeps only the session head ([`keep_session_head`]).
-pub async fn engine_io(req: Request, next: Next) -> Response {
+/// Middleware for every Engine.IO request: notes polls and upgrades for the session's
+/// receipts, and keeps only the session head ([`keep_session_head`]).
+pub async fn engine_io(State(transport): State<Arc<Transport>>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with(ENGINE_IO_PATH) {
         return next.run(req).await;
     }
-    if EngineQuery::parse(req.uri().query()).websocket {
-        if let Some(peer) = req.extensions().get::<ConnectInfo<Peer>>() {
-            peer.0.wire.expect_upgrade();
-        }
+    let query = EngineQuery::parse(req.uri().query());
+    let wire = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0.wire.clone());
+    let mut poll = None;
+    match (&query.sid, query.websocket, wire) {
+        (None, true, Some(wire)) => wire.expect_upgrade(),
+        (Some(sid), true, Some(wire)) => transport.sessions.upgrade_requested(sid, &wire),
+        (Some(sid), false, _) if req.method() == Method::GET => poll = Some(transport.sessions.poll_arrived(sid)),
+        _ => {}
     }
-    next.run(keep_session_head(req).await).await
+    let res = next.run(keep_session_head(req).await).await;
+    if let Some(poll) = poll {
+        // engineioxide answers a poll with its payload and its exact length.
+        let len = res
+            .status()
+            .is_success()
+            .then(|| res.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse::<u64>().ok())
+            .flatten();
+        poll.answered(len);
+    }
+    res
 }
 
 /// What an Engine.IO request's query says about its session.
@@ -168,7 +185,7 @@ mod tests {
         }
         let peer: SocketAddr = "192.0.2.7:50000".parse().expect("address");
         let config = crate::config::Config::from_vars(Vec::new()).expect("defaults");
-        req.extensions_mut().insert(ConnectInfo(Peer::unwatched(peer, crate::transport::Transport::new(&config))));
+        req.extensions_mut().insert(ConnectInfo(Peer::unwatched(peer, Transport::new(&config))));
         let uri = req.uri().clone();
         req.extensions_mut().insert(OriginalUri(uri));
         req

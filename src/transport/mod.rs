@@ -9,9 +9,15 @@
 //!   WebSocket, it scans the frames both ways: Engine.IO pongs read, the server's close frame
 //!   written, the client's answer to it. A connection the server closed is kept open for a
 //!   moment after engineioxide drops it, to read that answer.
-//! * [`frames`]: the incremental WebSocket frame scanner it uses.
+//! * [`sessions`]: an Engine.IO session's receipts, on whichever transport it is: poll
+//!   requests over long-polling, the WebSocket's pongs and close answer once it upgraded.
+//! * [`frames`]: the incremental WebSocket frame scanner both use.
+//!
+//! The core sees none of this: a hub connection carries a [`crate::fanout::Receipts`], which
+//! only hands out and compares positions.
 
 pub mod frames;
+pub mod sessions;
 pub mod wire;
 
 use std::{
@@ -24,11 +30,21 @@ use std::{
 
 use crate::config::Config;
 
+pub use sessions::{SessionReceipts, Sessions};
+
+/// Receipt positions (see [`crate::fanout::Receipts`]): long-polling responses count below
+/// this bit, WebSocket pongs above it, so that a session that upgrades only moves forward.
+pub(crate) const WEBSOCKET: u64 = 1 << 48;
+/// What an answered close confirms: everything written before it.
+pub(crate) const ALL: u64 = u64::MAX - 1;
+/// The position of what is queued after the close frame went out: it is never written.
+pub(crate) const NEVER: u64 = u64::MAX;
 pub use wire::{Peer, Wire, WireListener};
 
 /// State shared by every connection of this server: the course of a graceful stop, and what
 /// it measured.
 pub struct Transport {
+    pub sessions: Arc<Sessions>,
     stop: StopState,
 }
 
@@ -57,6 +73,7 @@ pub(crate) struct CloseStats {
 impl Transport {
     pub fn new(config: &Config) -> Arc<Self> {
         Arc::new(Self {
+            sessions: Arc::new(Sessions::new(config.max_buffer_size as u64)),
             stop: StopState {
                 began: OnceLock::new(),
                 hub_frozen: AtomicBool::new(false),

@@ -42,7 +42,7 @@ use tokio::{
 
 use super::{
     frames::{Frame, FrameScanner},
-    Transport,
+    Transport, ALL, NEVER, WEBSOCKET,
 };
 
 /// Accepts TCP connections with `TCP_NODELAY` (Nagle's algorithm would hold a second small
@@ -140,14 +140,30 @@ impl Wire {
         self.upgrade_expected.store(true, Ordering::SeqCst);
     }
 
-    /// Pongs read so far.
-    pub fn pongs(&self) -> u64 {
-        self.pongs.load(Ordering::SeqCst)
+    /// The receipt that confirms everything queued on this WebSocket so far.
+    ///
+    /// engineioxide queues pings and messages in one channel and writes them in order, and
+    /// its heartbeat queues the next ping only once the previous one was answered. So when
+    /// `p` pongs have been read, at most `p + 1` pings were queued, and ping `p + 2` is
+    /// queued after anything queued now: the client's pong number `p + 2` means it read past
+    /// it. (The count is taken as the bytes are read, before engineioxide sees them.)
+    /// Nothing queued after our close frame is written will be written.
+    pub fn position(&self) -> u64 {
+        if self.close_written.load(Ordering::SeqCst) {
+            return NEVER;
+        }
+        WEBSOCKET | (self.pongs.load(Ordering::SeqCst) + 2)
     }
 
-    /// The client answered the close of a graceful stop.
-    pub fn answered(&self) -> bool {
-        self.answered.load(Ordering::SeqCst)
+    /// What the client confirmed on this WebSocket, once it confirmed more than a session
+    /// that upgraded from long-polling had confirmed there: pong 2 answers a ping queued
+    /// after the upgrade request, so it also covers everything queued before.
+    pub fn confirmed(&self) -> Option<u64> {
+        if self.answered.load(Ordering::SeqCst) {
+            return Some(ALL);
+        }
+        let pongs = self.pongs.load(Ordering::SeqCst);
+        (pongs >= 2).then_some(WEBSOCKET | pongs)
     }
 
     pub fn finished(&self) -> bool {

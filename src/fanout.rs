@@ -240,6 +240,8 @@ pub struct Hub {
     /// Set at graceful shutdown: nothing more is handed to connections, so nothing more is
     /// marked delivered; the user's next connection (elsewhere) catches up from the store.
     frozen: std::sync::atomic::AtomicBool,
+    /// Deliveries in progress, so that [`Hub::freeze`] can wait for the last one to be queued.
+    handing: AtomicU64,
     pub stats: HubStats,
     /// The server's runtime. Messages are published from the writer's own thread (see
     /// `core::writer`); the catch-ups and gap checks a delivery starts belong on the server's
@@ -260,6 +262,7 @@ impl Hub {
             bus: OnceLock::new(),
             instance: instance.into(),
             frozen: std::sync::atomic::AtomicBool::new(false),
+            handing: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             conns: DashMap::new(),
             users: DashMap::new(),
@@ -297,13 +300,29 @@ impl Hub {
         &self.instance
     }
 
-    /// Stops handing events to connections (graceful shutdown).
-    pub fn freeze(&self) {
+    /// Stops handing events to connections (graceful shutdown), and returns once nothing
+    /// more will be queued on any: a transport closed after this carries everything that was
+    /// ever marked as handed to it.
+    pub async fn freeze(&self) {
         self.frozen.store(true, Ordering::SeqCst);
+        // Deliveries are short and never wait while they hold a pass.
+        while self.handing.load(Ordering::SeqCst) > 0 {
+            tokio::task::yield_now().await;
+        }
     }
 
     fn is_frozen(&self) -> bool {
         self.frozen.load(Ordering::SeqCst)
+    }
+
+    /// Permission to hand events out, held while they are queued; none once frozen.
+    fn pass(&self) -> Option<Pass<'_>> {
+        self.handing.fetch_add(1, Ordering::SeqCst);
+        if self.is_frozen() {
+            self.handing.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Pass(self))
     }
 
     /// Delivers an envelope that arrived from the bus; our own come back too and are skipped.
@@ -498,9 +517,9 @@ impl Hub {
 
     /// Delivers to the connections on this instance.
     pub fn deliver_local(self: &Arc<Self>, audience: &Audience, event: &Event, origin: Option<ConnId>) {
-        if self.is_frozen() {
+        let Some(_pass) = self.pass() else {
             return;
-        }
+        };
         // A member who left stops hearing the chat's room on every instance, not only on the
         // one that removed them: each instance applies it when the event passes through.
         if let Event::MemberLeft(left) = event {
@@ -684,9 +703,6 @@ impl Hub {
         owed: &HashMap<ChatId, i64>,
         ledger: &dyn DeliveryLedger,
     ) -> bool {
-        if self.is_frozen() {
-            return false;
-        }
         {
             let state = lock(&entry.sync);
             if state.handed.get(&msg.chat_id).is_some_and(|h| h.contains(msg.seq)) {
@@ -702,12 +718,18 @@ impl Hub {
         let event = Event::MessageCreated(msg);
         if !skip {
             loop {
-                match entry.conn.send(&event, &EncodeCache::default()) {
+                let sent = match self.pass() {
+                    Some(_pass) => entry.conn.send(&event, &EncodeCache::default()),
+                    None => return false, // frozen: the next connection catches up
+                };
+                match sent {
                     Ok(()) => break,
                     Err(SendFailure::Closed) => return false,
                     Err(SendFailure::Full) => tokio::time::sleep(DRAIN_WAIT).await,
                 }
             }
+        } else if self.is_frozen() {
+            return false;
         }
         let contiguous = {
             let mut state = lock(&entry.sync);
@@ -719,6 +741,15 @@ impl Hub {
         };
         ledger.pushed(id, &chat, contiguous);
         true
+    }
+}
+
+/// A delivery in progress (see [`Hub::pass`]).
+struct Pass<'a>(&'a Hub);
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        self.0.handing.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

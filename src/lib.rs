@@ -107,15 +107,18 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops gracefully:
     ///
-    /// 1. Let in-flight operations finish, their writes land and their events leave on the
-    ///    bus. Sessions keep being served until their transport is closed: a long-polling
-    ///    client needs a fresh HTTP request for every poll.
-    /// 2. Freeze the hub: from then on nothing is handed to a connection.
-    /// 3. Close every transport (not a Socket.IO DISCONNECT, so unchanged clients reconnect
+    /// 1. Refuse new Engine.IO sessions (503; clients retry, and find another instance once
+    ///    this one stopped listening). Sessions keep being served until their transport is
+    ///    closed: a long-polling client needs a fresh HTTP request for every poll.
+    /// 2. Let in-flight operations finish, their writes land and their events leave on the bus.
+    /// 3. Freeze the hub: from then on nothing is handed to a connection, so a transport
+    ///    closed afterwards carries everything that was ever marked as handed to it.
+    /// 4. Close every transport (not a Socket.IO DISCONNECT, so unchanged clients reconnect
     ///    elsewhere): engineioxide writes what is queued, then the close.
-    /// 4. Record what the clients confirmed, waiting (up to `SHUTDOWN_GRACE`) for their
+    /// 5. Record what the clients confirmed, waiting (up to `SHUTDOWN_GRACE`) for their
     ///    answers to the close; drop the rest, which their next connection gets again.
-    /// 5. Stop listening.
+    /// 6. Only then stop listening: until the marks are written, a client that reconnects is
+    ///    refused here rather than caught up elsewhere from cursors that are not written yet.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, io, state, subscriber } = self;
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();

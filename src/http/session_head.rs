@@ -14,16 +14,16 @@
 //! [`engine_io`] is a route layer right outside the Socket.IO layer, so CORS and tracing,
 //! further out, still see the request as it came. Since it sees every Engine.IO request, it
 //! also tells the session's delivery receipts ([`crate::transport::sessions`]) about polls
-//! and upgrades.
+//! and upgrades, and refuses new sessions once a graceful stop began.
 
 use std::sync::Arc;
 
 use axum::{
     body::Bytes,
     extract::{ConnectInfo, Request, State},
-    http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri},
+    http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 
 use crate::transport::{Peer, Transport};
@@ -46,7 +46,10 @@ pub static SESSION_HEADERS: [HeaderName; 5] = [
 ];
 
 /// Middleware for every Engine.IO request: notes polls and upgrades for the session's
-/// receipts, and keeps only the session head ([`keep_session_head`]).
+/// receipts, keeps only the session head ([`keep_session_head`]), and during a graceful stop
+/// answers a request for a new session with 503, which socket.io-client retries (by then
+/// at another instance): a session opened here now would only be closed again, and its
+/// client would come back before this instance recorded what its clients confirmed.
 pub async fn engine_io(State(transport): State<Arc<Transport>>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with(ENGINE_IO_PATH) {
         return next.run(req).await;
@@ -55,6 +58,9 @@ pub async fn engine_io(State(transport): State<Arc<Transport>>, req: Request, ne
     let wire = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0.wire.clone());
     let mut poll = None;
     match (&query.sid, query.websocket, wire) {
+        (None, _, _) if transport.stopping() => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "server is stopping").into_response();
+        }
         (None, true, Some(wire)) => wire.expect_upgrade(),
         (Some(sid), true, Some(wire)) => transport.sessions.upgrade_requested(sid, &wire),
         (Some(sid), false, _) if req.method() == Method::GET => poll = Some(transport.sessions.poll_arrived(sid)),

@@ -84,9 +84,14 @@ impl Transport {
         })
     }
 
-    /// The graceful stop began.
+    /// The graceful stop began: new Engine.IO sessions are refused from now on (the client
+    /// retries, and finds another instance once this one stopped listening).
     pub fn stop_began(&self) {
         let _ = self.stop.began.set(Instant::now());
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.began.get().is_some()
     }
 
     /// The hub handed out its last event; the transports are about to be closed.

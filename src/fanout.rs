@@ -125,6 +125,8 @@ pub trait DeliveryLedger: Send + Sync + 'static {
         ceilings: HashMap<ChatId, i64>,
         limit: usize,
     ) -> BoxFut<'a, Result<Backlog, AppError>>;
+    /// The messages of `chat` after `seq` and up to `upto`, oldest first.
+    fn between<'a>(&'a self, chat: &'a str, after: i64, upto: i64) -> BoxFut<'a, Result<Vec<Message>, AppError>>;
 }
 
 /// An event on its way to the other instances.
@@ -323,6 +325,49 @@ impl Hub {
             return None;
         }
         Some(Pass(self))
+    }
+
+    /// Graceful stop, once frozen: a connection that was handed messages above one it did not
+    /// get (deliveries from other instances arrive out of order, and one may have been on the
+    /// bus at the freeze) is handed the missing ones from the store. Its mark is the highest
+    /// `seq` below which it has everything; with a hole left, its next connection, on another
+    /// instance, would be pushed everything above the hole again.
+    pub async fn close_gaps(&self) {
+        let Some(ledger) = self.ledger.get().cloned() else { return };
+        let entries: Vec<(ConnId, Arc<Entry>)> = self.conns.iter().map(|e| (*e.key(), e.value().clone())).collect();
+        for (id, entry) in entries {
+            let gaps: Vec<(ChatId, i64, i64)> = lock(&entry.sync)
+                .handed
+                .iter()
+                .filter_map(|(chat, h)| h.above.last().map(|top| (chat.clone(), h.contiguous, *top)))
+                .collect();
+            for (chat, contiguous, top) in gaps {
+                let missing = match ledger.between(&chat, contiguous, top).await {
+                    Ok(missing) => missing,
+                    Err(e) => {
+                        e.log_if_internal("closing a gap at shutdown");
+                        continue;
+                    }
+                };
+                for msg in missing {
+                    if lock(&entry.sync).handed.get(&chat).is_some_and(|h| h.contains(msg.seq)) {
+                        continue;
+                    }
+                    let seq = msg.seq;
+                    // A full buffer leaves the hole: that client gets the rest again later.
+                    if entry.conn.send(&Event::MessageCreated(msg), &EncodeCache::default()).is_err() {
+                        break;
+                    }
+                    let contiguous = {
+                        let mut state = lock(&entry.sync);
+                        let handed = state.handed.entry(chat.clone()).or_default();
+                        handed.insert(seq);
+                        handed.contiguous
+                    };
+                    ledger.pushed(id, &chat, contiguous);
+                }
+            }
+        }
     }
 
     /// Delivers an envelope that arrived from the bus; our own come back too and are skipped.

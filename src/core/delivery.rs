@@ -206,6 +206,14 @@ impl DeliveryLedger for Ledger {
     ) -> BoxFut<'a, Result<Backlog, AppError>> {
         Box::pin(self.load_missed(user, cursors, ceilings, limit))
     }
+
+    fn between<'a>(&'a self, chat: &'a str, after: i64, upto: i64) -> BoxFut<'a, Result<Vec<Message>, AppError>> {
+        Box::pin(async move {
+            let limit = u64::try_from(upto - after).unwrap_or(0);
+            let rows = store::messages::after(&self.db, chat, after, limit).await?;
+            Ok(rows.into_iter().map(Message::from).collect())
+        })
+    }
 }
 
 /// What a graceful stop's last flush left unconfirmed.

@@ -99,12 +99,14 @@ impl Core {
         self.hub.flush_bus().await;
     }
 
-    /// Graceful stop, step two: hand nothing more to connections. Returns once the last
-    /// event was queued, so that closing the transports after this sends everything that was
-    /// marked as handed. What arrives after the freeze is caught up from the store by the
-    /// user's next connection (on another instance).
+    /// Graceful stop, step two: hand nothing more to connections, but what fills the holes
+    /// in what each was handed ([`Hub::close_gaps`]). Returns once the last event was queued,
+    /// so that closing the transports after this sends everything that was marked as handed.
+    /// What arrives after the freeze is caught up from the store by the user's next
+    /// connection (on another instance).
     pub async fn freeze(&self) {
         self.hub.freeze().await;
+        self.hub.close_gaps().await;
     }
 
     /// Graceful stop, last step, once the transports were closed: record what the clients

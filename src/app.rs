@@ -10,7 +10,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use crate::{auth::Verifier, config::Config, core::Core, telemetry::metrics::Metrics};
+use crate::{auth::Verifier, config::Config, core::Core, telemetry::metrics::Metrics, transport::Transport};
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -23,6 +23,8 @@ pub struct AppState {
     pub inflight: InFlight,
     /// Open raw WebSocket connections, closed with a close frame at shutdown.
     pub raw_ws: crate::transport::raw_ws::Registry,
+    /// What the transports learn about what reached the clients (see [`crate::transport`]).
+    pub transport: Arc<Transport>,
 }
 
 /// Counts client operations in progress, so a graceful stop can let them finish.

@@ -180,6 +180,13 @@ pub struct Config {
     pub sqlite_mmap_size: u64,
     /// Raw WebSocket connections (`/ws`, and upgrades on `/`) and the `mrezhen` dialect.
     pub raw_ws: RawWsSettings,
+    /// `CLOSE_ANSWER_TIMEOUT`: how long a WebSocket the server closed waits for the client's
+    /// answer (which confirms that everything before the close reached the client).
+    pub close_answer_timeout: Duration,
+    /// `TEST_HOOK_HOLD_WRITES_AT_STOP`, a test hook: once a graceful stop began, writes to
+    /// every connection are held back for this long, as if the network or the machine were
+    /// too busy to send them. Zero (the default) turns it off; never set it in production.
+    pub test_hook_hold_writes_at_stop: Duration,
 }
 
 /// Settings of raw WebSocket connections.
@@ -424,6 +431,8 @@ impl Config {
                     window: src.positive_millis(&["RATE_LIMIT_WINDOW_MS"], 60_000)?,
                 },
             },
+            close_answer_timeout: src.millis(&["CLOSE_ANSWER_TIMEOUT"], 2_000)?,
+            test_hook_hold_writes_at_stop: src.millis(&["TEST_HOOK_HOLD_WRITES_AT_STOP"], 0)?,
         })
     }
 

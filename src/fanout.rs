@@ -11,7 +11,8 @@
 //!   whose transport buffer is full (a slow consumer) drops back into syncing mode, and the
 //!   same loop catches it up from the database once it drains, instead of losing the event.
 //! * **Delivery marks.** What a connection was handed is reported to the [`DeliveryLedger`],
-//!   which advances the member's delivered cursor, so the next connection of that user only
+//!   with the connection's [`Receipts`]: once the transport confirms that it reached the
+//!   client, the member's delivered cursor moves, so the next connection of that user only
 //!   gets what no device of theirs has seen.
 //!
 //! With several instances, [`Hub::publish`] delivers locally and hands an [`Envelope`] to the
@@ -82,6 +83,8 @@ impl EncodeCache {
 pub trait Connection: Send + Sync + 'static {
     fn user_id(&self) -> &str;
     fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure>;
+    /// What the connection's transport learns about what reached the client.
+    fn receipts(&self) -> Arc<dyn Receipts>;
     /// True for dialects whose clients hear the room events of every chat of their user
     /// (typing) without joining rooms: they are reached through [`Audience::ChatFollowers`].
     fn follows_all_chats(&self) -> bool {
@@ -94,11 +97,28 @@ pub trait Connection: Send + Sync + 'static {
 /// Watching this key ([`Hub::watch`]) hears the presence of every user (no user id has a NUL).
 pub const EVERYONE: &str = "\0*";
 
+/// What a connection's transport knows about what reached the client, in positions that
+/// only the transport interprets: the hub and the ledger only compare them. Queuing an event
+/// and its reaching the client are two things; only the second makes a message delivered.
+pub trait Receipts: Send + Sync + 'static {
+    /// The position that, once confirmed, proves everything queued on the connection so far
+    /// reached the client. Never decreases.
+    fn position(&self) -> u64;
+    /// Everything queued with a position up to this one reached the client. Never decreases.
+    fn confirmed(&self) -> u64;
+    /// No receipt will come any more: the connection is gone, and what was unconfirmed then
+    /// stays unconfirmed.
+    fn finished(&self) -> bool;
+}
+
 /// The durable side of delivery, implemented by the core over the store.
 pub trait DeliveryLedger: Send + Sync + 'static {
-    /// Connection `conn` of `user` was handed every message of `chat` up to `seq`.
-    fn pushed(&self, conn: ConnId, user: &str, chat: &str, seq: i64);
-    /// The connection closed; what it was handed but not yet recorded may not have arrived.
+    /// Connection `conn` of `user` opened; `receipts` will say what reached it.
+    fn opened(&self, conn: ConnId, user: &str, receipts: Arc<dyn Receipts>);
+    /// Connection `conn` was handed every message of `chat` up to `seq`.
+    fn pushed(&self, conn: ConnId, chat: &str, seq: i64);
+    /// The connection closed; what was handed to it is recorded once its transport confirms
+    /// it, and forgotten if it never does.
     fn closed(&self, conn: ConnId);
     /// Messages this user has not been handed yet: per chat, after the larger of the durable
     /// delivered cursor and the given in-memory cursor, but never after the chat's `ceiling`
@@ -110,6 +130,8 @@ pub trait DeliveryLedger: Send + Sync + 'static {
         ceilings: HashMap<ChatId, i64>,
         limit: usize,
     ) -> BoxFut<'a, Result<Backlog, AppError>>;
+    /// The messages of `chat` after `seq` and up to `upto`, oldest first.
+    fn between<'a>(&'a self, chat: &'a str, after: i64, upto: i64) -> BoxFut<'a, Result<Vec<Message>, AppError>>;
 }
 
 /// An event on its way to the other instances.
@@ -225,6 +247,8 @@ pub struct Hub {
     /// Set at graceful shutdown: nothing more is handed to connections, so nothing more is
     /// marked delivered; the user's next connection (elsewhere) catches up from the store.
     frozen: std::sync::atomic::AtomicBool,
+    /// Deliveries in progress, so that [`Hub::freeze`] can wait for the last one to be queued.
+    handing: AtomicU64,
     pub stats: HubStats,
     /// The server's runtime. Messages are published from the writer's own thread (see
     /// `core::writer`); the catch-ups and gap checks a delivery starts belong on the server's
@@ -245,6 +269,7 @@ impl Hub {
             bus: OnceLock::new(),
             instance: instance.into(),
             frozen: std::sync::atomic::AtomicBool::new(false),
+            handing: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             conns: DashMap::new(),
             users: DashMap::new(),
@@ -282,13 +307,72 @@ impl Hub {
         &self.instance
     }
 
-    /// Stops handing events to connections (graceful shutdown).
-    pub fn freeze(&self) {
+    /// Stops handing events to connections (graceful shutdown), and returns once nothing
+    /// more will be queued on any: a transport closed after this carries everything that was
+    /// ever marked as handed to it.
+    pub async fn freeze(&self) {
         self.frozen.store(true, Ordering::SeqCst);
+        // Deliveries are short and never wait while they hold a pass.
+        while self.handing.load(Ordering::SeqCst) > 0 {
+            tokio::task::yield_now().await;
+        }
     }
 
     fn is_frozen(&self) -> bool {
         self.frozen.load(Ordering::SeqCst)
+    }
+
+    /// Permission to hand events out, held while they are queued; none once frozen.
+    fn pass(&self) -> Option<Pass<'_>> {
+        self.handing.fetch_add(1, Ordering::SeqCst);
+        if self.is_frozen() {
+            self.handing.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Pass(self))
+    }
+
+    /// Graceful stop, once frozen: a connection that was handed messages above one it did not
+    /// get (deliveries from other instances arrive out of order, and one may have been on the
+    /// bus at the freeze) is handed the missing ones from the store. Its mark is the highest
+    /// `seq` below which it has everything; with a hole left, its next connection, on another
+    /// instance, would be pushed everything above the hole again.
+    pub async fn close_gaps(&self) {
+        let Some(ledger) = self.ledger.get().cloned() else { return };
+        let entries: Vec<(ConnId, Arc<Entry>)> = self.conns.iter().map(|e| (*e.key(), e.value().clone())).collect();
+        for (id, entry) in entries {
+            let gaps: Vec<(ChatId, i64, i64)> = lock(&entry.sync)
+                .handed
+                .iter()
+                .filter_map(|(chat, h)| h.above.last().map(|top| (chat.clone(), h.contiguous, *top)))
+                .collect();
+            for (chat, contiguous, top) in gaps {
+                let missing = match ledger.between(&chat, contiguous, top).await {
+                    Ok(missing) => missing,
+                    Err(e) => {
+                        e.log_if_internal("closing a gap at shutdown");
+                        continue;
+                    }
+                };
+                for msg in missing {
+                    if lock(&entry.sync).handed.get(&chat).is_some_and(|h| h.contains(msg.seq)) {
+                        continue;
+                    }
+                    let seq = msg.seq;
+                    // A full buffer leaves the hole: that client gets the rest again later.
+                    if entry.conn.send(&Event::MessageCreated(msg), &EncodeCache::default()).is_err() {
+                        break;
+                    }
+                    let contiguous = {
+                        let mut state = lock(&entry.sync);
+                        let handed = state.handed.entry(chat.clone()).or_default();
+                        handed.insert(seq);
+                        handed.contiguous
+                    };
+                    ledger.pushed(id, &chat, contiguous);
+                }
+            }
+        }
     }
 
     /// Delivers an envelope that arrived from the bus; our own come back too and are skipped.
@@ -351,6 +435,9 @@ impl Hub {
             chats: Mutex::new(HashSet::new()),
             watching: Mutex::new(HashSet::new()),
         });
+        if let Some(ledger) = self.ledger.get() {
+            ledger.opened(id, &user, entry.conn.receipts());
+        }
         self.conns.insert(id, entry);
         self.users.entry(user).or_default().insert(id);
         id
@@ -483,9 +570,9 @@ impl Hub {
 
     /// Delivers to the connections on this instance.
     pub fn deliver_local(self: &Arc<Self>, audience: &Audience, event: &Event, origin: Option<ConnId>) {
-        if self.is_frozen() {
+        let Some(_pass) = self.pass() else {
             return;
-        }
+        };
         // A member who left stops hearing the chat's room on every instance, not only on the
         // one that removed them: each instance applies it when the event passes through.
         if let Event::MemberLeft(left) = event {
@@ -542,7 +629,7 @@ impl Hub {
                 // else is next recorded for them (or at their next catch-up): a mark per sent
                 // message would cost a cursor write per message for nothing anyone reads.
                 if let Some(ledger) = self.ledger.get().filter(|_| !is_origin) {
-                    ledger.pushed(id, &entry.user, &msg.chat_id, contiguous);
+                    ledger.pushed(id, &msg.chat_id, contiguous);
                 }
                 if gap {
                     self.check_gap_later(id, entry, &msg.chat_id);
@@ -671,9 +758,6 @@ impl Hub {
         owed: &HashMap<ChatId, i64>,
         ledger: &dyn DeliveryLedger,
     ) -> bool {
-        if self.is_frozen() {
-            return false;
-        }
         {
             let state = lock(&entry.sync);
             if state.handed.get(&msg.chat_id).is_some_and(|h| h.contains(msg.seq)) {
@@ -689,12 +773,18 @@ impl Hub {
         let event = Event::MessageCreated(msg);
         if !skip {
             loop {
-                match entry.conn.send(&event, &EncodeCache::default()) {
+                let sent = match self.pass() {
+                    Some(_pass) => entry.conn.send(&event, &EncodeCache::default()),
+                    None => return false, // frozen: the next connection catches up
+                };
+                match sent {
                     Ok(()) => break,
                     Err(SendFailure::Closed) => return false,
                     Err(SendFailure::Full) => tokio::time::sleep(DRAIN_WAIT).await,
                 }
             }
+        } else if self.is_frozen() {
+            return false;
         }
         let contiguous = {
             let mut state = lock(&entry.sync);
@@ -704,8 +794,17 @@ impl Hub {
             handed.insert(seq);
             handed.contiguous
         };
-        ledger.pushed(id, &entry.user, &chat, contiguous);
+        ledger.pushed(id, &chat, contiguous);
         true
+    }
+}
+
+/// A delivery in progress (see [`Hub::pass`]).
+struct Pass<'a>(&'a Hub);
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        self.0.handing.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -8,7 +8,7 @@
 //! http/          axum router: REST, /health, /metrics, static files
 //! profiles/      one module per wire dialect; translate only (sup, spark, …)
 //! dialects/      raw WebSocket dialects (mrezhen); translate only
-//! transport/     how connections are carried (raw WebSocket host)
+//! transport/     how connections are carried, and what reached the client
 //! fanout.rs      core events → rooms user:{id} / chat:{id} → connections of every profile
 //! core/          domain use cases and delivery guarantees; no wire types
 //! store/         the only code that touches sea_orm and the entity crate
@@ -28,7 +28,7 @@ pub mod store;
 pub mod telemetry;
 pub mod transport;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -37,7 +37,7 @@ use crate::{
     app::{AppState, InFlight},
     config::{Config, Profile},
     dialects::{spark::Spark, sup::Sup},
-    transport::socketio::mount,
+    transport::{socketio::mount, Peer, Transport, WireListener},
 };
 
 /// A built server, bound to its port, not yet serving.
@@ -75,6 +75,7 @@ impl Application {
             started: Instant::now(),
             inflight: InFlight::default(),
             raw_ws: Default::default(),
+            transport: Transport::new(&config),
         });
 
         let (io_layer, io) = SocketIo::builder()
@@ -95,7 +96,10 @@ impl Application {
 
         let router = http::router(state.clone())
             .layer(io_layer)
-            .layer(axum::middleware::map_request(crate::transport::session_head::keep_session_head))
+            .layer(axum::middleware::from_fn_with_state(
+                state.transport.clone(),
+                crate::transport::session_head::engine_io,
+            ))
             .layer(axum::middleware::from_fn(crate::http::socket_io_client))
             .layer(http::cors(&config.cors_origins))
             .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -112,26 +116,25 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops gracefully: let in-flight operations finish
-    /// and their writes land, stop handing events out and record what was handed, close client
-    /// transports (not a Socket.IO DISCONNECT, so unchanged clients reconnect elsewhere), and
-    /// only then close the listener. Sessions keep being served until their transport is
-    /// closed: a long-polling client needs a fresh HTTP request for every poll, and refusing
-    /// those early would cut it off before what it was handed reached it. A session that
-    /// connects meanwhile is accepted but handed nothing (the hub is frozen), and is closed
-    /// with the others, so it reconnects elsewhere (a refused CONNECT would not be retried by
-    /// socket.io-client).
+    /// Serves until `shutdown` resolves, then stops gracefully:
+    ///
+    /// 1. Refuse new Engine.IO sessions (503; clients retry, and find another instance once
+    ///    this one stopped listening). Sessions keep being served until their transport is
+    ///    closed: a long-polling client needs a fresh HTTP request for every poll.
+    /// 2. Let in-flight operations finish, their writes land and their events leave on the bus.
+    /// 3. Freeze the hub: from then on nothing is handed to a connection, so a transport
+    ///    closed afterwards carries everything that was ever marked as handed to it.
+    /// 4. Close every transport (not a Socket.IO DISCONNECT, so unchanged clients reconnect
+    ///    elsewhere): engineioxide writes what is queued, then the close.
+    /// 5. Record what the clients confirmed, waiting (up to `SHUTDOWN_GRACE`) for their
+    ///    answers to the close; drop the rest, which their next connection gets again.
+    /// 6. Only then stop listening: until the marks are written, a client that reconnects is
+    ///    refused here rather than caught up elsewhere from cursors that are not written yet.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, io, state, subscriber } = self;
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
-        // Nagle's algorithm would hold a second small packet to one socket for up to 40 ms
-        // (an ack right after a delivery, say); realtime traffic wants every frame out now.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(cause = %e, "could not set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        let listener = WireListener::new(listener, state.transport.clone());
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
             .with_graceful_shutdown(async move {
                 let _ = accepting_stopped.await;
             });
@@ -140,6 +143,8 @@ impl Application {
 
         shutdown.await;
         tracing::info!("shutting down");
+        let deadline = tokio::time::Instant::now() + state.config.shutdown_grace;
+        state.transport.stop_began();
         // A graceful stop closes transports so that clients reconnect; an idle DISCONNECT
         // now would tell them not to.
         if let Some(idle) = idle {
@@ -147,9 +152,19 @@ impl Application {
         }
         state.inflight.wait_idle(state.config.shutdown_grace).await;
         state.core.drain_writes().await;
-        state.core.freeze_and_record(SEND_DRAIN).await;
+        state.core.freeze().await;
+        state.transport.hub_frozen();
         io.close().await;
-        state.raw_ws.close_all(SEND_DRAIN * 4).await;
+        state.raw_ws.close_all(state.config.close_answer_timeout).await;
+        state.transport.sessions.close_all();
+        let settled = state.core.record_confirmed(deadline).await;
+        state.transport.log_close_handshakes();
+        if settled.unconfirmed_connections > 0 {
+            tracing::info!(
+                connections = settled.unconfirmed_connections,
+                "some deliveries were not confirmed; those clients get them again when they reconnect"
+            );
+        }
         let _ = stop_accepting.send(());
         state.core.stop_background();
         if let Some(subscriber) = subscriber {
@@ -168,10 +183,6 @@ impl Application {
 
 /// The Socket.IO namespaces served: the default one (`DEFAULT_PROFILE`), `sup`, `spark`.
 const NAMESPACES: [&str; 3] = ["/", "/sup", "/spark"];
-
-/// How long a graceful stop lets already-queued packets reach the wire before it records
-/// them as delivered and closes the transports.
-const SEND_DRAIN: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Database URLs may carry passwords; logs get them without.
 fn redact(url: &str) -> String {

@@ -12,7 +12,7 @@ use switchboard::{
         messages::Draft,
         model::{Actor, Event},
     },
-    fanout::{Connection, EncodeCache, SendFailure},
+    fanout::{Connection, EncodeCache, Receipts, SendFailure},
 };
 
 struct Recorder {
@@ -23,6 +23,9 @@ struct Recorder {
 impl Connection for Recorder {
     fn user_id(&self) -> &str {
         &self.user
+    }
+    fn receipts(&self) -> Arc<dyn Receipts> {
+        Arc::new(common::ReachedAtOnce)
     }
     fn send(&self, event: &Event, _cache: &EncodeCache) -> Result<(), SendFailure> {
         let label = match event {

@@ -18,7 +18,7 @@ use switchboard::{
         model::{Actor, Event},
         Core,
     },
-    fanout::{Connection, EncodeCache, SendFailure},
+    fanout::{Connection, EncodeCache, Receipts, SendFailure},
 };
 
 /// A connection that records messages and can pretend its buffer is full.
@@ -40,6 +40,9 @@ impl Recorder {
 impl Connection for Recorder {
     fn user_id(&self) -> &str {
         &self.user
+    }
+    fn receipts(&self) -> Arc<dyn Receipts> {
+        Arc::new(common::ReachedAtOnce)
     }
     fn send(&self, event: &Event, _cache: &EncodeCache) -> Result<(), SendFailure> {
         if self.full.load(Ordering::SeqCst) {

@@ -1,29 +1,37 @@
 //! The delivery ledger: remembers what each connection was handed and moves the members'
 //! delivered cursors forward in the background, so the hot path never waits on a write.
 //!
-//! A mark is only written once it has *settled* for one flush period while its connection
-//! stayed open. A transport that dies right after being handed a message may never have put
-//! it on the wire; dropping the unsettled marks of a closed connection makes the user's next
-//! connection get that message again (same id) instead of never. A graceful stop writes every
-//! mark before it closes the transports, so it re-pushes nothing.
+//! A mark is written only once the connection's transport confirms that what it stands for
+//! reached the client ([`Receipts`]); no amount of time makes it delivered. Each mark keeps
+//! the position its transport must confirm, so the flush (every [`FLUSH_EVERY`]) writes
+//! exactly what was confirmed. A connection that closes keeps its unconfirmed marks until its
+//! transport says no receipt will come (a close answer can still confirm them); then they are
+//! forgotten, and the user's next connection is pushed those messages again, under the same
+//! ids. A graceful stop waits for the close answers before its last flush
+//! ([`Ledger::settle`]), so a client that answered the close is pushed nothing twice.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use dashmap::DashMap;
 
 use crate::{
     core::model::{ChatId, Message, Profile, UserId},
     error::AppError,
-    fanout::{Backlog, BoxFut, ConnId, DeliveryLedger},
+    fanout::{Backlog, BoxFut, ConnId, DeliveryLedger, Receipts},
     store::{self, health::StorageHealth, Db},
 };
 
-#[derive(Clone, Copy, Default)]
+#[derive(Default)]
 struct Mark {
     /// Highest contiguous `seq` handed to the connection.
-    current: i64,
-    /// `current` as it was at the previous flush: it has survived one period.
-    settled: i64,
+    handed: i64,
+    /// Handed but not confirmed yet: `(seq, position)`, both increasing. A `seq` counts as
+    /// delivered once its transport confirmed the position.
+    unconfirmed: VecDeque<(i64, u64)>,
     written: i64,
 }
 
@@ -31,6 +39,8 @@ struct Mark {
 /// recipient of every message) allocates nothing once the chat has a mark.
 struct ConnMarks {
     user: UserId,
+    receipts: Arc<dyn Receipts>,
+    open: bool,
     chats: HashMap<ChatId, Mark>,
 }
 
@@ -40,37 +50,48 @@ pub struct Ledger {
     marks: DashMap<ConnId, ConnMarks>,
 }
 
-/// How often settled marks are written (and so how long a mark must survive to be written).
+/// How often confirmed marks are written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// How often a graceful stop looks whether every close was answered.
+const SETTLE_POLL: Duration = Duration::from_millis(10);
 
 impl Ledger {
     pub fn new(db: Db, health: Arc<StorageHealth>) -> Arc<Self> {
         Arc::new(Self { db, health, marks: DashMap::new() })
     }
 
-    /// Writes settled marks and lets current ones settle.
-    pub async fn flush_settled(&self) {
-        self.flush(false).await;
-    }
-
-    /// Writes every mark, settled or not (graceful stop, after the last in-flight writes).
-    pub async fn flush_all(&self) {
-        self.flush(true).await;
-    }
-
-    async fn flush(&self, all: bool) {
+    /// Writes the confirmed marks, and forgets connections that closed and will confirm
+    /// nothing more.
+    pub async fn flush(&self) {
         let mut writes: HashMap<(UserId, ChatId), i64> = HashMap::new();
+        let mut gone = Vec::new();
         for mut entry in self.marks.iter_mut() {
+            let conn_id = *entry.key();
             let conn = entry.value_mut();
+            // Read before `confirmed`: a connection that finished confirmed all it ever will.
+            let finished = !conn.open && conn.receipts.finished();
+            let confirmed = conn.receipts.confirmed();
             for (chat, mark) in conn.chats.iter_mut() {
-                let due = if all { mark.current } else { mark.settled };
+                let mut due = mark.written;
+                while let Some(&(seq, needs)) = mark.unconfirmed.front() {
+                    if needs > confirmed {
+                        break;
+                    }
+                    due = due.max(seq);
+                    mark.unconfirmed.pop_front();
+                }
                 if due > mark.written {
                     let slot = writes.entry((conn.user.clone(), chat.clone())).or_default();
                     *slot = (*slot).max(due);
                     mark.written = due;
                 }
-                mark.settled = mark.current;
             }
+            if finished {
+                gone.push(conn_id);
+            }
+        }
+        for conn in gone {
+            self.marks.remove(&conn);
         }
         let cursors: Vec<(&str, &str, i64)> =
             writes.iter().map(|((user, chat), seq)| (chat.as_str(), user.as_str(), *seq)).collect();
@@ -85,6 +106,24 @@ impl Ledger {
         }
     }
 
+    /// Graceful stop, once every transport was closed: writes marks as their close answers
+    /// confirm them, until no connection with unconfirmed marks is left or `deadline`
+    /// passes; what is still unconfirmed then is forgotten.
+    pub async fn settle(&self, deadline: tokio::time::Instant) -> Settled {
+        // socketioxide reports no disconnect for the sockets it closes when the server closes.
+        for mut conn in self.marks.iter_mut() {
+            conn.open = false;
+        }
+        loop {
+            self.flush().await;
+            let waiting = self.marks.iter().filter(|e| e.chats.values().any(|m| !m.unconfirmed.is_empty())).count();
+            if waiting == 0 || tokio::time::Instant::now() >= deadline {
+                return Settled { unconfirmed_connections: waiting };
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+    }
+
     pub fn spawn_flusher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let ledger = self.clone();
         tokio::spawn(async move {
@@ -92,7 +131,7 @@ impl Ledger {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                ledger.flush_settled().await;
+                ledger.flush().await;
             }
         })
     }
@@ -104,12 +143,14 @@ impl Ledger {
         ceilings: HashMap<ChatId, i64>,
         limit: usize,
     ) -> Result<Backlog, AppError> {
-        // What the user's other open connections were handed counts as delivered.
+        // What the user's other open connections were handed counts as delivered; of a closed
+        // one, only what it confirmed.
         let mut handed: HashMap<ChatId, i64> = HashMap::new();
         for entry in self.marks.iter().filter(|e| e.value().user == user) {
-            for (chat, mark) in &entry.value().chats {
+            let conn = entry.value();
+            for (chat, mark) in &conn.chats {
                 let slot = handed.entry(chat.clone()).or_default();
-                *slot = (*slot).max(mark.current);
+                *slot = (*slot).max(if conn.open { mark.handed } else { mark.written });
             }
         }
         let mut messages = Vec::new();
@@ -150,20 +191,33 @@ async fn with_senders(db: &Db, messages: &mut [Message]) -> Result<(), AppError>
 }
 
 impl DeliveryLedger for Ledger {
-    fn pushed(&self, conn: ConnId, user: &str, chat: &str, seq: i64) {
-        let mut conn =
-            self.marks.entry(conn).or_insert_with(|| ConnMarks { user: user.to_string(), chats: HashMap::new() });
-        match conn.chats.get_mut(chat) {
-            Some(mark) => mark.current = mark.current.max(seq),
-            None => {
-                conn.chats.insert(chat.to_string(), Mark { current: seq, ..Mark::default() });
-            }
+    fn opened(&self, conn: ConnId, user: &str, receipts: Arc<dyn Receipts>) {
+        self.marks.insert(conn, ConnMarks { user: user.to_string(), receipts, open: true, chats: HashMap::new() });
+    }
+
+    fn pushed(&self, conn: ConnId, chat: &str, seq: i64) {
+        let Some(mut conn) = self.marks.get_mut(&conn) else { return };
+        // Taken after the message was queued: a later position only asks for more.
+        let needs = conn.receipts.position();
+        let mark = match conn.chats.get_mut(chat) {
+            Some(mark) => mark,
+            None => conn.chats.entry(chat.to_string()).or_default(),
+        };
+        if seq <= mark.handed {
+            return;
+        }
+        mark.handed = seq;
+        // Marks that need the same receipt are one: a chat holds a handful at most.
+        match mark.unconfirmed.back_mut() {
+            Some(last) if last.1 == needs => last.0 = seq,
+            _ => mark.unconfirmed.push_back((seq, needs)),
         }
     }
 
     fn closed(&self, conn: ConnId) {
-        // Unsettled marks of a closed connection are forgotten; settled ones were written.
-        self.marks.remove(&conn);
+        if let Some(mut conn) = self.marks.get_mut(&conn) {
+            conn.open = false;
+        }
     }
 
     fn missed<'a>(
@@ -175,4 +229,18 @@ impl DeliveryLedger for Ledger {
     ) -> BoxFut<'a, Result<Backlog, AppError>> {
         Box::pin(self.load_missed(user, cursors, ceilings, limit))
     }
+
+    fn between<'a>(&'a self, chat: &'a str, after: i64, upto: i64) -> BoxFut<'a, Result<Vec<Message>, AppError>> {
+        Box::pin(async move {
+            let limit = u64::try_from(upto - after).unwrap_or(0);
+            let rows = store::messages::after(&self.db, chat, after, limit).await?;
+            Ok(rows.into_iter().map(Message::from).collect())
+        })
+    }
+}
+
+/// What a graceful stop's last flush left unconfirmed.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    pub unconfirmed_connections: usize,
 }

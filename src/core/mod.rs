@@ -106,14 +106,21 @@ impl Core {
         self.hub.flush_bus().await;
     }
 
-    /// Graceful stop, step two: hand nothing more to connections, give what was handed a
-    /// moment to reach the wire, and record it all as delivered. What arrives after the freeze
-    /// is caught up from the store by the user's next connection (on another instance), so a
-    /// graceful stop neither loses nor re-pushes a message.
-    pub async fn freeze_and_record(&self, drain: std::time::Duration) {
-        self.hub.freeze();
-        tokio::time::sleep(drain).await;
-        self.ledger.flush_all().await;
+    /// Graceful stop, step two: hand nothing more to connections, but what fills the holes
+    /// in what each was handed ([`Hub::close_gaps`]). Returns once the last event was queued,
+    /// so that closing the transports after this sends everything that was marked as handed.
+    /// What arrives after the freeze is caught up from the store by the user's next
+    /// connection (on another instance).
+    pub async fn freeze(&self) {
+        self.hub.freeze().await;
+        self.hub.close_gaps().await;
+    }
+
+    /// Graceful stop, last step, once the transports were closed: record what the clients
+    /// confirmed (their close answers), waiting for them until `deadline`. What was not
+    /// confirmed is pushed again, under the same ids, by the users' next connections.
+    pub async fn record_confirmed(&self, deadline: tokio::time::Instant) -> delivery::Settled {
+        self.ledger.settle(deadline).await
     }
 
     /// Stops background tasks (tests start many servers in one process).

@@ -129,7 +129,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
 /// trusted proxy (then `X-Real-IP`). Headers from untrusted peers are ignored, since any
 /// client can write them.
 pub fn client_ip(parts: &Parts, trusted: &[std::net::IpAddr]) -> Option<std::net::IpAddr> {
-    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?.0.ip().to_canonical();
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<crate::transport::Peer>>()?.0.addr.ip().to_canonical();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
@@ -172,7 +172,9 @@ mod tests {
         }
         let (mut parts, ()) = req.body(()).expect("request").into_parts();
         let addr: SocketAddr = format!("{peer}:5000").parse().expect("addr");
-        parts.extensions.insert(axum::extract::ConnectInfo(addr));
+        let config = crate::config::Config::from_vars(Vec::new()).expect("defaults");
+        let peer = crate::transport::Peer::unwatched(addr, crate::transport::Transport::new(&config));
+        parts.extensions.insert(axum::extract::ConnectInfo(peer));
         parts
     }
 

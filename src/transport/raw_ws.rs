@@ -49,7 +49,7 @@ use crate::{
         presence::Identity,
     },
     error::AppError,
-    fanout::{ConnId, Connection, EncodeCache, SendFailure},
+    fanout::{ConnId, Connection, EncodeCache, Receipts, SendFailure},
     telemetry::metrics::Refusal,
 };
 
@@ -118,6 +118,7 @@ pub struct Link {
     /// When the connection opened: messages stored before it were waiting for it.
     pub opened: DateTime<Utc>,
     out: mpsc::Sender<Out>,
+    receipts: Arc<RawReceipts>,
 }
 
 impl Link {
@@ -138,7 +139,10 @@ impl Link {
     /// Queues a frame for the client, waiting for room: a client that does not read its
     /// replies stops being read itself.
     pub async fn reply(&self, frame: String) {
-        let _ = self.out.send(Out::Frame(frame)).await;
+        let Ok(permit) = self.out.reserve().await else { return };
+        let _order = self.receipts.order.lock().unwrap_or_else(|p| p.into_inner());
+        permit.send(Out::Frame(frame));
+        self.receipts.queued.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -190,6 +194,60 @@ struct RawConnection {
     user: String,
     out: mpsc::Sender<Out>,
     synced: Mutex<Option<oneshot::Sender<()>>>,
+    receipts: Arc<RawReceipts>,
+}
+
+/// What reached the client of a raw connection (SPEC §5.6: delivered only once confirmed).
+/// Queued items are numbered in queue order, and the writer writes them in that order; a
+/// WebSocket ping written after item `n` is answered by a pong only once the client read
+/// everything before it, so that pong confirms items up to `n`. The client's answer to the
+/// server's close frame confirms everything written before the close.
+#[derive(Default)]
+struct RawReceipts {
+    /// Items queued so far, numbered in queue order; taken under `order` with the queueing.
+    queued: AtomicU64,
+    order: Mutex<()>,
+    /// Items confirmed read by the client.
+    confirmed: AtomicU64,
+    /// For each ping written and not answered yet: the items written before it.
+    pings: Mutex<std::collections::VecDeque<u64>>,
+    /// The client sent its close frame.
+    close_answered: AtomicBool,
+    finished: AtomicBool,
+}
+
+impl RawReceipts {
+    /// Queues an item and numbers it, as one step: numbers follow queue order.
+    fn try_queue(&self, out: &mpsc::Sender<Out>, item: Out) -> Result<(), mpsc::error::TrySendError<Out>> {
+        let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        out.try_send(item)?;
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn pinged(&self, written: u64) {
+        self.pings.lock().unwrap_or_else(|p| p.into_inner()).push_back(written);
+    }
+
+    fn ponged(&self) {
+        if let Some(covered) = self.pings.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+            self.confirmed.fetch_max(covered, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Receipts for RawReceipts {
+    fn position(&self) -> u64 {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    fn confirmed(&self) -> u64 {
+        self.confirmed.load(Ordering::SeqCst)
+    }
+
+    fn finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
 }
 
 /// Numbers deliveries (see [`Delivery::serial`]).
@@ -207,11 +265,15 @@ impl Connection for RawConnection {
             Some(Delivery { serial: SERIAL.fetch_add(1, Ordering::Relaxed), event: event.clone() })
         });
         let Some(delivery) = delivery else { return Ok(()) };
-        match self.out.try_send(Out::Event(delivery)) {
+        match self.receipts.try_queue(&self.out, Out::Event(delivery)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(SendFailure::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendFailure::Closed),
         }
+    }
+
+    fn receipts(&self) -> Arc<dyn Receipts> {
+        self.receipts.clone()
     }
 
     fn caught_up(&self) {
@@ -260,8 +322,13 @@ pub async fn accept<D: Dialect>(
 
     let (out, queue) = mpsc::channel(app.config.raw_ws.send_queue);
     let (synced, on_synced) = oneshot::channel();
-    let hub_side =
-        Arc::new(RawConnection { user: identity.user_id.clone(), out: out.clone(), synced: Mutex::new(Some(synced)) });
+    let receipts = Arc::new(RawReceipts::default());
+    let hub_side = Arc::new(RawConnection {
+        user: identity.user_id.clone(),
+        out: out.clone(),
+        synced: Mutex::new(Some(synced)),
+        receipts: receipts.clone(),
+    });
     let identity = Arc::new(identity);
     // Taken before registration: whatever was stored before it was waiting for this connection.
     let opened = Utc::now();
@@ -273,7 +340,7 @@ pub async fn accept<D: Dialect>(
             return (StatusCode::SERVICE_UNAVAILABLE, "server error, please retry").into_response();
         }
     };
-    let link = Link { app: app.clone(), identity, conn: registered.id, opened, out };
+    let link = Link { app: app.clone(), identity, conn: registered.id, opened, out, receipts };
     upgrade.on_upgrade(move |socket| async move {
         serve(socket, dialect, link, queue, on_synced).await;
         registered.close().await;
@@ -406,6 +473,8 @@ async fn serve<D: Dialect>(
     let mut stop = app.raw_ws.stop.subscribe();
     let mut on_synced = Some(on_synced);
     let mut closing = None;
+    // Queued items taken off the queue so far, in queue order (see `RawReceipts`).
+    let mut written: u64 = 0;
     if *stop.borrow_and_update() {
         closing = Some((close::GOING_AWAY, "server shutting down"));
     }
@@ -419,6 +488,9 @@ async fn serve<D: Dialect>(
             out = queue.recv() => out.map_or(Step::End, Step::Out),
             synced = synced(&mut on_synced) => if synced { Step::Synced } else { continue },
         };
+        if matches!(step, Step::Out(_)) {
+            written += 1;
+        }
         let frame = match step {
             Step::Out(Out::Frame(text)) => Some(text),
             Step::Out(Out::Event(delivery)) => dialect.encode(&link, &state, &delivery).await,
@@ -428,6 +500,7 @@ async fn serve<D: Dialect>(
                     closing = Some((close::GOING_AWAY, "no pong"));
                     continue;
                 }
+                link.receipts.pinged(written);
                 if !put(&mut sink, WsMessage::Ping(Default::default()), write_limit).await {
                     break;
                 }
@@ -449,11 +522,16 @@ async fn serve<D: Dialect>(
     if let Some((code, reason)) = closing {
         let frame = CloseFrame { code, reason: reason.into() };
         if put(&mut sink, WsMessage::Close(Some(frame)), CLOSE_WAIT).await {
-            // A clean close: the client answers with its own close frame.
-            let _ = tokio::time::timeout(CLOSE_WAIT, reader_finished.wait_for(|done| *done)).await;
+            // A clean close: the client answers with its own close frame, having read all
+            // that was written before ours.
+            let answered = tokio::time::timeout(CLOSE_WAIT, reader_finished.wait_for(|done| *done)).await;
+            if answered.is_ok() && link.receipts.close_answered.load(Ordering::SeqCst) {
+                link.receipts.confirmed.fetch_max(written, Ordering::SeqCst);
+            }
         }
     }
     reader.abort();
+    link.receipts.finished.store(true, Ordering::SeqCst);
 }
 
 /// Resolves when the first catch-up is done (true), or never again once it was reported.
@@ -513,8 +591,12 @@ async fn read<D: Dialect>(
         match msg {
             WsMessage::Text(text) => dialect.frame(&link, &state, text.as_str()).await,
             WsMessage::Binary(bytes) => dialect.frame(&link, &state, &String::from_utf8_lossy(&bytes)).await,
-            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
-            WsMessage::Close(_) => break,
+            WsMessage::Ping(_) => {}
+            WsMessage::Pong(_) => link.receipts.ponged(),
+            WsMessage::Close(_) => {
+                link.receipts.close_answered.store(true, Ordering::SeqCst);
+                break;
+            }
         }
     }
     let _ = done.send(true);

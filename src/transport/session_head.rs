@@ -11,16 +11,22 @@
 //! agent) and the router's extensions. At 19,000 idle WebSocket connections this was about
 //! 7 KiB of resident memory per connection (`examples/bench/analysis.md`, section 4).
 //!
-//! [`keep_session_head`] is a route layer right outside the Socket.IO layer, so CORS and
-//! tracing, further out, still see the request as it came.
+//! [`engine_io`] is a route layer right outside the Socket.IO layer, so CORS and tracing,
+//! further out, still see the request as it came. Since it sees every Engine.IO request, it
+//! also tells the session's delivery receipts ([`crate::transport::sessions`]) about polls
+//! and upgrades, and refuses new sessions once a graceful stop began.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, Request},
-    http::{header, HeaderMap, HeaderName, HeaderValue, Uri},
+    extract::{ConnectInfo, Request, State},
+    http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri},
+    middleware::Next,
+    response::{IntoResponse, Response},
 };
+
+use crate::transport::{Peer, Transport};
 
 /// Where socketioxide serves Engine.IO; only these requests can outlive their connection's
 /// read buffer (REST requests are done with their head when they are answered).
@@ -39,9 +45,65 @@ pub static SESSION_HEADERS: [HeaderName; 5] = [
     header::CONTENT_TYPE,
 ];
 
-/// `map_request` middleware: an Engine.IO request continues with a head of its own, holding
-/// the URI, the [`SESSION_HEADERS`] and the extensions a session needs (the peer address for
-/// [`crate::http::client_ip`], and hyper's upgrade handle for a WebSocket).
+/// Middleware for every Engine.IO request: notes polls and upgrades for the session's
+/// receipts, keeps only the session head ([`keep_session_head`]), and during a graceful stop
+/// answers a request for a new session with 503, which socket.io-client retries (by then
+/// at another instance): a session opened here now would only be closed again, and its
+/// client would come back before this instance recorded what its clients confirmed.
+pub async fn engine_io(State(transport): State<Arc<Transport>>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with(ENGINE_IO_PATH) {
+        return next.run(req).await;
+    }
+    let query = EngineQuery::parse(req.uri().query());
+    let wire = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0.wire.clone());
+    let mut poll = None;
+    match (&query.sid, query.websocket, wire) {
+        (None, _, _) if transport.stopping() => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "server is stopping").into_response();
+        }
+        (None, true, Some(wire)) => wire.expect_upgrade(),
+        (Some(sid), true, Some(wire)) => transport.sessions.upgrade_requested(sid, &wire),
+        (Some(sid), false, _) if req.method() == Method::GET => poll = Some(transport.sessions.poll_arrived(sid)),
+        _ => {}
+    }
+    let res = next.run(keep_session_head(req).await).await;
+    if let Some(poll) = poll {
+        // engineioxide answers a poll with its payload and its exact length.
+        let len = res
+            .status()
+            .is_success()
+            .then(|| res.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse::<u64>().ok())
+            .flatten();
+        poll.answered(len);
+    }
+    res
+}
+
+/// What an Engine.IO request's query says about its session.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EngineQuery {
+    pub sid: Option<String>,
+    pub websocket: bool,
+}
+
+impl EngineQuery {
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut out = Self::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match key.as_ref() {
+                "sid" => out.sid = Some(value.into_owned()),
+                "transport" => out.websocket = value == "websocket",
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// An Engine.IO request continues with a head of its own, holding the URI, the
+/// [`SESSION_HEADERS`] and the extensions a session needs (the peer for
+/// [`crate::http::client_ip`] and for the session's receipts, and hyper's upgrade handle for
+/// a WebSocket).
 pub async fn keep_session_head(req: Request) -> Request {
     if !req.uri().path().starts_with(ENGINE_IO_PATH) {
         return req;
@@ -54,7 +116,7 @@ pub async fn keep_session_head(req: Request) -> Request {
     }
     parts.headers = session_headers(&parts.headers);
     let mut extensions = axum::http::Extensions::new();
-    if let Some(peer) = parts.extensions.remove::<ConnectInfo<SocketAddr>>() {
+    if let Some(peer) = parts.extensions.remove::<ConnectInfo<Peer>>() {
         extensions.insert(peer);
     }
     if let Some(upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
@@ -94,6 +156,7 @@ fn session_headers(headers: &HeaderMap) -> HeaderMap {
 mod tests {
     use super::*;
     use axum::extract::OriginalUri;
+    use std::net::SocketAddr;
 
     const HEAD: &[u8] = b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: example.test\r\n\
         Cookie: a=1\r\nX-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 10.0.0.1\r\n\
@@ -127,7 +190,8 @@ mod tests {
             headers.append(name, value);
         }
         let peer: SocketAddr = "192.0.2.7:50000".parse().expect("address");
-        req.extensions_mut().insert(ConnectInfo(peer));
+        let config = crate::config::Config::from_vars(Vec::new()).expect("defaults");
+        req.extensions_mut().insert(ConnectInfo(Peer::unwatched(peer, Transport::new(&config))));
         let uri = req.uri().clone();
         req.extensions_mut().insert(OriginalUri(uri));
         req
@@ -148,9 +212,17 @@ mod tests {
         assert!(req.headers().get(header::COOKIE).is_none() && req.headers().get(header::HOST).is_none());
         assert_eq!(req.headers().len(), 4);
 
-        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|c| c.0.addr);
         assert_eq!(peer, "192.0.2.7:50000".parse().ok(), "the peer address stays, for client_ip");
         assert!(req.extensions().get::<OriginalUri>().is_none(), "router extensions go");
+    }
+
+    #[test]
+    fn reads_the_session_and_transport_of_an_engine_io_query() {
+        let q = EngineQuery::parse(Some("EIO=4&transport=websocket&sid=ab%2Bc"));
+        assert_eq!(q, EngineQuery { sid: Some("ab+c".into()), websocket: true });
+        assert_eq!(EngineQuery::parse(Some("EIO=4&transport=polling&t=x")), EngineQuery::default());
+        assert_eq!(EngineQuery::parse(None), EngineQuery::default());
     }
 
     #[tokio::test]

@@ -34,8 +34,9 @@ use crate::{
     app::AppState,
     core::{model::Actor, model::Event, presence::Identity, SendOrder, SendTicket},
     error::{AppError, AppResult},
-    fanout::{ConnId, Connection, EncodeCache, SendFailure},
+    fanout::{ConnId, Connection, EncodeCache, Receipts, SendFailure},
     telemetry::metrics::Refusal,
+    transport::{session_head::EngineQuery, Peer, SessionReceipts},
 };
 
 /// Who a socket is, set once at connect.
@@ -45,6 +46,8 @@ pub struct Session {
     pub conn: ConnId,
     pub order: Arc<SendOrder>,
     pub activity: Arc<Activity>,
+    /// What reached the client, on whichever transport the Engine.IO session uses.
+    pub receipts: Arc<SessionReceipts>,
 }
 
 /// When a socket last sent an event, for the idle timeout (see [`super::idle`]).
@@ -174,12 +177,15 @@ async fn admit<P: SocketIoProfile>(
 
     listen(&s, handlers);
     s.on_disconnect(disconnected);
+    let receipts = app.transport.sessions.claim(s.id.as_str(), began_on_websocket(s.req_parts()).as_ref());
     let conn = app.core.hub.register(Arc::new(SocketConnection::<P> {
         socket: s.clone(),
         user: identity.user_id.clone(),
+        receipts: receipts.clone(),
         _profile: std::marker::PhantomData,
     }));
-    let session = Session { identity: Arc::new(identity), conn, order: Arc::default(), activity: Arc::default() };
+    let session =
+        Session { identity: Arc::new(identity), conn, order: Arc::default(), activity: Arc::default(), receipts };
     s.extensions.insert(session.clone());
     if let Err(e) = P::prepare(&app, &session).await {
         e.log_if_internal("connect");
@@ -204,15 +210,28 @@ async fn disconnected(
 ) {
     tracing::debug!(user = %session.identity.user_id, ?reason, "socket disconnected");
     app.metrics.connection_closed();
-    if let Some(departure) = app.core.hub.unregister(session.conn) {
+    let departure = app.core.hub.unregister(session.conn);
+    app.transport.sessions.release(&session.receipts);
+    if let Some(departure) = departure {
         app.core.connection_closed(departure).await;
     }
+}
+
+/// The WebSocket an Engine.IO session began on, if it did not begin with long-polling: the
+/// request that opened it carries the connection's [`Peer`]. (A session that began with
+/// long-polling is found by its `sid` instead: its requests come over many connections.)
+fn began_on_websocket(opened_by: &http::request::Parts) -> Option<Arc<crate::transport::Wire>> {
+    if !EngineQuery::parse(opened_by.uri.query()).websocket {
+        return None;
+    }
+    opened_by.extensions.get::<axum::extract::ConnectInfo<Peer>>().map(|c| c.0.wire.clone())
 }
 
 /// A socket as the hub sees it.
 struct SocketConnection<P> {
     socket: SocketRef,
     user: String,
+    receipts: Arc<SessionReceipts>,
     _profile: std::marker::PhantomData<fn() -> P>,
 }
 
@@ -223,6 +242,10 @@ impl<P: SocketIoProfile> Connection for SocketConnection<P> {
 
     fn follows_all_chats(&self) -> bool {
         P::FOLLOWS_ALL_CHATS
+    }
+
+    fn receipts(&self) -> Arc<dyn Receipts> {
+        self.receipts.clone()
     }
 
     fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure> {

@@ -153,3 +153,19 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// The receipts of a test double that stands for a client which has everything the moment it
+/// is queued.
+pub struct ReachedAtOnce;
+
+impl switchboard::fanout::Receipts for ReachedAtOnce {
+    fn position(&self) -> u64 {
+        0
+    }
+    fn confirmed(&self) -> u64 {
+        u64::MAX
+    }
+    fn finished(&self) -> bool {
+        true
+    }
+}

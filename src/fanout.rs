@@ -35,7 +35,7 @@ use std::{
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Audience, ChatId, Event, Message, UserId};
+use crate::domain::{Audience, ChatId, DeviceId, Event, Message, UserId};
 use crate::error::AppError;
 
 pub use crate::domain::ConnId;
@@ -82,6 +82,11 @@ impl EncodeCache {
 /// event on the transport or says why it cannot.
 pub trait Connection: Send + Sync + 'static {
     fn user_id(&self) -> &str;
+    /// The device this connection delivers to (SPEC §4): delivery is tracked per device.
+    /// `""` is the default device of connections that name none.
+    fn device_id(&self) -> &str {
+        ""
+    }
     fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure>;
     /// What the connection's transport learns about what reached the client.
     fn receipts(&self) -> Arc<dyn Receipts>;
@@ -113,19 +118,20 @@ pub trait Receipts: Send + Sync + 'static {
 
 /// The durable side of delivery, implemented by the core over the store.
 pub trait DeliveryLedger: Send + Sync + 'static {
-    /// Connection `conn` of `user` opened; `receipts` will say what reached it.
-    fn opened(&self, conn: ConnId, user: &str, receipts: Arc<dyn Receipts>);
+    /// Connection `conn` of `user`'s `device` opened; `receipts` will say what reached it.
+    fn opened(&self, conn: ConnId, user: &str, device: &str, receipts: Arc<dyn Receipts>);
     /// Connection `conn` was handed every message of `chat` up to `seq`.
     fn pushed(&self, conn: ConnId, chat: &str, seq: i64);
     /// The connection closed; what was handed to it is recorded once its transport confirms
     /// it, and forgotten if it never does.
     fn closed(&self, conn: ConnId);
-    /// Messages this user has not been handed yet: per chat, after the larger of the durable
-    /// delivered cursor and the given in-memory cursor, but never after the chat's `ceiling`
-    /// (what this connection is still owed); oldest first per chat.
+    /// Messages this device of the user has not been handed yet: per chat, after the larger
+    /// of the device's durable delivered cursor and the given in-memory cursor, but never
+    /// after the chat's `ceiling` (what this connection is still owed); oldest first per chat.
     fn missed<'a>(
         &'a self,
         user: &'a str,
+        device: &'a str,
         cursors: HashMap<ChatId, i64>,
         ceilings: HashMap<ChatId, i64>,
         limit: usize,
@@ -221,6 +227,7 @@ impl SyncState {
 
 struct Entry {
     user: UserId,
+    device: DeviceId,
     conn: Arc<dyn Connection>,
     sync: Mutex<SyncState>,
     chats: Mutex<HashSet<ChatId>>,
@@ -430,13 +437,14 @@ impl Hub {
         let user = conn.user_id().to_string();
         let entry = Arc::new(Entry {
             user: user.clone(),
+            device: conn.device_id().to_string(),
             conn,
             sync: Mutex::new(SyncState { syncing: true, ..Default::default() }),
             chats: Mutex::new(HashSet::new()),
             watching: Mutex::new(HashSet::new()),
         });
         if let Some(ledger) = self.ledger.get() {
-            ledger.opened(id, &user, entry.conn.receipts());
+            ledger.opened(id, &user, &entry.device, entry.conn.receipts());
         }
         self.conns.insert(id, entry);
         self.users.entry(user).or_default().insert(id);
@@ -712,7 +720,7 @@ impl Hub {
                 (cursors, ceilings)
             };
             let Backlog { messages: backlog, baselines } =
-                match ledger.missed(&entry.user, cursors, ceilings, BACKLOG_PAGE).await {
+                match ledger.missed(&entry.user, &entry.device, cursors, ceilings, BACKLOG_PAGE).await {
                     Ok(backlog) => backlog,
                     Err(e) => {
                         e.log_if_internal("catch-up");
@@ -766,10 +774,13 @@ impl Hub {
         }
         let chat = msg.chat_id.clone();
         let seq = msg.seq;
-        // The user's own messages are not pushed back to them on reconnect (their device has
-        // them from the ack); they only advance the cursor. One sent from another device while
-        // this connection was catching up is owed to it like any live message.
-        let skip = msg.sender_id == entry.user && owed.get(&chat).is_none_or(|floor| seq < *floor);
+        // A device's own messages are not pushed back to it on reconnect (it has them from the
+        // ack); they only advance the cursor. The sender's other devices are pushed them like
+        // any message (messages stored before devices were tracked count as this device's).
+        // One sent while this connection was catching up is owed to it like any live message.
+        let from_this_device =
+            msg.sender_id == entry.user && msg.sender_device.as_deref().is_none_or(|device| device == entry.device);
+        let skip = from_this_device && owed.get(&chat).is_none_or(|floor| seq < *floor);
         let event = Event::MessageCreated(msg);
         if !skip {
             loop {

@@ -14,7 +14,6 @@
 //! store/         the only code that touches sea_orm and the entity crate
 //! ```
 
-pub mod app;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -34,10 +33,10 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 
 use crate::{
-    app::{AppState, InFlight},
     config::{Config, Profile},
     dialects::{spark::Spark, sup::Sup},
     transport::{socketio::mount, Peer, Transport, WireListener},
+    transport::{AppState, InFlight},
 };
 
 /// A built server, bound to its port, not yet serving.

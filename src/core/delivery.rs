@@ -19,7 +19,7 @@ use std::{
 use dashmap::DashMap;
 
 use crate::{
-    core::model::{ChatId, Message, Profile, UserId},
+    core::model::{ChatId, DeviceId, Message, Profile, UserId},
     error::AppError,
     fanout::{Backlog, BoxFut, ConnId, DeliveryLedger, Receipts},
     store::{self, health::StorageHealth, Db},
@@ -39,6 +39,7 @@ struct Mark {
 /// recipient of every message) allocates nothing once the chat has a mark.
 struct ConnMarks {
     user: UserId,
+    device: DeviceId,
     receipts: Arc<dyn Receipts>,
     open: bool,
     chats: HashMap<ChatId, Mark>,
@@ -63,7 +64,7 @@ impl Ledger {
     /// Writes the confirmed marks, and forgets connections that closed and will confirm
     /// nothing more.
     pub async fn flush(&self) {
-        let mut writes: HashMap<(UserId, ChatId), i64> = HashMap::new();
+        let mut writes: HashMap<(UserId, DeviceId, ChatId), i64> = HashMap::new();
         let mut gone = Vec::new();
         for mut entry in self.marks.iter_mut() {
             let conn_id = *entry.key();
@@ -81,7 +82,7 @@ impl Ledger {
                     mark.unconfirmed.pop_front();
                 }
                 if due > mark.written {
-                    let slot = writes.entry((conn.user.clone(), chat.clone())).or_default();
+                    let slot = writes.entry((conn.user.clone(), conn.device.clone(), chat.clone())).or_default();
                     *slot = (*slot).max(due);
                     mark.written = due;
                 }
@@ -93,12 +94,14 @@ impl Ledger {
         for conn in gone {
             self.marks.remove(&conn);
         }
-        let cursors: Vec<(&str, &str, i64)> =
-            writes.iter().map(|((user, chat), seq)| (chat.as_str(), user.as_str(), *seq)).collect();
+        let cursors: Vec<(&str, &str, &str, i64)> = writes
+            .iter()
+            .map(|((user, device, chat), seq)| (chat.as_str(), user.as_str(), device.as_str(), *seq))
+            .collect();
         if cursors.is_empty() {
             return;
         }
-        match store::conversations::advance_delivered(&self.db, &cursors).await {
+        match store::devices::advance(&self.db, &cursors).await {
             // Unwritten marks only mean re-pushes: the next connections catch up from the
             // cursors as they are, so a message may arrive again (same id), never go missing.
             Err(e) => self.health.write_failed("delivery marks", &e),
@@ -139,14 +142,15 @@ impl Ledger {
     async fn load_missed(
         &self,
         user: &str,
+        device: &str,
         cursors: HashMap<ChatId, i64>,
         ceilings: HashMap<ChatId, i64>,
         limit: usize,
     ) -> Result<Backlog, AppError> {
-        // What the user's other open connections were handed counts as delivered; of a closed
-        // one, only what it confirmed.
+        // What this device's other open connections were handed counts as delivered; of a
+        // closed one, only what it confirmed. Other devices' deliveries do not count.
         let mut handed: HashMap<ChatId, i64> = HashMap::new();
-        for entry in self.marks.iter().filter(|e| e.value().user == user) {
+        for entry in self.marks.iter().filter(|e| e.value().user == user && e.value().device == device) {
             let conn = entry.value();
             for (chat, mark) in &conn.chats {
                 let slot = handed.entry(chat.clone()).or_default();
@@ -155,7 +159,7 @@ impl Ledger {
         }
         let mut messages = Vec::new();
         let mut baselines = HashMap::new();
-        for (chat, delivered, last_seq) in store::conversations::cursors(&self.db, user).await? {
+        for (chat, delivered, last_seq) in store::devices::cursors(&self.db, user, device).await? {
             let mut from =
                 delivered.max(handed.get(&chat).copied().unwrap_or(0)).max(cursors.get(&chat).copied().unwrap_or(0));
             // What this connection is owed comes first, whatever other devices were handed.
@@ -191,8 +195,15 @@ async fn with_senders(db: &Db, messages: &mut [Message]) -> Result<(), AppError>
 }
 
 impl DeliveryLedger for Ledger {
-    fn opened(&self, conn: ConnId, user: &str, receipts: Arc<dyn Receipts>) {
-        self.marks.insert(conn, ConnMarks { user: user.to_string(), receipts, open: true, chats: HashMap::new() });
+    fn opened(&self, conn: ConnId, user: &str, device: &str, receipts: Arc<dyn Receipts>) {
+        let marks = ConnMarks {
+            user: user.to_string(),
+            device: device.to_string(),
+            receipts,
+            open: true,
+            chats: HashMap::new(),
+        };
+        self.marks.insert(conn, marks);
     }
 
     fn pushed(&self, conn: ConnId, chat: &str, seq: i64) {
@@ -223,11 +234,12 @@ impl DeliveryLedger for Ledger {
     fn missed<'a>(
         &'a self,
         user: &'a str,
+        device: &'a str,
         cursors: HashMap<ChatId, i64>,
         ceilings: HashMap<ChatId, i64>,
         limit: usize,
     ) -> BoxFut<'a, Result<Backlog, AppError>> {
-        Box::pin(self.load_missed(user, cursors, ceilings, limit))
+        Box::pin(self.load_missed(user, device, cursors, ceilings, limit))
     }
 
     fn between<'a>(&'a self, chat: &'a str, after: i64, upto: i64) -> BoxFut<'a, Result<Vec<Message>, AppError>> {

@@ -52,10 +52,15 @@ pub struct Core {
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// Whether the database takes writes (for `/health` and `/metrics`).
     storage: Arc<store::health::StorageHealth>,
+    /// Devices known to be recorded (`store::devices`), so that a reconnect costs no write.
+    known_devices: dashmap::DashSet<(String, String)>,
     /// The `Arc` this core lives in, for timers that outlive the call that set them (ring
     /// timeouts, the grace period of a participant who went offline).
     me: Weak<Core>,
 }
+
+/// Most (user, device) pairs remembered as recorded; beyond it the set starts over.
+const MAX_KNOWN_DEVICES: usize = 200_000;
 
 impl Core {
     /// Wires the core together and starts its background tasks (writer, delivery flusher,
@@ -95,6 +100,7 @@ impl Core {
             shared,
             background: std::sync::Mutex::new(background),
             storage: health,
+            known_devices: dashmap::DashSet::new(),
         });
         core.resume_calls();
         Ok(core)
@@ -130,6 +136,23 @@ impl Core {
         for task in tasks {
             task.abort();
         }
+    }
+
+    /// Records a device of `user` the first time this instance sees it: from then on its
+    /// deliveries are tracked, and a device never seen before starts where the user's other
+    /// devices are (see `store::devices::register`).
+    pub(crate) async fn device_seen(&self, user: &str, device: &str) -> AppResult<()> {
+        let key = (user.to_string(), device.to_string());
+        if self.known_devices.contains(&key) {
+            return Ok(());
+        }
+        store::devices::register(&self.db, user, device).await?;
+        // Bounded like the users an instance serves; forgotten entries only cost a write.
+        if self.known_devices.len() >= MAX_KNOWN_DEVICES {
+            self.known_devices.clear();
+        }
+        self.known_devices.insert(key);
+        Ok(())
     }
 
     /// Whether writes succeed, how many failed, and the last failure.

@@ -71,6 +71,7 @@ impl Core {
             who.avatar.as_deref(),
         )
         .await?;
+        self.device_seen(&who.user_id, who.device()).await?;
         let came_online = self.shared.user_here(&who.user_id).await.map_err(AppError::Internal)?;
         if came_online {
             // A status chosen earlier (away, busy, invisible) survives reconnects.

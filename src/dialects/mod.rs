@@ -12,7 +12,10 @@ use axum::{extract::Request, http::header, middleware::Next, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use crate::{app::AppState, core::model::AttachmentInfo, transport::raw_ws};
+use crate::{
+    core::model::AttachmentInfo,
+    transport::{raw_ws, AppState},
+};
 
 /// Timestamps on the wire: RFC 3339 in UTC with milliseconds, as JavaScript's `toISOString`.
 pub fn iso(t: &DateTime<Utc>) -> String {

@@ -18,7 +18,6 @@ use socketioxide::extract::SocketRef;
 use super::{attachment_json, iso, mentions};
 use crate::transport::socketio::{Handlers, Session, SocketIoProfile, WithFields};
 use crate::{
-    app::AppState,
     core::{
         calls::CallRequest,
         messages::Draft,
@@ -29,6 +28,7 @@ use crate::{
         presence::MAX_WATCH,
     },
     error::{AppError, AppResult},
+    transport::AppState,
 };
 
 pub struct Sup;

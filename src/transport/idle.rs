@@ -19,7 +19,7 @@ use socketioxide::SocketIo;
 use tokio::{task::JoinHandle, time::MissedTickBehavior};
 
 use super::socketio::Session;
-use crate::app::AppState;
+use super::AppState;
 
 /// How late a socket may be disconnected, as a fraction of `MAX_IDLE_TIME`.
 const PERIODS_PER_TIMEOUT: u32 = 16;

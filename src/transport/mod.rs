@@ -19,6 +19,7 @@
 //! The core sees none of this: a hub connection carries a [`crate::fanout::Receipts`], which
 //! only hands out and compares positions.
 
+pub mod address;
 pub mod frames;
 pub mod idle;
 pub mod raw_ws;
@@ -26,6 +27,7 @@ pub mod rest;
 pub mod session_head;
 pub mod sessions;
 pub mod socketio;
+pub mod state;
 pub mod wire;
 
 use std::{
@@ -38,7 +40,9 @@ use std::{
 
 use crate::config::Config;
 
+pub use address::client_ip;
 pub use sessions::{SessionReceipts, Sessions};
+pub use state::{AppState, InFlight, InFlightGuard};
 
 /// Receipt positions (see [`crate::fanout::Receipts`]): long-polling responses count below
 /// this bit, WebSocket pongs above it, so that a session that upgrades only moves forward.

@@ -43,7 +43,6 @@ use futures_util::{stream::SplitSink, SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::{
-    app::AppState,
     core::{
         model::{Actor, Event},
         presence::Identity,
@@ -51,6 +50,7 @@ use crate::{
     error::AppError,
     fanout::{ConnId, Connection, EncodeCache, Receipts, SendFailure},
     telemetry::metrics::Refusal,
+    transport::AppState,
 };
 
 /// Largest frame (and message) a client may send (SPEC §6).
@@ -192,6 +192,7 @@ impl Registry {
 /// The connection as the hub sees it.
 struct RawConnection {
     user: String,
+    device: String,
     out: mpsc::Sender<Out>,
     synced: Mutex<Option<oneshot::Sender<()>>>,
     receipts: Arc<RawReceipts>,
@@ -256,6 +257,10 @@ static SERIAL: AtomicU64 = AtomicU64::new(1);
 impl Connection for RawConnection {
     fn user_id(&self) -> &str {
         &self.user
+    }
+
+    fn device_id(&self) -> &str {
+        &self.device
     }
 
     fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure> {
@@ -325,6 +330,7 @@ pub async fn accept<D: Dialect>(
     let receipts = Arc::new(RawReceipts::default());
     let hub_side = Arc::new(RawConnection {
         user: identity.user_id.clone(),
+        device: identity.device().to_string(),
         out: out.clone(),
         synced: Mutex::new(Some(synced)),
         receipts: receipts.clone(),
@@ -353,7 +359,7 @@ const MIN_READ_BUFFER: usize = 512;
 /// A 429 when the client address made too many connection attempts (counted before the
 /// token is checked, as for Socket.IO).
 fn refuse_rate(app: &AppState, parts: &Parts) -> Option<Response> {
-    let Some(ip) = crate::http::client_ip(parts, &app.config.trusted_proxies) else {
+    let Some(ip) = crate::transport::client_ip(parts, &app.config.trusted_proxies) else {
         tracing::warn!("no peer address on a WebSocket upgrade; not rate limited");
         return None;
     };

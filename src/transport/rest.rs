@@ -11,7 +11,8 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{app::AppState, core::model::Actor, error::AppError};
+use super::AppState;
+use crate::{core::model::Actor, error::AppError};
 
 /// REST errors: the envelope of SPEC §6 with the matching status.
 impl IntoResponse for AppError {

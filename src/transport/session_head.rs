@@ -34,7 +34,7 @@ const ENGINE_IO_PATH: &str = "/socket.io";
 
 /// The headers read from a session's request. The connect middleware
 /// (`transport::socketio`) reads the token ([`crate::auth::token_from_request`]) and the
-/// client address ([`crate::http::client_ip`]); engineioxide reads the WebSocket key and the
+/// client address ([`crate::transport::client_ip`]); engineioxide reads the WebSocket key and the
 /// type of a polling body while it handles the request. **A header the connect middleware
 /// reads must be listed here, or it reads as absent.**
 pub static SESSION_HEADERS: [HeaderName; 5] = [
@@ -102,7 +102,7 @@ impl EngineQuery {
 
 /// An Engine.IO request continues with a head of its own, holding the URI, the
 /// [`SESSION_HEADERS`] and the extensions a session needs (the peer for
-/// [`crate::http::client_ip`] and for the session's receipts, and hyper's upgrade handle for
+/// [`crate::transport::client_ip`] and for the session's receipts, and hyper's upgrade handle for
 /// a WebSocket).
 pub async fn keep_session_head(req: Request) -> Request {
     if !req.uri().path().starts_with(ENGINE_IO_PATH) {

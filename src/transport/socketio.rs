@@ -31,11 +31,11 @@ use socketioxide::{
 };
 
 use crate::{
-    app::AppState,
     core::{model::Actor, model::Event, presence::Identity, SendOrder, SendTicket},
     error::{AppError, AppResult},
     fanout::{ConnId, Connection, EncodeCache, Receipts, SendFailure},
     telemetry::metrics::Refusal,
+    transport::AppState,
     transport::{session_head::EngineQuery, Peer, SessionReceipts},
 };
 
@@ -141,7 +141,7 @@ async fn admit<P: SocketIoProfile>(
     handlers: Arc<Handlers>,
 ) -> Result<(), Refused> {
     // Before the token check, so refused tokens count too (and cost no signature check).
-    match crate::http::client_ip(s.req_parts(), &app.config.trusted_proxies) {
+    match crate::transport::client_ip(s.req_parts(), &app.config.trusted_proxies) {
         Some(ip) => {
             if let Err(wait) = app.core.limits.check_connection(ip) {
                 app.metrics.connection_refused(Refusal::RateLimited);
@@ -181,6 +181,7 @@ async fn admit<P: SocketIoProfile>(
     let conn = app.core.hub.register(Arc::new(SocketConnection::<P> {
         socket: s.clone(),
         user: identity.user_id.clone(),
+        device: identity.device().to_string(),
         receipts: receipts.clone(),
         _profile: std::marker::PhantomData,
     }));
@@ -231,6 +232,7 @@ fn began_on_websocket(opened_by: &http::request::Parts) -> Option<Arc<crate::tra
 struct SocketConnection<P> {
     socket: SocketRef,
     user: String,
+    device: String,
     receipts: Arc<SessionReceipts>,
     _profile: std::marker::PhantomData<fn() -> P>,
 }
@@ -238,6 +240,10 @@ struct SocketConnection<P> {
 impl<P: SocketIoProfile> Connection for SocketConnection<P> {
     fn user_id(&self) -> &str {
         &self.user
+    }
+
+    fn device_id(&self) -> &str {
+        &self.device
     }
 
     fn follows_all_chats(&self) -> bool {

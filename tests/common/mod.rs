@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::{ConnectionTrait, Database};
-use switchboard::{app::AppState, config::Config, Application};
+use switchboard::{config::Config, transport::AppState, Application};
 
 pub const SECRET: &str = "rust-test-secret";
 

@@ -16,10 +16,10 @@ use tower_http::services::ServeFile;
 
 use crate::transport::rest::{ok, Authenticated};
 use crate::{
-    app::AppState,
     core::attachments::{AttachmentFile, Upload},
     dialects::{attachment_json, iso},
     error::{AppError, AppResult},
+    transport::AppState,
 };
 
 /// How much of a request body is read at most: twice the largest file, plus room for the

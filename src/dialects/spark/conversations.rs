@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 
 use crate::transport::rest::{ok, Authenticated, JsonBody, QueryParams};
 use crate::{
-    app::AppState,
     core::{
         conversations::{ConversationRequest, DetailsChange},
         history::{ListCursor, Removal},
@@ -24,6 +23,7 @@ use crate::{
     },
     dialects::{iso, spark::message_json},
     error::{AppError, AppResult},
+    transport::AppState,
 };
 
 pub fn router() -> Router<Arc<AppState>> {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::transport::rest::{ok, Authenticated, JsonBody};
-use crate::{app::AppState, core::keys::DeviceKey, dialects::iso, error::AppResult};
+use crate::{core::keys::DeviceKey, dialects::iso, error::AppResult, transport::AppState};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()

@@ -16,12 +16,12 @@ use serde_json::json;
 
 use crate::transport::rest::{ok, Authenticated, JsonBody, QueryParams};
 use crate::{
-    app::AppState,
     dialects::{
         iso,
         spark::{delete_for, deleted_json, message_json, reaction_json, SendMessage},
     },
     error::{AppError, AppResult},
+    transport::AppState,
 };
 
 pub fn router() -> Router<Arc<AppState>> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub use socket::*;
 
-use crate::app::AppState;
+use crate::transport::AppState;
 
 /// Spark's REST routes.
 pub fn router(media_max_size: u64) -> axum::Router<Arc<AppState>> {

@@ -11,7 +11,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{
-    app::AppState,
     core::{
         messages::{Draft, Extras},
         model::{ChatUpdated, Event, Location, Message, MessageDeleted, Notification, Presence, Reaction, ReceiptKind},
@@ -20,6 +19,7 @@ use crate::{
     dialects::{attachment_json, iso, mentions},
     error::AppResult,
     transport::socketio::{Handlers, Session, SocketIoProfile},
+    transport::AppState,
 };
 
 pub struct Spark;

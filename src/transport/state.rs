@@ -10,7 +10,9 @@ use std::{
 
 use tokio::sync::Notify;
 
-use crate::{auth::Verifier, config::Config, core::Core, telemetry::metrics::Metrics, transport::Transport};
+use crate::{auth::Verifier, config::Config, core::Core, telemetry::metrics::Metrics};
+
+use super::Transport;
 
 pub struct AppState {
     pub config: Arc<Config>,

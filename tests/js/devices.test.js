@@ -4,9 +4,6 @@
 // or the handshake's `auth.deviceId`.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   backends, startServer, connect, token, uid, call, waitFor, collect, createChat, closeAll,
 } from './helpers.js';
@@ -17,35 +14,43 @@ const send = (socket, chatId, tempId) =>
 for (const backend of backends()) {
   describe(`per-device delivery on ${backend}`, () => {
     it('pushes a device that was off what another device of the same user already had, once', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'switchboard-devices-'));
-      const keep = backend === 'sqlite' ? { databaseUrl: `sqlite://${join(dir, 'devices.db')}?mode=rwc` } : {};
-      let srv = await startServer({ backend, ...keep });
-      const databaseUrl = srv.databaseUrl;
+      // Each phase ends with a graceful stop, which every client answers: what each device
+      // was handed is then confirmed, and recorded for that device alone.
+      const first = await startServer({ backend });
+      const { databaseUrl } = first;
+      const graceful = async (s) => { s.proc.kill('SIGTERM'); return (await s.exited).code; };
+      let srv = first;
       const [alice, bob] = [uid('alice'), uid('bob')];
+      // The phone names its device in the token (as SUP's tokens do), the laptop at the handshake.
+      const phoneToken = token(bob, { shape: 'sup', deviceId: 'phone' });
+      const laptopAuth = { token: token(bob), deviceId: 'laptop' };
       try {
         const chat = await createChat(srv.url, token(alice), 'direct', [bob]);
-        // The phone names its device in the token (SUP's tokens do), the laptop at the handshake.
-        const phoneToken = token(bob, { shape: 'sup', deviceId: 'phone' });
-        const laptopAuth = { token: token(bob), deviceId: 'laptop' };
+        // 1. The laptop is on and gets m0.
+        let a = await connect(srv.url, { auth: { token: token(alice) } });
         const laptop = await connect(srv.url, { auth: laptopAuth });
-        const a = await connect(srv.url, { auth: { token: token(alice) } });
-        const first = waitFor(laptop, 'message:new', (m) => m.tempId === 'm0');
+        const m0 = waitFor(laptop, 'message:new', (m) => m.tempId === 'm0');
         await send(a, chat, 'm0');
-        await first;
-        laptop.close(); // the laptop goes off
+        await m0;
+        assert.equal(await graceful(srv), 0);
+        closeAll(a, laptop);
 
-        const phone = await connect(srv.url, { auth: { token: phoneToken } });
+        // 2. The laptop is off; the phone (a device never seen before) gets m1.
+        srv = await startServer({ backend, databaseUrl });
+        a = await connect(srv.url, { auth: { token: token(alice) } });
+        const phoneFirst = [];
+        const phone = await connect(srv.url, { auth: { token: phoneToken }, listen: (s) => s.on('message:new', (m) => phoneFirst.push(m)) });
         const got = waitFor(phone, 'message:new', (m) => m.tempId === 'm1');
         const m1 = await send(a, chat, 'm1');
         await got;
-        // A graceful stop: the phone answers the close, so what it was handed is recorded as
-        // delivered to the phone (and only to the phone).
-        closeAll(a);
-        assert.equal(await srv.stop(), 0);
-        phone.close();
+        assert.deepEqual(phoneFirst.map((m) => m.tempId), ['m1'], 'a new device starts where the user\'s devices are');
+        assert.equal(await graceful(srv), 0);
+        closeAll(a, phone);
+        await srv.stop();
 
+        // 3. Both come back: the laptop is pushed m1 (which only the phone had), once; the
+        // phone is pushed nothing it confirmed.
         srv = await startServer({ backend, databaseUrl });
-        // The laptop was off: it is pushed m1 (not m0, which it had), without asking, once.
         const laptopGot = [];
         const laptop2 = await connect(srv.url, { auth: laptopAuth, listen: (s) => s.on('message:new', (m) => laptopGot.push(m)) });
         const phoneGot = [];
@@ -58,9 +63,9 @@ for (const backend of backends()) {
         assert.equal(laptopGot[0].id, m1.id);
         assert.deepEqual(phoneGot.map((m) => m.tempId), ['m2'], 'the phone is not pushed what it confirmed');
         closeAll(laptop2, phone2, a2);
-      } finally {
         await srv.stop();
-        rmSync(dir, { recursive: true, force: true });
+      } finally {
+        await first.stop();
       }
     });
 

@@ -5,6 +5,7 @@
 
 pub mod attachments;
 pub mod calls;
+pub mod connections;
 pub mod conversations;
 pub mod delivery;
 pub mod direct;

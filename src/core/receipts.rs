@@ -1,5 +1,6 @@
 //! Delivered and read receipts. A receipt moves the member's cursor (read implies delivered
-//! and covers every earlier message) and tells the message's sender.
+//! and covers every earlier message), and the delivered cursor of the device that sent it,
+//! and tells the message's sender.
 
 use chrono::Utc;
 
@@ -30,6 +31,9 @@ impl Core {
             .ok_or_else(|| AppError::NotFound("message not found in this conversation".into()))?;
         store::conversations::advance_cursor(&self.db, chat, &actor.user_id, msg.seq, kind == ReceiptKind::Read)
             .await?;
+        // The client says it has the message: the strongest confirmation there is, for the
+        // device it came from (its catch-up starts after it).
+        store::devices::advance(&self.db, &[(chat, actor.user_id.as_str(), actor.device.as_str(), msg.seq)]).await?;
         let receipt = Receipt {
             kind,
             chat_id: chat.to_string(),

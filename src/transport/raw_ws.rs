@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::{
     core::{
+        connections::ConnectionGuard,
         model::{Actor, Event},
         presence::Identity,
     },
@@ -346,7 +347,7 @@ pub async fn accept<D: Dialect>(
             return (StatusCode::SERVICE_UNAVAILABLE, "server error, please retry").into_response();
         }
     };
-    let link = Link { app: app.clone(), identity, conn: registered.id, opened, out, receipts };
+    let link = Link { app: app.clone(), identity, conn: registered.id(), opened, out, receipts };
     upgrade.on_upgrade(move |socket| async move {
         serve(socket, dialect, link, queue, on_synced).await;
         registered.close().await;
@@ -383,57 +384,55 @@ fn token_from_protocol(headers: &HeaderMap) -> Option<String> {
     offered.get(at + 1).cloned()
 }
 
-/// A connection registered with the hub. Dropped without [`Registered::close`] (the upgrade
-/// never completed), it unregisters on its own.
+/// A raw connection the core opened ([`ConnectionGuard`]), counted for metrics and the
+/// graceful stop until it closes. Dropped without [`Registered::close`] (the upgrade never
+/// completed), it closes on its own.
 struct Registered {
     app: Arc<AppState>,
-    id: ConnId,
+    guard: ConnectionGuard,
     armed: bool,
 }
 
-/// The connection lifecycle shared with Socket.IO connections, in one place (see
-/// `transport::socketio`): register with the hub in syncing mode, watch what the dialect
-/// watches, record the user and announce them online, count the connection, start the
-/// catch-up. Registration comes first, so that the new connection hears its own arrival.
+/// Opens the connection with the core, watching what the dialect watches from the start (so
+/// that it hears its own arrival), and starts its catch-up.
 async fn open(
     app: &Arc<AppState>,
     identity: &Identity,
     conn: Arc<RawConnection>,
     watches: &[&str],
 ) -> Result<Registered, AppError> {
-    let id = app.core.hub.register(conn);
     let keys: Vec<String> = watches.iter().map(|w| w.to_string()).collect();
-    app.core.hub.watch(id, &keys);
+    let guard = app.core.open_connection(identity, conn, &keys).await?;
     app.raw_ws.open.fetch_add(1, Ordering::SeqCst);
-    let registered = Registered { app: app.clone(), id, armed: true };
-    app.core.user_connected(identity).await?;
     app.metrics.connection_opened();
-    app.core.hub.start_sync(id);
-    Ok(registered)
+    guard.start();
+    Ok(Registered { app: app.clone(), guard, armed: true })
 }
 
 impl Registered {
+    fn id(&self) -> ConnId {
+        self.guard.id()
+    }
+
     async fn close(mut self) {
         self.armed = false;
-        close_registration(&self.app, self.id).await;
+        self.guard.close().await;
+        self.left();
+    }
+
+    fn left(&self) {
+        self.app.metrics.connection_closed();
+        self.app.raw_ws.left();
     }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
+        // The guard closes itself when it drops.
         if self.armed {
-            let (app, id) = (self.app.clone(), self.id);
-            tokio::spawn(async move { close_registration(&app, id).await });
+            self.left();
         }
     }
-}
-
-async fn close_registration(app: &AppState, id: ConnId) {
-    app.metrics.connection_closed();
-    if let Some(departure) = app.core.hub.unregister(id) {
-        app.core.connection_closed(departure).await;
-    }
-    app.raw_ws.left();
 }
 
 /// What the writer does next.

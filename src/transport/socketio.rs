@@ -31,7 +31,7 @@ use socketioxide::{
 };
 
 use crate::{
-    core::{model::Actor, model::Event, presence::Identity, SendOrder, SendTicket},
+    core::{connections::ConnectionGuard, model::Actor, model::Event, presence::Identity, SendOrder, SendTicket},
     error::{AppError, AppResult},
     fanout::{ConnId, Connection, EncodeCache, Receipts, SendFailure},
     telemetry::metrics::Refusal,
@@ -44,6 +44,8 @@ use crate::{
 pub struct Session {
     pub identity: Arc<Identity>,
     pub conn: ConnId,
+    /// The core's side of the connection: closing it unregisters and records the departure.
+    pub guard: Arc<ConnectionGuard>,
     pub order: Arc<SendOrder>,
     pub activity: Arc<Activity>,
     /// What reached the client, on whichever transport the Engine.IO session uses.
@@ -169,7 +171,16 @@ async fn admit<P: SocketIoProfile>(
             })?);
         }
     }
-    app.core.user_connected(&identity).await.map_err(|e| {
+    let receipts = app.transport.sessions.claim(s.id.as_str(), began_on_websocket(s.req_parts()).as_ref());
+    let hub_side = Arc::new(SocketConnection::<P> {
+        socket: s.clone(),
+        user: identity.user_id.clone(),
+        device: identity.device().to_string(),
+        receipts: receipts.clone(),
+        _profile: std::marker::PhantomData,
+    });
+    let guard = app.core.open_connection(&identity, hub_side, &[]).await.map_err(|e| {
+        app.transport.sessions.release(&receipts);
         e.log_if_internal("connect");
         app.metrics.connection_refused(Refusal::ServerError);
         Refused("server error, please retry".into())
@@ -177,16 +188,14 @@ async fn admit<P: SocketIoProfile>(
 
     listen(&s, handlers);
     s.on_disconnect(disconnected);
-    let receipts = app.transport.sessions.claim(s.id.as_str(), began_on_websocket(s.req_parts()).as_ref());
-    let conn = app.core.hub.register(Arc::new(SocketConnection::<P> {
-        socket: s.clone(),
-        user: identity.user_id.clone(),
-        device: identity.device().to_string(),
-        receipts: receipts.clone(),
-        _profile: std::marker::PhantomData,
-    }));
-    let session =
-        Session { identity: Arc::new(identity), conn, order: Arc::default(), activity: Arc::default(), receipts };
+    let session = Session {
+        identity: Arc::new(identity),
+        conn: guard.id(),
+        guard: Arc::new(guard),
+        order: Arc::default(),
+        activity: Arc::default(),
+        receipts,
+    };
     s.extensions.insert(session.clone());
     if let Err(e) = P::prepare(&app, &session).await {
         e.log_if_internal("connect");
@@ -195,13 +204,9 @@ async fn admit<P: SocketIoProfile>(
     Ok(())
 }
 
-async fn connected<P: SocketIoProfile>(
-    s: SocketRef,
-    State(app): State<Arc<AppState>>,
-    Extension(session): Extension<Session>,
-) {
+async fn connected<P: SocketIoProfile>(s: SocketRef, Extension(session): Extension<Session>) {
     P::greet(&s, &session);
-    app.core.hub.start_sync(session.conn);
+    session.guard.start();
 }
 
 async fn disconnected(
@@ -211,11 +216,8 @@ async fn disconnected(
 ) {
     tracing::debug!(user = %session.identity.user_id, ?reason, "socket disconnected");
     app.metrics.connection_closed();
-    let departure = app.core.hub.unregister(session.conn);
+    session.guard.close().await;
     app.transport.sessions.release(&session.receipts);
-    if let Some(departure) = departure {
-        app.core.connection_closed(departure).await;
-    }
 }
 
 /// The WebSocket an Engine.IO session began on, if it did not begin with long-polling: the

@@ -2,7 +2,7 @@
 //! [`crate::transport`]).
 //!
 //! A connection stays plain HTTP until a WebSocket upgrade: the Engine.IO request layer
-//! ([`crate::http::session_head`]) tells the connection's [`Wire`] that one is coming, and the
+//! ([`crate::transport::session_head`]) tells the connection's [`Wire`] that one is coming, and the
 //! outgoing scan waits for hyper's `HTTP/1.1 101` head. From there on the frames of both
 //! directions are scanned: the client cannot send a frame before it has read the 101, so
 //! every byte read after it is WebSocket. Nothing is scanned on connections that never

@@ -5,7 +5,7 @@ mod common;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -26,11 +26,15 @@ struct Recorder {
     user: String,
     full: AtomicBool,
     got: Mutex<Vec<(String, i64)>>,
+    receipts: Arc<dyn Receipts>,
 }
 
 impl Recorder {
     fn new(user: &str) -> Arc<Self> {
-        Arc::new(Self { user: user.to_string(), full: AtomicBool::new(false), got: Mutex::new(Vec::new()) })
+        Self::with_receipts(user, Arc::new(common::ReachedAtOnce))
+    }
+    fn with_receipts(user: &str, receipts: Arc<dyn Receipts>) -> Arc<Self> {
+        Arc::new(Self { user: user.to_string(), full: AtomicBool::new(false), got: Mutex::new(Vec::new()), receipts })
     }
     fn seqs(&self, chat: &str) -> Vec<i64> {
         self.got.lock().unwrap().iter().filter(|(c, _)| c == chat).map(|(_, s)| *s).collect()
@@ -42,7 +46,7 @@ impl Connection for Recorder {
         &self.user
     }
     fn receipts(&self) -> Arc<dyn Receipts> {
-        Arc::new(common::ReachedAtOnce)
+        self.receipts.clone()
     }
     fn send(&self, event: &Event, _cache: &EncodeCache) -> Result<(), SendFailure> {
         if self.full.load(Ordering::SeqCst) {
@@ -212,6 +216,60 @@ async fn what_one_connection_was_handed_is_not_pushed_to_the_next_after_it_settl
         eventually("the missed one", || !second.seqs(&chat).is_empty()).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(second.seqs(&chat), vec![4], "{backend}");
+        core.hub.unregister(id2);
+        app.stop().await;
+    }
+}
+
+/// Receipts the test hands out and confirms itself.
+#[derive(Default)]
+struct Manual {
+    position: AtomicU64,
+    confirmed: AtomicU64,
+}
+
+impl Receipts for Manual {
+    fn position(&self) -> u64 {
+        self.position.load(Ordering::SeqCst)
+    }
+    fn confirmed(&self) -> u64 {
+        self.confirmed.load(Ordering::SeqCst)
+    }
+    fn finished(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_mark_is_written_once_the_transport_confirmed_it_and_forgotten_if_it_never_does() {
+    for backend in backends() {
+        let app = spawn_app(backend, &[]).await;
+        let (alice, bob) = (user("alice"), user("bob"));
+        let chat = app.chat(&alice, "direct", &[&bob]).await;
+        let core = app.state.core.clone();
+        let receipts = Arc::new(Manual { position: AtomicU64::new(1), ..Default::default() });
+        let first = Recorder::with_receipts(&bob, receipts.clone());
+        let id = core.hub.register(first.clone());
+        core.hub.start_sync(id);
+        for i in 0..3 {
+            send(&core, &alice, &chat, &format!("m{i}")).await;
+        }
+        eventually("three", || first.seqs(&chat).len() == 3).await;
+        core.ledger.flush().await; // nothing confirmed: nothing written
+        receipts.position.store(2, Ordering::SeqCst);
+        receipts.confirmed.store(1, Ordering::SeqCst);
+        core.ledger.flush().await; // 1..=3 confirmed
+        send(&core, &alice, &chat, "unconfirmed").await;
+        eventually("the fourth", || first.seqs(&chat).len() == 4).await;
+        core.hub.unregister(id);
+        core.ledger.flush().await; // closed, finished: the fourth is forgotten
+        let second = Recorder::new(&bob);
+        let id2 = core.hub.register(second.clone());
+        core.hub.start_sync(id2);
+        // The catch-up pushes its backlog before anything live, in seq order.
+        send(&core, &alice, &chat, "marker").await;
+        eventually("the marker", || second.seqs(&chat).contains(&5)).await;
+        assert_eq!(second.seqs(&chat), vec![4, 5], "{backend}: the unconfirmed one again, the confirmed ones not");
         core.hub.unregister(id2);
         app.stop().await;
     }

@@ -1,7 +1,8 @@
 //! An incremental scanner of WebSocket frames (RFC 6455 §5.2), fed the bytes of one direction
 //! of a connection as they pass, in pieces of any size.
 //!
-//! It decodes only what delivery receipts need: complete frames whose payload is a single
+//! Also the end of hyper's `101 Switching Protocols` head, where a connection becomes a
+//! WebSocket. The frame scanner decodes only what delivery receipts need: complete frames whose payload is a single
 //! byte of text (an Engine.IO packet without data: `2` ping, `3` pong, `5` upgrade) and close
 //! frames. Every other payload is skipped, not copied or unmasked, so watching a connection
 //! costs a few comparisons per frame.
@@ -121,6 +122,41 @@ fn decode_header(head: &[u8]) -> (u64, Kind) {
     (len, kind)
 }
 
+/// Finds the end of hyper's `101 Switching Protocols` head in the outgoing bytes.
+#[derive(Debug, Default)]
+pub struct UpgradeHead {
+    /// How much of `HTTP/1.1 101 ` has matched, then how much of the blank line.
+    matched: usize,
+    in_head: bool,
+}
+
+impl UpgradeHead {
+    const START: &'static [u8] = b"HTTP/1.1 101 ";
+    const END: &'static [u8] = b"\r\n\r\n";
+
+    /// The offset just past the head's end, if it ends within `bytes`.
+    pub fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            let pattern = if self.in_head { Self::END } else { Self::START };
+            if b == pattern[self.matched] {
+                self.matched += 1;
+            } else {
+                // In both patterns, no proper suffix of a matched part followed by a byte
+                // that does not match is longer than one byte and a prefix of the pattern.
+                self.matched = usize::from(b == pattern[0]);
+            }
+            if self.matched == pattern.len() {
+                self.matched = 0;
+                if self.in_head {
+                    return Some(i + 1);
+                }
+                self.in_head = true;
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +225,25 @@ mod tests {
         let mut stream = frame(false, OP_TEXT, b"3", None);
         stream.extend(frame(true, 0x0, b"3", None));
         assert!(scan_in_pieces(&stream, 2).is_empty());
+    }
+
+    #[test]
+    fn finds_the_end_of_the_upgrade_head_in_any_pieces() {
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 101 Switching Protocols\r\n\
+            upgrade: websocket\r\nconnection: Upgrade\r\n\r\n\x81\x012";
+        let end = head.len() - 3;
+        for piece in [1, 2, 5, head.len()] {
+            let mut finder = UpgradeHead::default();
+            let mut at = 0;
+            let mut found = None;
+            for chunk in head.chunks(piece) {
+                if let Some(i) = finder.feed(chunk) {
+                    found = Some(at + i);
+                    break;
+                }
+                at += chunk.len();
+            }
+            assert_eq!(found, Some(end), "pieces of {piece}");
+        }
     }
 }

@@ -14,7 +14,8 @@
 //!   moment after engineioxide drops it, to read that answer.
 //! * [`sessions`]: an Engine.IO session's receipts, on whichever transport it is: poll
 //!   requests over long-polling, the WebSocket's pongs and close answer once it upgraded.
-//! * [`frames`]: the incremental WebSocket frame scanner both use.
+//! * [`stream`]: the stream each connection is read and written through, which scans it.
+//! * [`frames`]: the incremental scanners of the bytes.
 //!
 //! The core sees none of this: a hub connection carries a [`crate::fanout::Receipts`], which
 //! only hands out and compares positions.
@@ -28,6 +29,7 @@ pub mod session_head;
 pub mod sessions;
 pub mod socketio;
 pub mod state;
+pub mod stream;
 pub mod wire;
 
 use std::{

@@ -1,32 +1,18 @@
-//! The listener that watches every connection's bytes (see the module docs of
-//! [`crate::transport`]).
+//! The listener that watches every connection, and what one connection's bytes showed (see
+//! the module docs of [`crate::transport`]).
 //!
 //! A connection stays plain HTTP until a WebSocket upgrade: the Engine.IO request layer
 //! ([`crate::transport::session_head`]) tells the connection's [`Wire`] that one is coming, and the
-//! outgoing scan waits for hyper's `HTTP/1.1 101` head. From there on the frames of both
-//! directions are scanned: the client cannot send a frame before it has read the 101, so
-//! every byte read after it is WebSocket. Nothing is scanned on connections that never
-//! upgrade, which is all of REST.
-//!
-//! engineioxide closes a session by cancelling the WebSocket reader at once, letting the
-//! writer write what is queued and a close frame, and dropping the stream. Dropped at that
-//! point, the socket would be closed with the client's reply (and anything else it sent)
-//! unread, which makes the kernel reset the connection, and a proxy that still buffers data
-//! for the client may drop it. So a connection whose server close is unanswered is handed to
-//! a short task that keeps reading, with the scanner's state intact, until the client's close
-//! frame (then the client has read everything before ours), the end of the stream, or
-//! `CLOSE_ANSWER_TIMEOUT`.
+//! stream ([`super::stream`]) then scans the frames of both directions. Nothing is scanned on
+//! connections that never upgrade, which is all of REST.
 
 use std::{
-    future::Future,
     io,
     net::SocketAddr,
-    pin::Pin,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
-    task::{ready, Context, Poll},
     time::Instant,
 };
 
@@ -34,16 +20,9 @@ use axum::{
     extract::connect_info::Connected,
     serve::{IncomingStream, Listener},
 };
-use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
-    net::{TcpListener, TcpStream},
-    time::Sleep,
-};
+use tokio::net::TcpListener;
 
-use super::{
-    frames::{Frame, FrameScanner},
-    Transport, ALL, NEVER, WEBSOCKET,
-};
+use super::{frames::Frame, stream::Observed, StopState, Transport, ALL, NEVER, WEBSOCKET};
 
 /// Accepts TCP connections with `TCP_NODELAY` (Nagle's algorithm would hold a second small
 /// packet to a client for up to 40 ms: an ack right after a delivery, say) and wraps each in
@@ -70,7 +49,7 @@ impl Listener for WireListener {
             tracing::debug!(cause = %e, "could not set TCP_NODELAY");
         }
         let wire = Arc::new(Wire::new(self.transport.clone()));
-        (Observed { io: Some(Io::new(tcp)), wire }, addr)
+        (Observed::new(tcp, wire), addr)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -88,7 +67,7 @@ pub struct Peer {
 
 impl Connected<IncomingStream<'_, WireListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, WireListener>) -> Self {
-        Peer { addr: *stream.remote_addr(), wire: stream.io().wire.clone() }
+        Peer { addr: *stream.remote_addr(), wire: stream.io().wire().clone() }
     }
 }
 
@@ -121,7 +100,7 @@ pub struct Wire {
 }
 
 impl Wire {
-    fn new(transport: Arc<Transport>) -> Self {
+    pub(super) fn new(transport: Arc<Transport>) -> Self {
         Self {
             transport,
             upgrade_expected: AtomicBool::new(false),
@@ -170,11 +149,27 @@ impl Wire {
         self.finished.load(Ordering::SeqCst)
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         self.finished.store(true, Ordering::SeqCst);
     }
 
-    fn on_outgoing(&self, frame: Frame) {
+    pub(super) fn upgrade_expected(&self) -> bool {
+        self.upgrade_expected.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn close_written(&self) -> bool {
+        self.close_written.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn client_closed(&self) -> bool {
+        self.client_closed.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn stop(&self) -> &StopState {
+        &self.transport.stop
+    }
+
+    pub(super) fn on_outgoing(&self, frame: Frame) {
         if frame == Frame::Close && !self.close_written.swap(true, Ordering::SeqCst) {
             let frozen = self.transport.stop.hub_is_frozen();
             self.close_after_freeze.store(frozen, Ordering::SeqCst);
@@ -185,7 +180,7 @@ impl Wire {
         }
     }
 
-    fn on_incoming(&self, frame: Frame) {
+    pub(super) fn on_incoming(&self, frame: Frame) {
         match frame {
             Frame::Tiny(b'3') => {
                 self.pongs.fetch_add(1, Ordering::SeqCst);
@@ -210,283 +205,7 @@ impl Wire {
     }
 }
 
-/// A connection, as hyper (and, once upgraded, engineioxide) reads and writes it.
-pub struct Observed {
-    /// Taken when the stream is dropped, by the task that waits for the close answer.
-    io: Option<Io>,
-    wire: Arc<Wire>,
-}
-
-struct Io {
-    tcp: TcpStream,
-    scan: Scan,
-    /// Test hook (`TEST_HOOK_HOLD_WRITES_AT_STOP`): bytes written while writes are held back.
-    held: Vec<u8>,
-    hold_timer: Option<Pin<Box<Sleep>>>,
-}
-
-/// Where the scan of each direction is.
-#[derive(Default)]
-struct Scan {
-    head: UpgradeHead,
-    websocket: bool,
-    outgoing: FrameScanner,
-    incoming: FrameScanner,
-}
-
-impl Scan {
-    fn outgoing(&mut self, mut bytes: &[u8], wire: &Wire) {
-        if !self.websocket {
-            if !wire.upgrade_expected.load(Ordering::Relaxed) {
-                return;
-            }
-            match self.head.feed(bytes) {
-                Some(end) => {
-                    self.websocket = true;
-                    bytes = &bytes[end..];
-                }
-                None => return,
-            }
-        }
-        self.outgoing.feed(bytes, |f| wire.on_outgoing(f));
-    }
-
-    fn incoming(&mut self, bytes: &[u8], wire: &Wire) {
-        if self.websocket {
-            self.incoming.feed(bytes, |f| wire.on_incoming(f));
-        }
-    }
-}
-
-/// Finds the end of hyper's `101 Switching Protocols` head in the outgoing bytes.
-#[derive(Default)]
-struct UpgradeHead {
-    /// How much of `HTTP/1.1 101 ` has matched, then how much of the blank line.
-    matched: usize,
-    in_head: bool,
-}
-
-impl UpgradeHead {
-    const START: &'static [u8] = b"HTTP/1.1 101 ";
-    const END: &'static [u8] = b"\r\n\r\n";
-
-    /// The offset just past the head's end, if it ends within `bytes`.
-    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (i, &b) in bytes.iter().enumerate() {
-            let pattern = if self.in_head { Self::END } else { Self::START };
-            if b == pattern[self.matched] {
-                self.matched += 1;
-            } else {
-                // In both patterns, no proper suffix of a matched part followed by a byte
-                // that does not match is longer than one byte and a prefix of the pattern.
-                self.matched = usize::from(b == pattern[0]);
-            }
-            if self.matched == pattern.len() {
-                self.matched = 0;
-                if self.in_head {
-                    return Some(i + 1);
-                }
-                self.in_head = true;
-            }
-        }
-        None
-    }
-}
-
-impl Io {
-    fn new(tcp: TcpStream) -> Self {
-        Self { tcp, scan: Scan::default(), held: Vec::new(), hold_timer: None }
-    }
-
-    fn holding(&self, wire: &Wire) -> bool {
-        wire.transport.stop.hold_until().is_some_and(|until| Instant::now() < until)
-    }
-
-    /// Writes what the test hook held back.
-    fn poll_release(&mut self, cx: &mut Context<'_>, wire: &Wire) -> Poll<io::Result<()>> {
-        let Self { tcp, scan, held, .. } = self;
-        while !held.is_empty() {
-            let n = ready!(Pin::new(&mut *tcp).poll_write(cx, held))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            scan.outgoing(&held[..n], wire);
-            held.drain(..n);
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// Makes sure held bytes go out when the hold ends, even if nothing else is written.
-    fn wake_for_release(&mut self, cx: &mut Context<'_>, wire: &Wire) {
-        if self.held.is_empty() {
-            return;
-        }
-        let Some(until) = wire.transport.stop.hold_until() else { return };
-        let timer = self.hold_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until.into())));
-        if timer.as_mut().poll(cx).is_ready() {
-            let _ = self.poll_release(cx, wire);
-        }
-    }
-
-    fn scan_written(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize, wire: &Wire) {
-        for buf in bufs {
-            if n == 0 {
-                break;
-            }
-            let k = n.min(buf.len());
-            self.scan.outgoing(&buf[..k], wire);
-            n -= k;
-        }
-    }
-}
-
-impl Observed {
-    fn parts(&mut self) -> io::Result<(&mut Io, &Wire)> {
-        match self.io.as_mut() {
-            Some(io) => Ok((io, &self.wire)),
-            None => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
-
-impl AsyncRead for Observed {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let (io, wire) = self.get_mut().parts()?;
-        io.wake_for_release(cx, wire);
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut io.tcp).poll_read(cx, buf))?;
-        io.scan.incoming(&buf.filled()[before..], wire);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Observed {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let (io, wire) = self.get_mut().parts()?;
-        if io.holding(wire) {
-            io.held.extend_from_slice(buf);
-            return Poll::Ready(Ok(buf.len()));
-        }
-        ready!(io.poll_release(cx, wire))?;
-        let n = ready!(Pin::new(&mut io.tcp).poll_write(cx, buf))?;
-        io.scan.outgoing(&buf[..n], wire);
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let (io, wire) = self.get_mut().parts()?;
-        if io.holding(wire) {
-            let mut n = 0;
-            for buf in bufs {
-                io.held.extend_from_slice(buf);
-                n += buf.len();
-            }
-            return Poll::Ready(Ok(n));
-        }
-        ready!(io.poll_release(cx, wire))?;
-        let n = ready!(Pin::new(&mut io.tcp).poll_write_vectored(cx, bufs))?;
-        io.scan_written(bufs, n, wire);
-        Poll::Ready(Ok(n))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let (io, wire) = self.get_mut().parts()?;
-        if io.holding(wire) {
-            return Poll::Ready(Ok(()));
-        }
-        ready!(io.poll_release(cx, wire))?;
-        Pin::new(&mut io.tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let (io, wire) = self.get_mut().parts()?;
-        if io.holding(wire) {
-            return Poll::Ready(Ok(()));
-        }
-        ready!(io.poll_release(cx, wire))?;
-        Pin::new(&mut io.tcp).poll_shutdown(cx)
-    }
-}
-
-impl Drop for Observed {
-    fn drop(&mut self) {
-        let Some(io) = self.io.take() else { return };
-        let unanswered = io.scan.websocket
-            && !self.wire.client_closed.load(Ordering::SeqCst)
-            && (self.wire.close_written.load(Ordering::SeqCst) || !io.held.is_empty());
-        if !unanswered && io.held.is_empty() {
-            self.wire.finish();
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(linger(io, self.wire.clone()))),
-            Err(_) => self.wire.finish(),
-        }
-    }
-}
-
-/// Owns a connection engineioxide dropped after closing it: writes what the test hook held
-/// back, then reads until the client answers the close, ends the stream, or the time is up.
-async fn linger(mut io: Io, wire: Arc<Wire>) {
-    let stop = &wire.transport.stop;
-    if !io.held.is_empty() {
-        if let Some(until) = stop.hold_until() {
-            tokio::time::sleep_until(until.into()).await;
-        }
-        let held = std::mem::take(&mut io.held);
-        if io.tcp.write_all(&held).await.is_err() {
-            wire.finish();
-            return;
-        }
-        io.scan.outgoing(&held, &wire);
-    }
-    if io.scan.websocket && wire.close_written.load(Ordering::SeqCst) {
-        let deadline = tokio::time::Instant::now() + stop.answer_timeout;
-        let mut buf = [0u8; 256];
-        while !wire.client_closed.load(Ordering::SeqCst) {
-            match tokio::time::timeout_at(deadline, io.tcp.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => io.scan.incoming(&buf[..n], &wire),
-                _ => break,
-            }
-        }
-    }
-    wire.finish();
-}
-
 /// A poisoned lock only guards a timestamp; it is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_end_of_the_upgrade_head_in_any_pieces() {
-        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 101 Switching Protocols\r\n\
-            upgrade: websocket\r\nconnection: Upgrade\r\n\r\n\x81\x012";
-        let end = head.len() - 3;
-        for piece in [1, 2, 5, head.len()] {
-            let mut finder = UpgradeHead::default();
-            let mut at = 0;
-            let mut found = None;
-            for chunk in head.chunks(piece) {
-                if let Some(i) = finder.feed(chunk) {
-                    found = Some(at + i);
-                    break;
-                }
-                at += chunk.len();
-            }
-            assert_eq!(found, Some(end), "pieces of {piece}");
-        }
-    }
 }

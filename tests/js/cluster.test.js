@@ -148,6 +148,23 @@ function assertStoredOnce(result, perSender) {
   for (const m of [...result.acked.s0, ...result.acked.s1]) assert.ok(ids.has(m.id), `acked ${m.id} stored`);
 }
 
+/** Sends one message until it is acknowledged, resending it with the same tempId after a timeout or a reconnect. */
+async function send(socket, chat, tempId, acked) {
+  const payload = { chatId: chat, encryptedContent: tempId, messageType: 'text', tempId };
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (!socket.connected) await new Promise((r) => socket.once('connect', r));
+    try {
+      const r = await socket.timeout(3000).emitWithAck('message:new', payload);
+      if (r.success) { acked.push(r.data); return; }
+    } catch { /* timed out or disconnected: resend */ }
+  }
+  throw new Error(`could not send ${tempId}`);
+}
+
+/** The server's log line about the close handshakes of its stop. */
+const handshakes = (server) => server.logs.map((l) => { try { return JSON.parse(l); } catch { return {}; } })
+  .find((e) => e.message === 'close handshakes');
+
 describe('losing an instance', { skip: skip ?? false }, () => {
   it('SIGKILL mid-stream: clients fail over through nginx and get every acknowledged message', async () => {
     const cluster = await startCluster({ instances: 2 });
@@ -185,7 +202,62 @@ describe('losing an instance', { skip: skip ?? false }, () => {
       assertStoredOnce(result, perSender);
       assert.ok(!result.reasons.includes('io server disconnect'), 'no Socket.IO DISCONNECT: clients must reconnect');
       assert.deepEqual(result.duplicates, { s0: 0, s1: 0, r0: 0, r1: 0 });
+      console.log(`# SIGTERM failover: ${JSON.stringify(handshakes(cluster.servers[1]))}`);
     } finally {
+      await cluster.stop();
+    }
+  });
+
+  // Issue 18: under load, the stopping instance had not put on the wire what it had handed
+  // out, yet recorded it as delivered. The test hook holds every write of the stopping
+  // instance back for a second once its stop began; both instances are kept busy by a burst
+  // from each sender, and the stop comes while it is being delivered.
+  it('SIGTERM while the stopping instance cannot send: nothing acknowledged is lost, nothing is pushed twice', async () => {
+    const HOLD_MS = 1000;
+    const cluster = await startCluster({ instances: 2, env: { TEST_HOOK_HOLD_WRITES_AT_STOP: String(HOLD_MS) } });
+    const sockets = {};
+    try {
+      const users = { s0: uid('s0'), s1: uid('s1'), r0: uid('r0'), r1: uid('r1'), w1: uid('w1') };
+      const chat = (await api(cluster.url, token(users.s0), 'POST', '/api/conversations', {
+        type: 'group', participantIds: Object.values(users).filter((u) => u !== users.s0),
+      })).body.data.id;
+      const home = { s0: 0, r0: 0, s1: 1, r1: 1, w1: 1 };
+      for (const [k, i] of Object.entries(home)) {
+        sockets[k] = clientFrom(cluster.url, users[k], cluster.addressFor(i), k === 'w1' ? { transports: ['websocket'] } : {});
+      }
+      const arrivals = Object.fromEntries(Object.keys(sockets).map((k) => [k, []]));
+      for (const [k, s] of Object.entries(sockets)) s.on('message:new', (m) => arrivals[k].push({ id: m.id, at: Date.now() }));
+      await Promise.all(Object.values(sockets).map(connected));
+      await eventually(() => Object.values(sockets).every((s) => s.io.engine.transport.name === 'websocket'), 10000, 'upgrades');
+
+      const acked = { s0: [], s1: [] };
+      for (let i = 0; i < 5; i++) await Promise.all(['s0', 's1'].map((k) => send(sockets[k], chat, `${k}-${i}`, acked[k])));
+      // Several batches of the stopping instance's writer: the first one delivered, the
+      // others still to come when the stop begins.
+      const started = waitFor(sockets.r1, 'message:new', (m) => m.tempId.startsWith('s1-b'), 20000);
+      const burst = ['s0', 's1'].flatMap((k) => Array.from({ length: 600 }, (_, i) => send(sockets[k], chat, `${k}-b${i}`, acked[k])));
+      await started;
+      const stopAt = Date.now();
+      const code = await cluster.servers[1].stop('SIGTERM');
+      const exitedAt = Date.now();
+      assert.equal(code, 0);
+      await Promise.all(burst);
+
+      const ackedIds = [...acked.s0, ...acked.s1].map((m) => m.id);
+      const expected = (k) => ackedIds.filter((id) => !acked[k]?.some((m) => m.id === id));
+      const missing = () => Object.fromEntries(Object.keys(sockets)
+        .map((k) => [k, expected(k).filter((id) => !arrivals[k].some((a) => a.id === id))])
+        .filter(([, ids]) => ids.length > 0));
+      await eventually(() => Object.keys(missing()).length === 0, 30000, 'every acknowledged message at every member')
+        .catch(() => assert.fail(`acknowledged messages lost: ${JSON.stringify(Object.fromEntries(Object.entries(missing()).map(([k, ids]) => [k, ids.length])))}`));
+      const held = ['s1', 'r1', 'w1'].flatMap((k) => arrivals[k]).filter((a) => a.at >= stopAt + HOLD_MS * 0.9 && a.at <= exitedAt);
+      assert.ok(held.length > 0, 'no delivery was held back by the stop: the scenario did not happen');
+      const twice = Object.fromEntries(Object.entries(arrivals).map(([k, list]) => [k, list.length - new Set(list.map((a) => a.id)).size]));
+      console.log(`# SIGTERM with writes held back: stop took ${exitedAt - stopAt} ms, ${held.length} deliveries held back; pushed twice: ${JSON.stringify(twice)}; ${JSON.stringify(handshakes(cluster.servers[1]))}`);
+      // Every client of the stopped instance answered its close (all are WebSocket clients).
+      assert.deepEqual(twice, { s0: 0, r0: 0, s1: 0, r1: 0, w1: 0 });
+    } finally {
+      for (const s of Object.values(sockets)) s.close();
       await cluster.stop();
     }
   });

@@ -1,30 +1,9 @@
-//! The one fan-out mechanism: core events → rooms `user:{id}` / `chat:{id}` → every connection
-//! of every profile and connection type. Profiles register a [`Connection`] that encodes events
-//! in their own dialect; the hub decides who gets what, and owns the delivery guarantees that
-//! do not depend on a wire format:
-//!
-//! * **No duplicates per connection.** Each connection remembers which `seq` of each chat it
-//!   was handed, so a message that arrives both live and through catch-up is sent once.
-//! * **Nothing silently skipped.** A new connection starts in *syncing* mode: live messages are
-//!   held back (only noted) while the backlog is pushed from the database in `seq` order; when
-//!   the backlog is drained and nothing new was noted, the connection goes live. A connection
-//!   whose transport buffer is full (a slow consumer) drops back into syncing mode, and the
-//!   same loop catches it up from the database once it drains, instead of losing the event.
-//! * **Delivery marks.** What a connection was handed is reported to the [`DeliveryLedger`],
-//!   with the connection's [`Receipts`]: once the transport confirms that it reached the
-//!   client, the member's delivered cursor moves, so the next connection of that user only
-//!   gets what no device of theirs has seen.
-//!
-//! With several instances, [`Hub::publish`] delivers locally and hands an [`Envelope`] to the
-//! [`Bus`] (Redis pub/sub); every other instance delivers it to its own connections. This is
-//! the one cross-instance path for Socket.IO and raw WebSocket connections alike. If the bus
-//! subscription is lost, events may have been missed, so every local connection is resynced
-//! from the store.
+//! The hub: which connection is in which room (`user:{id}`, `chat:{id}`, presence watchers),
+//! delivery to them, and each connection's catch-up from the store (the decisions are
+//! `super::sync`'s).
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
-    future::Future,
-    pin::Pin,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, OnceLock,
@@ -33,197 +12,13 @@ use std::{
 };
 
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
 
+use super::{
+    sync::{own_message, Live, SyncState},
+    Backlog, Bus, ConnId, Connection, DeliveryLedger, Departure, EncodeCache, Envelope, Published, SendFailure,
+    EVERYONE,
+};
 use crate::domain::{Audience, ChatId, DeviceId, Event, Message, UserId};
-use crate::error::AppError;
-
-pub use crate::domain::ConnId;
-pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why a connection could not take an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendFailure {
-    /// The transport buffer is full: the client is not reading fast enough.
-    Full,
-    /// The connection is gone.
-    Closed,
-}
-
-/// Encodings of one event, shared by every connection it is delivered to in one pass: a
-/// profile encodes an event once per delivery, not once per recipient (a group of 256 would
-/// otherwise build and serialize the same payload 256 times).
-#[derive(Default)]
-pub struct EncodeCache {
-    slots: std::cell::RefCell<Vec<(std::any::TypeId, Option<Encoded>)>>,
-}
-
-/// One profile's encoding of an event, shared by all its connections.
-type Encoded = Arc<dyn std::any::Any + Send + Sync>;
-
-impl EncodeCache {
-    /// The encoding keyed by `K` (usually the profile type), computed on first use.
-    pub fn get_or_encode<K: 'static, T: Send + Sync + 'static>(
-        &self,
-        encode: impl FnOnce() -> Option<T>,
-    ) -> Option<Arc<T>> {
-        let key = std::any::TypeId::of::<K>();
-        if let Some((_, cached)) = self.slots.borrow().iter().find(|(k, _)| *k == key) {
-            return cached.clone().and_then(|any| any.downcast::<T>().ok());
-        }
-        let encoded = encode().map(Arc::new);
-        let erased = encoded.clone().map(|e| e as Arc<dyn std::any::Any + Send + Sync>);
-        self.slots.borrow_mut().push((key, erased));
-        encoded
-    }
-}
-
-/// One client connection of any profile. `send` must not block: it either queues the encoded
-/// event on the transport or says why it cannot.
-pub trait Connection: Send + Sync + 'static {
-    fn user_id(&self) -> &str;
-    /// The device this connection delivers to (SPEC §4): delivery is tracked per device.
-    /// `""` is the default device of connections that name none.
-    fn device_id(&self) -> &str {
-        ""
-    }
-    fn send(&self, event: &Event, cache: &EncodeCache) -> Result<(), SendFailure>;
-    /// What the connection's transport learns about what reached the client.
-    fn receipts(&self) -> Arc<dyn Receipts>;
-    /// True for dialects whose clients hear the room events of every chat of their user
-    /// (typing) without joining rooms: they are reached through [`Audience::ChatFollowers`].
-    fn follows_all_chats(&self) -> bool {
-        false
-    }
-    /// The connection's catch-up is done: what it was owed is handed, it is live.
-    fn caught_up(&self) {}
-}
-
-/// Watching this key ([`Hub::watch`]) hears the presence of every user (no user id has a NUL).
-pub const EVERYONE: &str = "\0*";
-
-/// What a connection's transport knows about what reached the client, in positions that
-/// only the transport interprets: the hub and the ledger only compare them. Queuing an event
-/// and its reaching the client are two things; only the second makes a message delivered.
-pub trait Receipts: Send + Sync + 'static {
-    /// The position that, once confirmed, proves everything queued on the connection so far
-    /// reached the client. Never decreases.
-    fn position(&self) -> u64;
-    /// Everything queued with a position up to this one reached the client. Never decreases.
-    fn confirmed(&self) -> u64;
-    /// No receipt will come any more: the connection is gone, and what was unconfirmed then
-    /// stays unconfirmed.
-    fn finished(&self) -> bool;
-}
-
-/// The durable side of delivery, implemented by the core over the store.
-pub trait DeliveryLedger: Send + Sync + 'static {
-    /// Connection `conn` of `user`'s `device` opened; `receipts` will say what reached it.
-    fn opened(&self, conn: ConnId, user: &str, device: &str, receipts: Arc<dyn Receipts>);
-    /// Connection `conn` was handed every message of `chat` up to `seq`.
-    fn pushed(&self, conn: ConnId, chat: &str, seq: i64);
-    /// The connection closed; what was handed to it is recorded once its transport confirms
-    /// it, and forgotten if it never does.
-    fn closed(&self, conn: ConnId);
-    /// Messages this device of the user has not been handed yet: per chat, after the larger
-    /// of the device's durable delivered cursor and the given in-memory cursor, but never
-    /// after the chat's `ceiling` (what this connection is still owed); oldest first per chat.
-    fn missed<'a>(
-        &'a self,
-        user: &'a str,
-        device: &'a str,
-        cursors: HashMap<ChatId, i64>,
-        ceilings: HashMap<ChatId, i64>,
-        limit: usize,
-    ) -> BoxFut<'a, Result<Backlog, AppError>>;
-    /// The messages of `chat` after `seq` and up to `upto`, oldest first.
-    fn between<'a>(&'a self, chat: &'a str, after: i64, upto: i64) -> BoxFut<'a, Result<Vec<Message>, AppError>>;
-}
-
-/// An event on its way to the other instances.
-#[derive(Serialize, Deserialize)]
-pub struct Envelope {
-    /// The publishing instance, which already delivered it locally.
-    pub instance: String,
-    pub audience: Audience,
-    pub event: Event,
-}
-
-/// Resolves once the bus has accepted an envelope (or was shut down).
-pub type Published = tokio::sync::oneshot::Receiver<()>;
-
-/// Carries envelopes to the other instances.
-pub trait Bus: Send + Sync + 'static {
-    /// Queues an envelope; envelopes leave in the order they were queued.
-    fn publish(&self, envelope: &Envelope) -> Published;
-    /// Resolves when everything queued before it has left.
-    fn flush(&self) -> Published;
-}
-
-/// What a connection must be sent to catch up.
-pub struct Backlog {
-    pub messages: Vec<Message>,
-    /// For every chat of the user: the `seq` up to which nothing needs sending. Live messages
-    /// are checked against it, so a message lost between instances shows up as a gap.
-    pub baselines: HashMap<ChatId, i64>,
-}
-
-/// What an unregistered connection leaves behind.
-pub struct Departure {
-    pub user: UserId,
-    /// No other connection of this user is left on this instance.
-    pub last_here: bool,
-    /// Chats in whose room this user has no connection left on this instance.
-    pub rooms_left: Vec<ChatId>,
-}
-
-/// What one connection was handed in one chat: everything up to `contiguous`, plus the
-/// `seq`s above it (delivery across instances may arrive out of order).
-#[derive(Default, Debug)]
-struct Handed {
-    contiguous: i64,
-    above: BTreeSet<i64>,
-}
-
-impl Handed {
-    fn starting_at(contiguous: i64) -> Self {
-        Self { contiguous, above: BTreeSet::new() }
-    }
-
-    fn contains(&self, seq: i64) -> bool {
-        seq <= self.contiguous || self.above.contains(&seq)
-    }
-
-    fn insert(&mut self, seq: i64) {
-        if seq <= self.contiguous {
-            return;
-        }
-        self.above.insert(seq);
-        while self.above.remove(&(self.contiguous + 1)) {
-            self.contiguous += 1;
-        }
-    }
-}
-
-#[derive(Default)]
-struct SyncState {
-    syncing: bool,
-    /// A live message was held back (or failed) since the last backlog query.
-    missed: bool,
-    /// Per chat, the lowest `seq` this connection must still be sent: live messages held back
-    /// while syncing, one that failed on a full buffer, the start of a gap. The catch-up starts
-    /// no later than this, whatever the user's other devices were handed: those cursors only
-    /// decide what a new connection need not be pushed, never what was meant for this one.
-    owed: HashMap<ChatId, i64>,
-    handed: HashMap<ChatId, Handed>,
-}
-
-impl SyncState {
-    fn owe(&mut self, chat: &str, seq: i64) {
-        self.missed = true;
-        self.owed.entry(chat.to_string()).and_modify(|s| *s = (*s).min(seq)).or_insert(seq);
-    }
-}
 
 struct Entry {
     user: UserId,
@@ -348,11 +143,7 @@ impl Hub {
         let Some(ledger) = self.ledger.get().cloned() else { return };
         let entries: Vec<(ConnId, Arc<Entry>)> = self.conns.iter().map(|e| (*e.key(), e.value().clone())).collect();
         for (id, entry) in entries {
-            let gaps: Vec<(ChatId, i64, i64)> = lock(&entry.sync)
-                .handed
-                .iter()
-                .filter_map(|(chat, h)| h.above.last().map(|top| (chat.clone(), h.contiguous, *top)))
-                .collect();
+            let gaps = lock(&entry.sync).gaps();
             for (chat, contiguous, top) in gaps {
                 let missing = match ledger.between(&chat, contiguous, top).await {
                     Ok(missing) => missing,
@@ -362,7 +153,7 @@ impl Hub {
                     }
                 };
                 for msg in missing {
-                    if lock(&entry.sync).handed.get(&chat).is_some_and(|h| h.contains(msg.seq)) {
+                    if lock(&entry.sync).has(&chat, msg.seq) {
                         continue;
                     }
                     let seq = msg.seq;
@@ -370,12 +161,7 @@ impl Hub {
                     if entry.conn.send(&Event::MessageCreated(msg), &EncodeCache::default()).is_err() {
                         break;
                     }
-                    let contiguous = {
-                        let mut state = lock(&entry.sync);
-                        let handed = state.handed.entry(chat.clone()).or_default();
-                        handed.insert(seq);
-                        handed.contiguous
-                    };
+                    let (contiguous, _) = lock(&entry.sync).sent(&chat, seq);
                     ledger.pushed(id, &chat, contiguous);
                 }
             }
@@ -439,7 +225,7 @@ impl Hub {
             user: user.clone(),
             device: conn.device_id().to_string(),
             conn,
-            sync: Mutex::new(SyncState { syncing: true, ..Default::default() }),
+            sync: Mutex::new(SyncState::new()),
             chats: Mutex::new(HashSet::new()),
             watching: Mutex::new(HashSet::new()),
         });
@@ -614,24 +400,19 @@ impl Hub {
         cache: &EncodeCache,
     ) {
         let mut state = lock(&entry.sync);
-        if state.syncing {
-            if !state.handed.get(&msg.chat_id).is_some_and(|h| h.contains(msg.seq)) {
-                state.owe(&msg.chat_id, msg.seq);
+        match state.on_live(&msg.chat_id, msg.seq) {
+            Live::HeldBack => {
+                self.stats.held_back.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-            self.stats.held_back.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let handed = state.handed.entry(msg.chat_id.clone()).or_insert_with(|| Handed::starting_at(msg.seq - 1));
-        if handed.contains(msg.seq) {
-            return;
+            Live::Have => return,
+            Live::Send => {}
         }
         // The sending connection has the message in its ack; it only needs the bookkeeping.
         let result = if is_origin { Ok(()) } else { entry.conn.send(event, cache) };
         match result {
             Ok(()) => {
-                handed.insert(msg.seq);
-                let contiguous = handed.contiguous;
-                let gap = !handed.above.is_empty();
+                let (contiguous, gap) = state.sent(&msg.chat_id, msg.seq);
                 drop(state);
                 // The sender's own message moves their delivered cursor only when something
                 // else is next recorded for them (or at their next catch-up): a mark per sent
@@ -644,9 +425,11 @@ impl Hub {
                 }
             }
             Err(SendFailure::Full) => {
-                state.owe(&msg.chat_id, msg.seq);
+                let start = state.failed(&msg.chat_id, msg.seq);
                 drop(state);
-                self.fall_behind(id, entry);
+                if start {
+                    self.start_catch_up(id, entry);
+                }
             }
             Err(SendFailure::Closed) => {}
         }
@@ -658,20 +441,9 @@ impl Hub {
     fn check_gap_later(self: &Arc<Self>, id: ConnId, entry: &Arc<Entry>, chat: &str) {
         let (hub, entry, chat) = (self.clone(), entry.clone(), chat.to_string());
         self.spawn(async move {
-            let before = lock(&entry.sync).handed.get(&chat).map(|h| h.contiguous);
+            let before = lock(&entry.sync).contiguous(&chat);
             tokio::time::sleep(GAP_WAIT).await;
-            let still = {
-                let mut state = lock(&entry.sync);
-                let gap_at = state
-                    .handed
-                    .get(&chat)
-                    .filter(|h| !h.above.is_empty() && Some(h.contiguous) == before)
-                    .map(|h| h.contiguous + 1);
-                if let Some(seq) = gap_at {
-                    state.owe(&chat, seq);
-                }
-                gap_at.is_some()
-            };
+            let still = lock(&entry.sync).gap_stuck(&chat, before);
             if still && hub.conns.contains_key(&id) {
                 hub.stats.gap_resyncs.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(conn = id, %chat, "gap in live messages: resyncing from the store");
@@ -682,13 +454,12 @@ impl Hub {
 
     /// A slow consumer: switch it to syncing mode and catch it up from the database.
     fn fall_behind(self: &Arc<Self>, id: ConnId, entry: &Arc<Entry>) {
-        let mut state = lock(&entry.sync);
-        state.missed = true;
-        if state.syncing {
-            return;
+        if lock(&entry.sync).fall_behind() {
+            self.start_catch_up(id, entry);
         }
-        state.syncing = true;
-        drop(state);
+    }
+
+    fn start_catch_up(self: &Arc<Self>, id: ConnId, entry: &Arc<Entry>) {
         self.stats.slow_consumer_resyncs.fetch_add(1, Ordering::Relaxed);
         tracing::info!(conn = id, user = %entry.user, "slow consumer: resyncing from the store");
         let hub = self.clone();
@@ -699,28 +470,14 @@ impl Hub {
     /// Pushes the backlog until none is left and no live message was held back meanwhile.
     async fn catch_up(self: Arc<Self>, id: ConnId, entry: Arc<Entry>) {
         let Some(ledger) = self.ledger.get().cloned() else {
-            lock(&entry.sync).syncing = false;
+            lock(&entry.sync).go_live();
             return;
         };
         let mut owed: HashMap<ChatId, i64> = HashMap::new();
         loop {
-            let (cursors, ceilings) = {
-                let mut state = lock(&entry.sync);
-                state.missed = false;
-                for (chat, seq) in std::mem::take(&mut state.owed) {
-                    owed.entry(chat).and_modify(|s| *s = (*s).min(seq)).or_insert(seq);
-                }
-                let cursors: HashMap<ChatId, i64> =
-                    state.handed.iter().map(|(chat, h)| (chat.clone(), h.contiguous)).collect();
-                // Start at what is owed, or after what this connection already has.
-                let ceilings: HashMap<ChatId, i64> = owed
-                    .iter()
-                    .map(|(chat, seq)| (chat.clone(), (seq - 1).max(cursors.get(chat).copied().unwrap_or(0))))
-                    .collect();
-                (cursors, ceilings)
-            };
+            let round = lock(&entry.sync).begin_round(&mut owed);
             let Backlog { messages: backlog, baselines } =
-                match ledger.missed(&entry.user, &entry.device, cursors, ceilings, BACKLOG_PAGE).await {
+                match ledger.missed(&entry.user, &entry.device, round.cursors, round.ceilings, BACKLOG_PAGE).await {
                     Ok(backlog) => backlog,
                     Err(e) => {
                         e.log_if_internal("catch-up");
@@ -731,12 +488,7 @@ impl Hub {
                         continue;
                     }
                 };
-            {
-                let mut state = lock(&entry.sync);
-                for (chat, seq) in baselines {
-                    state.handed.entry(chat).or_insert_with(|| Handed::starting_at(seq));
-                }
-            }
+            lock(&entry.sync).set_baselines(baselines);
             let page_full = backlog.len() >= BACKLOG_PAGE;
             for msg in backlog {
                 if !self.push_backlog(id, &entry, msg, &owed, &*ledger).await {
@@ -746,10 +498,8 @@ impl Hub {
             if page_full {
                 continue;
             }
-            let mut state = lock(&entry.sync);
-            if !state.missed {
-                state.syncing = false;
-                drop(state);
+            let live = lock(&entry.sync).finish_round();
+            if live {
                 entry.conn.caught_up();
                 return;
             }
@@ -766,21 +516,20 @@ impl Hub {
         owed: &HashMap<ChatId, i64>,
         ledger: &dyn DeliveryLedger,
     ) -> bool {
-        {
-            let state = lock(&entry.sync);
-            if state.handed.get(&msg.chat_id).is_some_and(|h| h.contains(msg.seq)) {
-                return true;
-            }
+        if lock(&entry.sync).has(&msg.chat_id, msg.seq) {
+            return true;
         }
         let chat = msg.chat_id.clone();
         let seq = msg.seq;
-        // A device's own messages are not pushed back to it on reconnect (it has them from the
-        // ack); they only advance the cursor. The sender's other devices are pushed them like
-        // any message (messages stored before devices were tracked count as this device's).
-        // One sent while this connection was catching up is owed to it like any live message.
-        let from_this_device =
-            msg.sender_id == entry.user && msg.sender_device.as_deref().is_none_or(|device| device == entry.device);
-        let skip = from_this_device && owed.get(&chat).is_none_or(|floor| seq < *floor);
+        // Own messages only advance the cursor (see `own_message`).
+        let skip = own_message(
+            &msg.sender_id,
+            msg.sender_device.as_deref(),
+            &entry.user,
+            &entry.device,
+            owed.get(&chat).copied(),
+            seq,
+        );
         let event = Event::MessageCreated(msg);
         if !skip {
             loop {
@@ -797,14 +546,9 @@ impl Hub {
         } else if self.is_frozen() {
             return false;
         }
-        let contiguous = {
-            let mut state = lock(&entry.sync);
-            // The baseline was set before the backlog was pushed; a chat without one starts
-            // right below its first missed message.
-            let handed = state.handed.entry(chat.clone()).or_insert_with(|| Handed::starting_at(seq - 1));
-            handed.insert(seq);
-            handed.contiguous
-        };
+        // The baseline was set before the backlog was pushed; a chat without one starts right
+        // below its first missed message.
+        let (contiguous, _) = lock(&entry.sync).sent(&chat, seq);
         ledger.pushed(id, &chat, contiguous);
         true
     }

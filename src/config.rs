@@ -6,24 +6,6 @@
 
 use std::{collections::HashMap, fmt::Display, str::FromStr, time::Duration};
 
-/// Which wire dialect the default Socket.IO namespace `/` speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Profile {
-    Sup,
-    Spark,
-}
-
-impl FromStr for Profile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "sup" => Ok(Profile::Sup),
-            "spark" => Ok(Profile::Spark),
-            other => Err(format!("unknown profile `{other}` (expected sup or spark)")),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
@@ -168,7 +150,9 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long a typing indicator lives without renewal.
     pub typing_timeout: Duration,
-    pub default_profile: Profile,
+    /// `DEFAULT_PROFILE`: the dialect of the Socket.IO namespace `/`, by name (checked against
+    /// the dialects when the server is built, see `dialects::mount_socket_io`).
+    pub default_profile: String,
     pub rate_limits: RateLimits,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -417,7 +401,7 @@ impl Config {
             call_ring_timeout: src.positive_millis(&["CALL_RING_TIMEOUT"], 30_000)?,
             trusted_proxies,
             typing_timeout: src.millis(&["TYPING_TIMEOUT"], 5_000)?,
-            default_profile: src.parse(&["DEFAULT_PROFILE"], Profile::Sup)?,
+            default_profile: src.string(&["DEFAULT_PROFILE"], "sup").to_ascii_lowercase(),
             rate_limits,
             log_level: src.string(&["LOG_LEVEL"], "info"),
             log_format: src.parse(&["LOG_FORMAT"], LogFormat::Pretty)?,

@@ -33,10 +33,9 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::{Config, Profile},
-    dialects::{spark::Spark, sup::Sup},
-    transport::{socketio::mount, Peer, Transport, WireListener},
+    config::Config,
     transport::{AppState, InFlight},
+    transport::{Peer, Transport, WireListener},
 };
 
 /// A built server, bound to its port, not yet serving.
@@ -46,6 +45,8 @@ pub struct Application {
     io: SocketIo,
     state: Arc<AppState>,
     subscriber: Option<tokio::task::JoinHandle<()>>,
+    /// The Socket.IO namespaces served, for the idle sweep.
+    namespaces: Vec<&'static str>,
 }
 
 impl Application {
@@ -85,13 +86,9 @@ impl Application {
             .ws_read_buffer_size(config.ws_read_buffer_size)
             .with_state(state.clone())
             .build_layer();
-        let [root, sup, spark] = NAMESPACES;
-        mount::<Sup>(&io, sup);
-        mount::<Spark>(&io, spark);
-        match config.default_profile {
-            Profile::Sup => mount::<Sup>(&io, root),
-            Profile::Spark => mount::<Spark>(&io, root),
-        }
+        let namespaces = dialects::mount_socket_io(&io, &config.default_profile).map_err(|reason| {
+            config::ConfigError { name: "DEFAULT_PROFILE".into(), value: config.default_profile.clone(), reason }
+        })?;
 
         let router = http::router(state.clone())
             .layer(io_layer)
@@ -104,7 +101,7 @@ impl Application {
             .layer(tower_http::trace::TraceLayer::new_for_http());
 
         let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
-        Ok(Self { listener, router, io, state, subscriber })
+        Ok(Self { listener, router, io, state, subscriber, namespaces })
     }
 
     pub fn port(&self) -> u16 {
@@ -130,7 +127,7 @@ impl Application {
     /// 6. Only then stop listening: until the marks are written, a client that reconnects is
     ///    refused here rather than caught up elsewhere from cursors that are not written yet.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, io, state, subscriber } = self;
+        let Self { listener, router, io, state, subscriber, namespaces } = self;
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
         let listener = WireListener::new(listener, state.transport.clone());
         let server = axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
@@ -138,7 +135,7 @@ impl Application {
                 let _ = accepting_stopped.await;
             });
         let server = tokio::spawn(async move { server.await });
-        let idle = transport::idle::spawn(io.clone(), &NAMESPACES, state.clone());
+        let idle = transport::idle::spawn(io.clone(), namespaces, state.clone());
 
         shutdown.await;
         tracing::info!("shutting down");
@@ -179,9 +176,6 @@ impl Application {
         Ok(())
     }
 }
-
-/// The Socket.IO namespaces served: the default one (`DEFAULT_PROFILE`), `sup`, `spark`.
-const NAMESPACES: [&str; 3] = ["/", "/sup", "/spark"];
 
 /// Database URLs may carry passwords; logs get them without.
 fn redact(url: &str) -> String {

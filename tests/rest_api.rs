@@ -160,3 +160,33 @@ async fn health_reports_the_database() {
         app.stop().await;
     }
 }
+
+/// `DEFAULT_PROFILE` names a Socket.IO dialect of the registry; anything else stops the start
+/// with a message naming the setting (a raw WebSocket dialect cannot serve the namespace `/`).
+#[tokio::test]
+async fn a_default_profile_that_is_no_socket_io_dialect_stops_the_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    for (name, ok) in [("spark", true), ("SUP", true), ("mrezhen", false), ("nope", false)] {
+        let vars = [
+            ("DATABASE_URL", url.as_str()),
+            ("PORT", "0"),
+            ("HOST", "127.0.0.1"),
+            ("JWT_SECRET", "s"),
+            ("DEFAULT_PROFILE", name),
+        ];
+        let config =
+            switchboard::config::Config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string()))).expect("config");
+        match switchboard::Application::build(config).await {
+            Ok(app) => {
+                assert!(ok, "{name} was accepted");
+                app.state().core.stop_background();
+            }
+            Err(e) => {
+                assert!(!ok, "{name}: {e}");
+                let text = e.to_string();
+                assert!(text.contains("DEFAULT_PROFILE") && text.contains("sup, spark"), "{text}");
+            }
+        }
+    }
+}

@@ -8,14 +8,80 @@ pub mod sup;
 
 use std::sync::Arc;
 
-use axum::{extract::Request, http::header, middleware::Next, Router};
+use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
+use socketioxide::SocketIo;
 
 use crate::{
     core::model::AttachmentInfo,
-    transport::{raw_ws, AppState},
+    transport::{socketio::mount, AppState},
 };
+
+/// Serves a Socket.IO dialect on a namespace.
+pub type MountSocketIo = fn(&SocketIo, &'static str);
+/// A dialect's REST routes.
+pub type Routes = fn(&AppState) -> Router<Arc<AppState>>;
+/// Wraps the finished router: requests a dialect takes before any route.
+pub type Intercept = fn(Router, &Arc<AppState>) -> Router;
+
+/// A dialect and the transports that carry it.
+pub struct Dialect {
+    /// Its name, as `DEFAULT_PROFILE` names it.
+    pub name: &'static str,
+    /// Its Socket.IO namespace, and how to serve it on one (also on `/` when it is the
+    /// default).
+    pub socket_io: Option<(&'static str, MountSocketIo)>,
+    /// Its REST routes.
+    pub routes: Option<Routes>,
+    /// Requests it takes before any route sees them (raw WebSocket upgrades).
+    pub intercept: Option<Intercept>,
+}
+
+/// Every dialect. A new dialect is a module above and one entry here; nothing else changes.
+pub const DIALECTS: &[Dialect] = &[
+    Dialect { name: "sup", socket_io: Some(("/sup", mount::<sup::Sup>)), routes: None, intercept: None },
+    Dialect {
+        name: "spark",
+        socket_io: Some(("/spark", mount::<spark::Spark>)),
+        routes: Some(spark::routes),
+        intercept: None,
+    },
+    Dialect { name: "mrezhen", socket_io: None, routes: None, intercept: Some(mrezhen::intercept) },
+];
+
+/// Mounts every Socket.IO dialect on its namespace, and `default` also on `/`. Returns the
+/// namespaces served, or why `default` cannot be the default.
+pub fn mount_socket_io(io: &SocketIo, default: &str) -> Result<Vec<&'static str>, String> {
+    let socket_io = || DIALECTS.iter().filter_map(|d| d.socket_io.map(|s| (d.name, s)));
+    let Some((_, (_, mount_default))) = socket_io().find(|(name, _)| *name == default) else {
+        let names: Vec<&str> = socket_io().map(|(name, _)| name).collect();
+        return Err(format!("must be one of {}", names.join(", ")));
+    };
+    let mut namespaces = vec!["/"];
+    mount_default(io, "/");
+    for (_, (namespace, mount)) in socket_io() {
+        mount(io, namespace);
+        namespaces.push(namespace);
+    }
+    Ok(namespaces)
+}
+
+/// The dialects' REST routes, on the router before its state is set.
+pub fn routes(mut router: Router<Arc<AppState>>, app: &AppState) -> Router<Arc<AppState>> {
+    for routes in DIALECTS.iter().filter_map(|d| d.routes) {
+        router = router.merge(routes(app));
+    }
+    router
+}
+
+/// The dialects that take requests before any route (raw WebSocket endpoints).
+pub fn intercept(mut router: Router, app: &Arc<AppState>) -> Router {
+    for intercept in DIALECTS.iter().filter_map(|d| d.intercept) {
+        router = intercept(router, app);
+    }
+    router
+}
 
 /// Timestamps on the wire: RFC 3339 in UTC with milliseconds, as JavaScript's `toISOString`.
 pub fn iso(t: &DateTime<Utc>) -> String {
@@ -67,29 +133,4 @@ pub fn chat_changes_json(u: &crate::core::model::ChatUpdated, id_key: &str) -> s
         }
     }
     out
-}
-
-/// Serves the raw WebSocket dialects on `router`: `mrezhen` at `/ws`, and on WebSocket
-/// upgrades to `/` (its browser client opens the root path; a plain `GET /` still reaches
-/// the demo page, and Socket.IO keeps `/socket.io/`).
-pub fn mount(router: Router, app: &Arc<AppState>) -> Router {
-    let (app, mrezhen) = (app.clone(), Arc::new(mrezhen::Mrezhen::new(&app.core, &app.config)));
-    router.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-        let (app, mrezhen) = (app.clone(), mrezhen.clone());
-        async move {
-            let path = req.uri().path();
-            if path == "/ws" || (path == "/" && wants_websocket(&req)) {
-                return raw_ws::accept(app, mrezhen, req, None).await;
-            }
-            next.run(req).await
-        }
-    }))
-}
-
-/// An HTTP/1.1 WebSocket upgrade request (`Upgrade: websocket`).
-fn wants_websocket(req: &Request) -> bool {
-    req.headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
 }

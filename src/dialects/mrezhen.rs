@@ -17,6 +17,7 @@ use std::{
     time::Instant,
 };
 
+use axum::{extract::Request, http::header, middleware::Next, Router};
 use serde_json::{json, Map, Value};
 
 use crate::{
@@ -28,7 +29,10 @@ use crate::{
     },
     error::AppError,
     fanout::EVERYONE,
-    transport::raw_ws::{Delivery, Dialect, Link},
+    transport::{
+        raw_ws::{self, Delivery, Dialect, Link},
+        AppState,
+    },
 };
 
 /// Longest message text, in characters (the running service's 5,000; SPEC §6).
@@ -298,6 +302,30 @@ fn user_field(value: Option<&Value>) -> Option<String> {
 /// `{ id, from, content, timestamp }`, the timestamp in milliseconds since the epoch.
 fn message_json(m: &Message) -> Value {
     json!({ "id": m.id, "from": m.sender_id, "content": m.content, "timestamp": ms(&m.created_at) })
+}
+
+/// Serves `mrezhen` at `/ws`, and on WebSocket upgrades to `/` (its browser client opens the
+/// root path; a plain `GET /` still reaches the demo page, and Socket.IO keeps `/socket.io/`).
+pub fn intercept(router: Router, app: &Arc<AppState>) -> Router {
+    let (app, mrezhen) = (app.clone(), Arc::new(Mrezhen::new(&app.core, &app.config)));
+    router.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+        let (app, mrezhen) = (app.clone(), mrezhen.clone());
+        async move {
+            let path = req.uri().path();
+            if path == "/ws" || (path == "/" && wants_websocket(&req)) {
+                return raw_ws::accept(app, mrezhen, req, None).await;
+            }
+            next.run(req).await
+        }
+    }))
+}
+
+/// An HTTP/1.1 WebSocket upgrade request (`Upgrade: websocket`).
+fn wants_websocket(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
 }
 
 #[cfg(test)]

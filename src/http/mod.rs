@@ -13,7 +13,7 @@ use axum::{
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{error::AppError, transport::AppState};
+use crate::{dialects, error::AppError, transport::AppState};
 
 /// The Socket.IO browser client, as the Node server serves it at `/socket.io/socket.io.js`
 /// (socket.io-client 4.8.1, MIT licence, from its npm package).
@@ -27,11 +27,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(|| async { Html(DEMO_PAGE) }))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
-        .merge(crate::dialects::spark::router(state.config.media_max_size))
-        .layer(axum::middleware::from_fn(refuse_nul_in_uri))
-        .with_state(state.clone());
-    crate::dialects::mount(router, &state)
+        .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }));
+    let router =
+        dialects::routes(router, &state).layer(axum::middleware::from_fn(refuse_nul_in_uri)).with_state(state.clone());
+    dialects::intercept(router, &state)
 }
 
 /// Path ids and query values reach statements too: a `%00` anywhere in them is refused here,

@@ -30,7 +30,7 @@ const LONGEST_PERIOD: Duration = Duration::from_secs(30);
 const SHORTEST_PERIOD: Duration = Duration::from_millis(10);
 
 /// Starts sweeping the sockets of `namespaces`; `None` when the idle timeout is off.
-pub fn spawn(io: SocketIo, namespaces: &'static [&'static str], app: Arc<AppState>) -> Option<JoinHandle<()>> {
+pub fn spawn(io: SocketIo, namespaces: Vec<&'static str>, app: Arc<AppState>) -> Option<JoinHandle<()>> {
     let max_idle = app.config.max_idle_time;
     if max_idle.is_zero() {
         return None;
@@ -41,7 +41,7 @@ pub fn spawn(io: SocketIo, namespaces: &'static [&'static str], app: Arc<AppStat
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            sweep(&io, namespaces, max_idle, &app);
+            sweep(&io, &namespaces, max_idle, &app);
         }
     }))
 }

@@ -15,10 +15,10 @@ pub use socket::*;
 use crate::transport::AppState;
 
 /// Spark's REST routes.
-pub fn router(media_max_size: u64) -> axum::Router<Arc<AppState>> {
+pub fn routes(app: &AppState) -> axum::Router<Arc<AppState>> {
     axum::Router::new()
         .merge(conversations::router())
         .merge(messages::router())
-        .merge(attachments::router(media_max_size))
+        .merge(attachments::router(app.config.media_max_size))
         .merge(encryption::router())
 }

@@ -14,6 +14,10 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Validation(String),
+    /// A request field that is not acceptable. The field is named by each dialect in its own
+    /// words ([`AppError::body_in`]): a chat is `chatId` to SUP, `conversationId` to Spark.
+    #[error("{} {problem}", field.neutral_name())]
+    InvalidField { field: Field, problem: String },
     #[error("{0}")]
     EmptyContent(String),
     #[error("{0}")]
@@ -28,8 +32,9 @@ pub enum AppError {
     TooLarge(String),
     #[error("{0}")]
     EditWindowExpired(String),
-    #[error("too many {event} events, retry in {retry_after_ms} ms")]
-    RateLimited { event: &'static str, retry_after_ms: u64 },
+    /// `what` in words no dialect owns ("messages"): the same bucket serves every dialect.
+    #[error("too many {what}, retry in {retry_after_ms} ms")]
+    RateLimited { what: &'static str, retry_after_ms: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -52,7 +57,7 @@ impl AppError {
             AppError::Unauthorized(_) => "UNAUTHORIZED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound(_) => "NOT_FOUND",
-            AppError::Validation(_) => "VALIDATION_FAILED",
+            AppError::Validation(_) | AppError::InvalidField { .. } => "VALIDATION_FAILED",
             AppError::EmptyContent(_) => "EMPTY_CONTENT",
             AppError::ContentTooLong(_) | AppError::TooLarge(_) => "CONTENT_TOO_LONG",
             AppError::SelfMessage(_) => "SELF_MESSAGE",
@@ -72,6 +77,7 @@ impl AppError {
             AppError::Forbidden(_) => 403,
             AppError::NotFound(_) => 404,
             AppError::Validation(_)
+            | AppError::InvalidField { .. }
             | AppError::UnknownType(_)
             | AppError::EmptyContent(_)
             | AppError::ContentTooLong(_)
@@ -84,9 +90,24 @@ impl AppError {
         }
     }
 
-    /// The body clients see: `{ code, message }`. Internal causes stay in the log.
+    /// The body clients see: `{ code, message }`, fields named in neutral words. Internal
+    /// causes stay in the log.
     pub fn body(&self) -> ErrorBody {
         ErrorBody { code: self.code(), message: self.to_string() }
+    }
+
+    /// The body in a dialect's words: `name` says what the dialect calls each field.
+    pub fn body_in(&self, name: fn(Field) -> &'static str) -> ErrorBody {
+        match self {
+            AppError::InvalidField { field, problem } => {
+                ErrorBody { code: self.code(), message: format!("{} {problem}", name(*field)) }
+            }
+            _ => self.body(),
+        }
+    }
+
+    pub fn invalid(field: Field, problem: impl Into<String>) -> Self {
+        AppError::InvalidField { field, problem: problem.into() }
     }
 
     /// Logs internal errors with their cause; client errors are not worth a log line each.
@@ -144,6 +165,54 @@ pub fn refuse_nul_text(text: &str) -> AppResult<()> {
 
 fn has_nul(text: &str) -> bool {
     text.as_bytes().contains(&0)
+}
+
+/// A field of a request, as the core knows it; each dialect has its own name for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Chat,
+    Message,
+    User,
+    /// One of a list of users.
+    Users,
+    Call,
+    Callee,
+    Device,
+    Attachment,
+    Attachments,
+    Participants,
+    ReplyTo,
+    TempId,
+    Notification,
+    Cursor,
+    /// The user a direct message goes to.
+    Recipient,
+    /// The other user of a direct conversation.
+    Peer,
+}
+
+impl Field {
+    /// Words for logs and for transports without a dialect of their own.
+    pub fn neutral_name(self) -> &'static str {
+        match self {
+            Field::Chat => "conversation id",
+            Field::Message => "message id",
+            Field::User => "user id",
+            Field::Users => "user ids",
+            Field::Call => "call id",
+            Field::Callee => "callee id",
+            Field::Device => "device id",
+            Field::Attachment => "attachment id",
+            Field::Attachments => "attachment ids",
+            Field::Participants => "participant ids",
+            Field::ReplyTo => "reply-to message id",
+            Field::TempId => "temporary id",
+            Field::Notification => "notification id",
+            Field::Cursor => "cursor",
+            Field::Recipient => "recipient",
+            Field::Peer => "other user",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

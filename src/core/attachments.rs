@@ -14,7 +14,7 @@ use super::{
     Core,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store,
 };
 
@@ -142,7 +142,7 @@ impl Core {
     /// The file of an attachment (or its thumbnail), for its uploader and for members of a
     /// conversation it was sent to.
     pub async fn attachment_file(&self, actor: &Actor, id: &str, thumbnail: bool) -> AppResult<AttachmentFile> {
-        check_id("attachmentId", id)?;
+        check_id(Field::Attachment, id)?;
         let row = store::attachments::get(&self.db, id)
             .await?
             .ok_or_else(|| AppError::NotFound("attachment not found".into()))?;
@@ -170,7 +170,7 @@ impl Core {
             return Err(AppError::validation(format!("a message carries at most {max} attachments")));
         }
         for (i, id) in ids.iter().enumerate() {
-            check_id("attachments[]", id)?;
+            check_id(Field::Attachments, id)?;
             if ids[..i].contains(id) {
                 return Err(AppError::validation(format!("attachment {id} is listed twice")));
             }

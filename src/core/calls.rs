@@ -24,7 +24,7 @@ use super::{
     Core, DEFAULT_PAGE, MAX_PAGE,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store::{self, calls::CallRecord},
 };
 
@@ -71,12 +71,12 @@ impl Core {
         check_signal("offer", req.offer.as_ref())?;
         let chat_id = match (req.chat_id, req.callee_id) {
             (Some(chat), None) => {
-                check_id("chatId", &chat)?;
+                check_id(Field::Chat, &chat)?;
                 self.require_member(&chat, &actor.user_id).await?;
                 chat
             }
             (None, Some(callee)) => {
-                check_id("calleeId", &callee)?;
+                check_id(Field::Callee, &callee)?;
                 if callee == actor.user_id {
                     return Err(AppError::validation("you cannot call yourself"));
                 }
@@ -106,7 +106,7 @@ impl Core {
         }
         let mut everyone = callees.clone();
         everyone.push(actor.user_id.clone());
-        let id = match req.call_id.filter(|id| check_id("callId", id).is_ok()) {
+        let id = match req.call_id.filter(|id| check_id(Field::Call, id).is_ok()) {
             Some(proposed) if store::calls::get(&self.db, &proposed).await?.is_none() => proposed,
             _ => uuid::Uuid::now_v7().to_string(),
         };
@@ -150,7 +150,7 @@ impl Core {
     /// A callee picks up. The caller gets the answer; every other ringing device (the
     /// callee's other devices, the other members of a group) stops ringing.
     pub async fn answer_call(&self, actor: &Actor, call_id: &str, answer: Option<Value>) -> AppResult<Call> {
-        check_id("callId", call_id)?;
+        check_id(Field::Call, call_id)?;
         check_signal("answer", answer.as_ref())?;
         let me = actor.user_id.clone();
         let now = Utc::now();
@@ -202,7 +202,7 @@ impl Core {
 
     /// A callee declines. The call is `rejected` once every callee has declined.
     pub async fn reject_call(&self, actor: &Actor, call_id: &str, reason: Option<String>) -> AppResult<Call> {
-        check_id("callId", call_id)?;
+        check_id(Field::Call, call_id)?;
         if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON_CHARS) {
             return Err(AppError::validation(format!("reason is longer than {MAX_REASON_CHARS} characters")));
         }
@@ -224,7 +224,7 @@ impl Core {
     /// Hangs up. The caller of a call that still rings cancels it (the callees missed it); a
     /// ringing callee declines; a participant of an active call ends it for both.
     pub async fn end_call(&self, actor: &Actor, call_id: &str) -> AppResult<Call> {
-        check_id("callId", call_id)?;
+        check_id(Field::Call, call_id)?;
         let me = actor.user_id.clone();
         let now = Utc::now();
         let (record, ending) = store::calls::modify(&self.db, call_id, |rec| {
@@ -274,7 +274,7 @@ impl Core {
     /// (or to every ringing callee before that, since trickle ICE starts with the offer), and
     /// from a callee to the caller.
     pub async fn relay_ice(&self, actor: &Actor, call_id: &str, candidate: Value) -> AppResult<()> {
-        check_id("callId", call_id)?;
+        check_id(Field::Call, call_id)?;
         if candidate.is_null() {
             return Err(AppError::validation("candidate is required"));
         }
@@ -315,7 +315,7 @@ impl Core {
         limit: Option<u64>,
         before: Option<DateTime<Utc>>,
     ) -> AppResult<Vec<Call>> {
-        check_id("chatId", chat)?;
+        check_id(Field::Chat, chat)?;
         self.require_member(chat, &actor.user_id).await?;
         let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
         store::calls::history(&self.db, chat, before, limit).await?.iter().map(to_call).collect()

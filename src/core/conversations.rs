@@ -13,7 +13,7 @@ use super::{
     Core,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store::{
         self,
         conversations::{Created, DetailsUpdate, NewConversation},
@@ -51,7 +51,7 @@ impl Core {
         let me = actor.user_id.clone();
         let mut others = BTreeSet::new();
         for id in &req.participant_ids {
-            check_id("participantIds[]", id)?;
+            check_id(Field::Participants, id)?;
             if *id != me {
                 others.insert(id.clone());
             }
@@ -122,7 +122,7 @@ impl Core {
 
     /// A conversation with its members, for a member.
     pub async fn conversation(&self, actor: &Actor, id: &str) -> AppResult<Conversation> {
-        check_id("conversationId", id)?;
+        check_id(Field::Chat, id)?;
         self.require_member(id, &actor.user_id).await?;
         let model = store::conversations::get(&self.db, id)
             .await?
@@ -148,7 +148,7 @@ impl Core {
         user_id: &str,
         role: Option<&str>,
     ) -> AppResult<Conversation> {
-        check_id("userId", user_id)?;
+        check_id(Field::User, user_id)?;
         let me = self.require_member(chat, &actor.user_id).await?;
         let conversation = self.conversation(actor, chat).await?;
         if conversation.kind != ConversationKind::Group {
@@ -198,7 +198,7 @@ impl Core {
     /// Owners remove anyone, admins remove plain members, everyone may leave. When the owner
     /// leaves, the longest-standing admin (else member) becomes owner.
     pub async fn remove_member(&self, actor: &Actor, chat: &str, user_id: &str) -> AppResult<Conversation> {
-        check_id("userId", user_id)?;
+        check_id(Field::User, user_id)?;
         let me = self.require_member(chat, &actor.user_id).await?;
         let before = self.conversation(actor, chat).await?;
         if before.kind != ConversationKind::Group {

@@ -10,7 +10,7 @@ use super::{
     Core, SendTicket, MAX_PAGE,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store,
 };
 
@@ -35,7 +35,7 @@ impl Core {
         temp_id: Option<String>,
         ticket: Option<SendTicket>,
     ) -> AppResult<DirectSent> {
-        check_id("to", to)?;
+        check_id(Field::Recipient, to)?;
         if content.trim().is_empty() {
             return Err(AppError::EmptyContent("message content is empty".into()));
         }
@@ -79,7 +79,7 @@ impl Core {
     /// without messages deleted for everyone). Empty when the two never talked; reading opens
     /// nothing.
     pub async fn direct_history(&self, actor: &Actor, other: &str, limit: u64) -> AppResult<Vec<Message>> {
-        check_id("with", other)?;
+        check_id(Field::Peer, other)?;
         let key = direct_key(&actor.user_id, other);
         let Some(chat) = store::conversations::find_direct(&self.db, &key).await? else {
             return Ok(Vec::new());

@@ -12,7 +12,7 @@ use super::{
     Core,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store,
 };
 
@@ -88,7 +88,7 @@ impl Core {
         message_id: &str,
         for_everyone: bool,
     ) -> AppResult<MessageDeleted> {
-        check_id("messageId", message_id)?;
+        check_id(Field::Message, message_id)?;
         let row = store::messages::get(&self.db, message_id)
             .await?
             .ok_or_else(|| AppError::NotFound("message not found".into()))?;
@@ -121,7 +121,7 @@ impl Core {
 
     /// A message that exists, is not deleted, and whose conversation the caller belongs to.
     async fn visible_message(&self, actor: &Actor, message_id: &str) -> AppResult<Message> {
-        check_id("messageId", message_id)?;
+        check_id(Field::Message, message_id)?;
         let row = store::messages::get(&self.db, message_id)
             .await?
             .ok_or_else(|| AppError::NotFound("message not found".into()))?;

@@ -65,6 +65,6 @@ impl FrameLimit {
     }
 
     fn refusal(&self, wait: Duration) -> AppError {
-        AppError::RateLimited { event: self.name, retry_after_ms: wait.as_millis().max(1) as u64 }
+        AppError::RateLimited { what: "frames", retry_after_ms: wait.as_millis().max(1) as u64 }
     }
 }

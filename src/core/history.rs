@@ -11,7 +11,7 @@ use super::{
     Core,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store,
 };
 
@@ -56,7 +56,7 @@ impl std::str::FromStr for ListCursor {
         let bad = || AppError::validation("cursor is not one this server gave out");
         let (nanos, id) = s.split_once('.').ok_or_else(bad)?;
         let nanos: i64 = nanos.parse().map_err(|_| bad())?;
-        check_id("cursor", id).map_err(|_| bad())?;
+        check_id(Field::Cursor, id).map_err(|_| bad())?;
         Ok(ListCursor { updated_at: DateTime::from_timestamp_nanos(nanos), id: id.to_string() })
     }
 }
@@ -82,7 +82,7 @@ impl Core {
         before: Option<i64>,
         limit: Option<u64>,
     ) -> AppResult<Page> {
-        check_id("conversationId", chat)?;
+        check_id(Field::Chat, chat)?;
         let me = self.require_member(chat, &actor.user_id).await?;
         let limit = limit.unwrap_or(DEFAULT_HISTORY_PAGE);
         if limit == 0 {
@@ -182,7 +182,7 @@ impl Core {
 
     /// Leaves a group, or clears a direct conversation (or note to self) for the caller.
     pub async fn remove_conversation(&self, actor: &Actor, chat: &str) -> AppResult<Removal> {
-        check_id("conversationId", chat)?;
+        check_id(Field::Chat, chat)?;
         self.require_member(chat, &actor.user_id).await?;
         let conversation = store::conversations::get(&self.db, chat)
             .await?

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::{check_id, model::Actor, Core};
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store::{self, keys::Uploaded},
 };
 
@@ -81,7 +81,7 @@ impl Core {
     /// Stores the public key of one of the caller's devices. A different key for a known
     /// device rotates it: it must be verified again (unless it is the only device).
     pub async fn upload_key(&self, actor: &Actor, device_id: &str, public_key: &str) -> AppResult<KeyUpload> {
-        check_id("deviceId", device_id)?;
+        check_id(Field::Device, device_id)?;
         let key = public_key.trim();
         if key.is_empty() {
             return Err(AppError::validation("publicKey is empty"));
@@ -110,7 +110,7 @@ impl Core {
     /// user themselves and anyone sharing a conversation with them. Others get only verified
     /// keys when `VERIFY_DEVICE_REQUIRED` is on.
     pub async fn device_keys(&self, actor: &Actor, user: &str) -> AppResult<Vec<DeviceKey>> {
-        check_id("userId", user)?;
+        check_id(Field::User, user)?;
         let own = user == actor.user_id;
         if !own && !store::history::share_a_conversation(&self.db, &actor.user_id, user).await? {
             return Err(AppError::Forbidden("you share no conversation with this user".into()));
@@ -122,7 +122,7 @@ impl Core {
 
     /// Verifies one of the caller's devices with the code it shows.
     pub async fn verify_device(&self, actor: &Actor, device_id: &str, code: &str) -> AppResult<DeviceKey> {
-        check_id("deviceId", device_id)?;
+        check_id(Field::Device, device_id)?;
         let row = store::keys::get(&self.db, &actor.user_id, device_id)
             .await?
             .ok_or_else(|| AppError::NotFound("no key for this device".into()))?;

@@ -24,16 +24,17 @@ pub enum Limit {
 }
 
 impl Limit {
-    /// The SUP event name, used in the error message.
-    pub fn event_name(self) -> &'static str {
+    /// What the bucket counts, for the error message (in no dialect's words: the equivalent
+    /// events of every dialect draw on the same bucket).
+    pub fn what(self) -> &'static str {
         match self {
-            Limit::MessageNew => "message:new",
-            Limit::Typing => "message:typing",
-            Limit::Delivered => "message:delivered",
-            Limit::Read => "message:read",
-            Limit::PresenceUpdate => "presence:update",
-            Limit::CallInitiate => "call:initiate",
-            Limit::Reactions => "reaction",
+            Limit::MessageNew => "messages",
+            Limit::Typing => "typing indicators",
+            Limit::Delivered => "delivered receipts",
+            Limit::Read => "read receipts",
+            Limit::PresenceUpdate => "presence updates",
+            Limit::CallInitiate => "calls",
+            Limit::Reactions => "reactions",
         }
     }
 }
@@ -96,7 +97,7 @@ impl Limiters {
         // Allocates a key only on the first event of a user; lookups borrow.
         let key = user.to_string();
         self.limiter(limit).check_key(&key).map_err(|not_until| AppError::RateLimited {
-            event: limit.event_name(),
+            what: limit.what(),
             retry_after_ms: not_until.wait_time_from(self.clock.now()).as_millis() as u64,
         })
     }

@@ -11,7 +11,7 @@ use super::{
     Core, MAX_PAGE,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store::{self, messages::NewMessage},
 };
 
@@ -229,12 +229,12 @@ fn check_location(l: &Location) -> AppResult<()> {
 }
 
 fn validate(draft: &Draft, max_len: usize, may_be_empty: bool) -> AppResult<()> {
-    check_id("chatId", &draft.chat_id)?;
+    check_id(Field::Chat, &draft.chat_id)?;
     if let Some(temp_id) = &draft.temp_id {
-        check_id("tempId", temp_id)?;
+        check_id(Field::TempId, temp_id)?;
     }
     if let Some(reply_to) = &draft.reply_to_id {
-        check_id("replyToId", reply_to)?;
+        check_id(Field::ReplyTo, reply_to)?;
     }
     if !MESSAGE_KINDS.contains(&draft.kind.as_str()) {
         return Err(AppError::validation(format!("messageType must be one of {}", MESSAGE_KINDS.join(", "))));

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     config::Config,
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     fanout::Hub,
     store::{self, shared::SharedState, Db},
 };
@@ -207,12 +207,12 @@ fn spawn_renewer(hub: Arc<Hub>, shared: Arc<dyn SharedState>) -> JoinHandle<()> 
 }
 
 /// Client-chosen identifiers (chat ids, temp ids, user ids) share one sanity rule.
-pub(crate) fn check_id(field: &str, value: &str) -> AppResult<()> {
+pub fn check_id(field: Field, value: &str) -> AppResult<()> {
     if value.is_empty() || value.len() > 128 {
-        return Err(AppError::validation(format!("{field} must be 1 to 128 characters")));
+        return Err(AppError::invalid(field, "must be 1 to 128 characters"));
     }
     if value.chars().any(char::is_control) {
-        return Err(AppError::validation(format!("{field} must not contain control characters")));
+        return Err(AppError::invalid(field, "must not contain control characters"));
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use super::{
     Core, DEFAULT_PAGE, MAX_PAGE,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store,
 };
 
@@ -58,7 +58,7 @@ impl Core {
 
     /// Marks one of the caller's notifications read (again: no error).
     pub async fn read_notification(&self, actor: &Actor, id: &str) -> AppResult<Notification> {
-        check_id("notificationId", id)?;
+        check_id(Field::Notification, id)?;
         let row = store::notifications::mark_read(&self.db, &actor.user_id, id).await?.ok_or_else(not_found)?;
         from_row(row)
     }
@@ -66,7 +66,7 @@ impl Core {
     /// Deletes one of the caller's notifications. Another user's id is answered exactly like
     /// an unknown one, so ids cannot be probed.
     pub async fn clear_notification(&self, actor: &Actor, id: &str) -> AppResult<()> {
-        check_id("notificationId", id)?;
+        check_id(Field::Notification, id)?;
         if store::notifications::delete(&self.db, &actor.user_id, id).await? {
             Ok(())
         } else {

@@ -11,7 +11,7 @@ use super::{
     Core,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store,
 };
 
@@ -22,7 +22,7 @@ impl Core {
     /// Adds (`add`) or removes the caller's reaction and tells every member's devices.
     pub async fn react(&self, actor: &Actor, message_id: &str, emoji: &str, add: bool) -> AppResult<Reaction> {
         self.limits.check(Limit::Reactions, &actor.user_id)?;
-        check_id("messageId", message_id)?;
+        check_id(Field::Message, message_id)?;
         validate_emoji(emoji)?;
         let msg = store::messages::get(&self.db, message_id)
             .await?
@@ -60,7 +60,7 @@ impl Core {
     /// A message's reactions, for a member of its chat: its chat id, and who reacted with
     /// what, in the order they reacted.
     pub async fn reactions_of(&self, actor: &Actor, message_id: &str) -> AppResult<(String, ReactionSummary)> {
-        check_id("messageId", message_id)?;
+        check_id(Field::Message, message_id)?;
         let msg = store::messages::get(&self.db, message_id)
             .await?
             .filter(|m| m.deleted_at.is_none())

@@ -11,7 +11,7 @@ use super::{
     Core,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     store,
 };
 
@@ -22,8 +22,8 @@ impl Core {
             ReceiptKind::Read => Limit::Read,
         };
         self.limits.check(limit, &actor.user_id)?;
-        check_id("chatId", chat)?;
-        check_id("messageId", message_id)?;
+        check_id(Field::Chat, chat)?;
+        check_id(Field::Message, message_id)?;
         self.require_member(chat, &actor.user_id).await?;
         let msg = store::messages::get(&self.db, message_id)
             .await?

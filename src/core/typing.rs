@@ -10,7 +10,7 @@ use super::{
     model::{Actor, Audience, Event, Typing},
     Core,
 };
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Field};
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
@@ -19,7 +19,7 @@ impl Core {
         if typing {
             self.limits.check(Limit::Typing, &actor.user_id)?;
         }
-        super::check_id("chatId", chat)?;
+        super::check_id(Field::Chat, chat)?;
         let members = self.members_of(chat, &actor.user_id).await?;
         let event = |typing: bool| {
             Event::Typing(Typing {

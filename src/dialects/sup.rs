@@ -27,7 +27,7 @@ use crate::{
         },
         presence::MAX_WATCH,
     },
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     transport::AppState,
 };
 
@@ -487,12 +487,36 @@ fn user_ids(refs: UserRefs) -> AppResult<Vec<String>> {
         return Err(AppError::validation(format!("userIds takes at most {MAX_WATCH} ids")));
     }
     for id in &refs.user_ids {
-        crate::core::check_id("userIds[]", id)?;
+        crate::core::check_id(Field::Users, id)?;
     }
     Ok(refs.user_ids)
 }
 
+/// SUP's names of request fields, in error messages.
+pub fn field_name(field: Field) -> &'static str {
+    match field {
+        Field::Chat => "chatId",
+        Field::Message => "messageId",
+        Field::User | Field::Peer => "userId",
+        Field::Users => "userIds[]",
+        Field::Call => "callId",
+        Field::Callee | Field::Recipient => "calleeId",
+        Field::Device => "deviceId",
+        Field::Attachment => "attachmentId",
+        Field::Attachments => "attachments[]",
+        Field::Participants => "participantIds[]",
+        Field::ReplyTo => "replyToId",
+        Field::TempId => "tempId",
+        Field::Notification => "notificationId",
+        Field::Cursor => "cursor",
+    }
+}
+
 impl SocketIoProfile for Sup {
+    fn field_name(field: Field) -> &'static str {
+        field_name(field)
+    }
+
     fn encode(event: &Event) -> Option<(&'static str, Value)> {
         Some(match event {
             Event::MessageCreated(m) => ("message:new", new_message_json(m)),
@@ -662,7 +686,7 @@ impl SocketIoProfile for Sup {
             for chat in req.chat_ids {
                 match app.core.join_chat(&session.actor(), session.conn, &chat).await {
                     Ok(()) => joined.push(chat),
-                    Err(e) => failed.push(json!({ "chatId": chat, "error": e.body() })),
+                    Err(e) => failed.push(json!({ "chatId": chat, "error": e.body_in(field_name) })),
                 }
             }
             let count = joined.len();

@@ -12,15 +12,24 @@ use axum::{
 use serde_json::json;
 
 use super::AppState;
-use crate::{core::model::Actor, error::AppError};
+use crate::{
+    core::model::Actor,
+    error::{AppError, Field},
+};
 
-/// REST errors: the envelope of SPEC §6 with the matching status.
+/// REST errors: the envelope of SPEC §6 with the matching status, fields in neutral words (a
+/// dialect's routes answer in its own, see [`error_response`]).
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        self.log_if_internal("http");
-        let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(json!({ "success": false, "error": self.body() }))).into_response()
+        error_response(&self, Field::neutral_name)
     }
+}
+
+/// The SPEC §6 envelope of an error, with fields named as `words` says.
+pub fn error_response(e: &AppError, words: fn(Field) -> &'static str) -> Response {
+    e.log_if_internal("http");
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(json!({ "success": false, "error": e.body_in(words) }))).into_response()
 }
 
 /// `{ "success": true, "data": … }`.

@@ -32,7 +32,7 @@ use socketioxide::{
 
 use crate::{
     core::{connections::ConnectionGuard, model::Actor, model::Event, presence::Identity, SendOrder, SendTicket},
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     fanout::{ConnId, Connection, EncodeCache, Receipts, SendFailure},
     telemetry::metrics::Refusal,
     transport::AppState,
@@ -93,6 +93,10 @@ pub trait SocketIoProfile: Send + Sync + 'static {
     /// Whether the dialect's sockets hear room events (typing) of every chat of their user
     /// without joining rooms, because its clients have no join event.
     const FOLLOWS_ALL_CHATS: bool = false;
+    /// What the dialect calls a request field, in error messages (`chatId`, `conversationId`).
+    fn field_name(field: Field) -> &'static str {
+        field.neutral_name()
+    }
     /// Encodes a core event as `(event name, payload)`, or `None` when the dialect has no
     /// such event.
     fn encode(event: &Event) -> Option<(&'static str, Value)>;
@@ -115,7 +119,7 @@ pub trait SocketIoProfile: Send + Sync + 'static {
 
 /// Serves `P` on the namespace `path`.
 pub fn mount<P: SocketIoProfile>(io: &SocketIo, path: &'static str) {
-    let mut handlers = Handlers::default();
+    let mut handlers = Handlers { words: P::field_name, ..Handlers::default() };
     P::handlers(&mut handlers);
     let handlers = Arc::new(handlers);
     io.ns(
@@ -303,6 +307,8 @@ impl<P> SocketConnection<P> {
 pub struct Reply {
     ack: AckSender,
     wants_ack: bool,
+    /// The dialect's words for the fields an error names.
+    words: fn(Field) -> &'static str,
 }
 
 impl FromMessageParts<LocalAdapter> for Reply {
@@ -312,7 +318,11 @@ impl FromMessageParts<LocalAdapter> for Reply {
         v: &mut PacketValue,
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        Ok(Reply { ack: AckSender::from_message_parts(s, v, ack_id)?, wants_ack: ack_id.is_some() })
+        Ok(Reply {
+            ack: AckSender::from_message_parts(s, v, ack_id)?,
+            wants_ack: ack_id.is_some(),
+            words: Field::neutral_name,
+        })
     }
 }
 
@@ -328,7 +338,7 @@ impl Reply {
             }
             Err(e) => {
                 e.log_if_internal(event);
-                let body = e.body();
+                let body = e.body_in(self.words);
                 if self.wants_ack {
                     let _ = self.ack.send(&json!({ "success": false, "error": body }));
                 } else {
@@ -429,9 +439,16 @@ type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// socketioxide keeps event handlers per socket: registering the ~30 events of a dialect with
 /// `socket.on` cost every connection a hash map and two boxes per event (~1.7 KiB). Each
 /// socket gets one fallback handler instead ([`listen`]), which looks the event up here.
-#[derive(Default)]
 pub struct Handlers {
     by_event: HashMap<&'static str, Handler>,
+    /// The dialect's words for the fields errors name ([`SocketIoProfile::field_name`]).
+    words: fn(Field) -> &'static str,
+}
+
+impl Default for Handlers {
+    fn default() -> Self {
+        Self { by_event: HashMap::new(), words: Field::neutral_name }
+    }
 }
 
 impl Handlers {
@@ -480,10 +497,11 @@ impl Handlers {
         s: SocketRef,
         event: String,
         data: Result<Value, String>,
-        reply: Reply,
+        mut reply: Reply,
         app: Arc<AppState>,
         session: Session,
     ) -> Pending {
+        reply.words = self.words;
         match self.by_event.get(event.as_str()) {
             Some(handler) => handler(s, data, reply, app, session),
             None => {

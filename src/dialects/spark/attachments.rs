@@ -55,13 +55,13 @@ async fn upload(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let mut multipart = multipart.map_err(|e| AppError::validation(e.body_text()))?;
     let upload = match read_upload(&mut multipart, app.config.media_max_size).await {
         Ok(upload) => upload,
         Err(e) => {
             drain(&mut multipart).await;
-            return Err(e);
+            return Err(e.into());
         }
     };
     let attachment = app.core.upload_attachment(&actor, upload).await?;

@@ -22,7 +22,7 @@ use crate::{
         model::{Conversation, ConversationKind},
     },
     dialects::{iso, spark::message_json},
-    error::{AppError, AppResult},
+    error::AppError,
     transport::AppState,
 };
 
@@ -109,7 +109,7 @@ async fn create(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     JsonBody(body): JsonBody<CreateBody>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let kind = ConversationKind::parse(&body.kind)
         .ok_or_else(|| AppError::validation("type must be direct, group or self"))?;
     let req = ConversationRequest {
@@ -130,7 +130,7 @@ async fn show(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let conversation = app.core.conversation(&actor, &id).await?;
     Ok(ok(conversation_json(&conversation)))
 }
@@ -141,7 +141,7 @@ async fn add_member(
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<AddMemberBody>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let conversation = app.core.add_member(&actor, &id, &body.user_id, body.role.as_deref()).await?;
     Ok((StatusCode::CREATED, ok(conversation_json(&conversation))))
 }
@@ -153,7 +153,7 @@ async fn update(
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateBody>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let change = DetailsChange { name: body.name, description: body.description, avatar: body.avatar };
     let conversation = app.core.update_details(&actor, &id, change).await?;
     Ok(ok(conversation_json(&conversation)))
@@ -164,7 +164,7 @@ async fn remove_member(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     Path((id, user_id)): Path<(String, String)>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let conversation = app.core.remove_member(&actor, &id, &user_id).await?;
     Ok(ok(conversation_json(&conversation)))
 }
@@ -176,7 +176,7 @@ async fn list(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     QueryParams(query): QueryParams<ListQuery>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let after = query.cursor.filter(|c| !c.is_empty()).map(|c| c.parse::<ListCursor>()).transpose()?;
     let (summaries, next) = app.core.list_conversations(&actor, after, query.limit).await?;
     let conversations: Vec<Value> = summaries
@@ -201,7 +201,7 @@ async fn remove(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let action = match app.core.remove_conversation(&actor, &id).await? {
         Removal::Left => "left",
         Removal::Cleared => "cleared",

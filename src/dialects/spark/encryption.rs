@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::transport::rest::{ok, Authenticated, JsonBody};
-use crate::{core::keys::DeviceKey, dialects::iso, error::AppResult, transport::AppState};
+use crate::{core::keys::DeviceKey, dialects::iso, transport::AppState};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -58,7 +58,7 @@ async fn upload(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     JsonBody(body): JsonBody<UploadBody>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let uploaded = app.core.upload_key(&actor, &body.device_id, &body.public_key).await?;
     let status = if uploaded.changed { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, ok(key_json(&uploaded.key))))
@@ -69,7 +69,7 @@ async fn list(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     Path(user_id): Path<String>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let keys = app.core.device_keys(&actor, &user_id).await?;
     Ok(ok(json!({ "userId": user_id, "keys": keys.iter().map(key_json).collect::<Vec<_>>() })))
 }
@@ -79,7 +79,7 @@ async fn verify(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     JsonBody(body): JsonBody<VerifyBody>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let key = app.core.verify_device(&actor, &body.device_id, &body.verification_code).await?;
     Ok(ok(key_json(&key)))
 }

@@ -20,7 +20,7 @@ use crate::{
         iso,
         spark::{delete_for, deleted_json, message_json, reaction_json, SendMessage},
     },
-    error::{AppError, AppResult},
+    error::AppError,
     transport::AppState,
 };
 
@@ -62,7 +62,7 @@ async fn page(
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
     QueryParams(query): QueryParams<PageQuery>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     // The cursor is the `seq` to continue below; clients only hand back what they got.
     let before = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
@@ -88,7 +88,7 @@ async fn send(
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
     JsonBody(mut body): JsonBody<SendMessage>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     body.conversation_id = id;
     let (draft, extras) = body.into_parts();
     let msg = app.core.send_message_with(&actor, draft, extras, None).await?;
@@ -101,7 +101,7 @@ async fn edit(
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<EditBody>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let msg = app.core.edit_message(&actor, &id, &body.content).await?;
     Ok(ok(message_json(&msg)))
 }
@@ -112,7 +112,7 @@ async fn remove(
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
     QueryParams(query): QueryParams<DeleteQuery>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let everyone = delete_for(query.delete_for.as_deref())?;
     let deleted = app.core.delete_message(&actor, &id, everyone).await?;
     Ok(ok(deleted_json(&deleted)))
@@ -123,7 +123,7 @@ async fn edits(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let (message, edits) = app.core.message_edits(&actor, &id).await?;
     Ok(ok(json!({
         "messageId": message.id,
@@ -145,7 +145,7 @@ async fn react(
     Authenticated(actor): Authenticated,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ReactBody>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let reaction = app.core.react(&actor, &id, &body.emoji, true).await?;
     Ok((StatusCode::CREATED, ok(reaction_json(&reaction))))
 }
@@ -155,7 +155,7 @@ async fn unreact(
     State(app): State<Arc<AppState>>,
     Authenticated(actor): Authenticated,
     Path((id, emoji)): Path<(String, String)>,
-) -> AppResult<impl IntoResponse> {
+) -> super::Reply<impl IntoResponse> {
     let reaction = app.core.react(&actor, &id, &emoji, false).await?;
     Ok(ok(reaction_json(&reaction)))
 }

@@ -12,7 +12,50 @@ use std::sync::Arc;
 
 pub use socket::*;
 
-use crate::transport::AppState;
+use axum::response::{IntoResponse, Response};
+
+use crate::{
+    error::{AppError, Field},
+    transport::{rest::error_response, AppState},
+};
+
+/// Spark's names of request fields, in error messages (its REST API and its socket events).
+pub fn field_name(field: Field) -> &'static str {
+    match field {
+        Field::Chat => "conversationId",
+        Field::Message => "messageId",
+        Field::User | Field::Peer => "userId",
+        Field::Users => "userIds[]",
+        Field::Call => "callId",
+        Field::Callee | Field::Recipient => "calleeId",
+        Field::Device => "deviceId",
+        Field::Attachment => "attachmentId",
+        Field::Attachments => "attachments[]",
+        Field::Participants => "participantIds[]",
+        Field::ReplyTo => "replyToId",
+        Field::TempId => "tempId",
+        Field::Notification => "notificationId",
+        Field::Cursor => "cursor",
+    }
+}
+
+/// A Spark REST answer: errors in Spark's words.
+pub type Reply<T> = Result<T, Rejection>;
+
+/// An error of a Spark REST route, answered with the SPEC §6 envelope in Spark's words.
+pub struct Rejection(AppError);
+
+impl From<AppError> for Rejection {
+    fn from(e: AppError) -> Self {
+        Rejection(e)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        error_response(&self.0, field_name)
+    }
+}
 
 /// Spark's REST routes.
 pub fn routes(app: &AppState) -> axum::Router<Arc<AppState>> {

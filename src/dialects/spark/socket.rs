@@ -17,7 +17,7 @@ use crate::{
         presence::MAX_WATCH,
     },
     dialects::{attachment_json, iso, mentions},
-    error::AppResult,
+    error::{AppResult, Field},
     transport::socketio::{Handlers, Session, SocketIoProfile},
     transport::AppState,
 };
@@ -200,6 +200,10 @@ fn receipt_ack(kind: ReceiptKind, chat: &str, message: &str, user: &str, at: &ch
 
 impl SocketIoProfile for Spark {
     const FOLLOWS_ALL_CHATS: bool = true;
+
+    fn field_name(field: Field) -> &'static str {
+        super::field_name(field)
+    }
 
     fn encode(event: &Event) -> Option<(&'static str, Value)> {
         Some(match event {

@@ -40,6 +40,17 @@ pub fn ok<T: serde::Serialize>(data: T) -> Json<serde_json::Value> {
 /// The caller of a REST route, from `Authorization: Bearer` or `?token=`.
 pub struct Authenticated(pub Actor);
 
+impl Authenticated {
+    /// A path that names the acting user (Socialink's `/api/v1/…/{user_id}/…`) must name the
+    /// caller: anyone else is refused with 403 before anything is read or written.
+    pub fn require_actor(&self, path_user: &str) -> Result<(), AppError> {
+        if path_user == self.0.user_id {
+            return Ok(());
+        }
+        Err(AppError::Forbidden("the path names another user".into()))
+    }
+}
+
 impl FromRequestParts<Arc<AppState>> for Authenticated {
     type Rejection = AppError;
 
@@ -90,5 +101,18 @@ where
             Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
             Err(rejection) => Err(AppError::validation(rejection.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_actor_must_be_the_caller() {
+        let caller = Authenticated(Actor::rest("alice"));
+        assert!(caller.require_actor("alice").is_ok());
+        let refused = caller.require_actor("bob").expect_err("another user");
+        assert_eq!(refused.http_status(), 403);
     }
 }

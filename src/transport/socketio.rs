@@ -93,6 +93,12 @@ pub trait SocketIoProfile: Send + Sync + 'static {
     /// Whether the dialect's sockets hear room events (typing) of every chat of their user
     /// without joining rooms, because its clients have no join event.
     const FOLLOWS_ALL_CHATS: bool = false;
+    /// Who connects, from the handshake's `auth` payload and the request that opened the
+    /// session; an error refuses the connection with its message as the `connect_error`.
+    /// By default a JWT (SPEC §4); a dialect of anonymous sessions (`e2e`) decides otherwise.
+    fn authenticate(app: &AppState, auth: Option<&Value>, parts: &http::request::Parts) -> AppResult<Identity> {
+        jwt_identity(app, auth, parts)
+    }
     /// What the dialect calls a request field, in error messages (`chatId`, `conversationId`).
     fn field_name(field: Field) -> &'static str {
         field.neutral_name()
@@ -115,6 +121,21 @@ pub trait SocketIoProfile: Send + Sync + 'static {
     fn prepare(_app: &Arc<AppState>, _session: &Session) -> impl Future<Output = AppResult<()>> + Send {
         async { Ok(()) }
     }
+}
+
+/// The identity of a JWT from the handshake's `auth.token`, the `token` query parameter or
+/// `Authorization: Bearer`; the device is the token's `deviceId`, else the handshake's
+/// `auth.deviceId` (SPEC §4).
+pub fn jwt_identity(app: &AppState, auth: Option<&Value>, parts: &http::request::Parts) -> AppResult<Identity> {
+    let from_auth = auth.and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_string));
+    let token = from_auth.or_else(|| crate::auth::token_from_request(&parts.headers, parts.uri.query()));
+    let mut identity = app.verifier.verify(token.as_deref())?;
+    if identity.device_id.is_none() {
+        if let Some(device) = auth.and_then(|a| a.get("deviceId")) {
+            identity.device_id = Some(Identity::device_from_handshake(device)?);
+        }
+    }
+    Ok(identity)
 }
 
 /// Serves `P` on the namespace `path`.
@@ -156,25 +177,10 @@ async fn admit<P: SocketIoProfile>(
         }
         None => tracing::warn!("no peer address on a Socket.IO request; not rate limited"),
     }
-    let auth = auth.ok();
-    let from_auth = auth.as_ref().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_string));
-    let token = from_auth.or_else(|| {
-        let parts = s.req_parts();
-        crate::auth::token_from_request(&parts.headers, parts.uri.query())
-    });
-    let mut identity = app.verifier.verify(token.as_deref()).map_err(|e| {
+    let identity = P::authenticate(&app, auth.ok().as_ref(), s.req_parts()).map_err(|e| {
         app.metrics.connection_refused(Refusal::Unauthorized);
         Refused(e.to_string())
     })?;
-    // The token's `deviceId` wins; else the handshake may name the device (SPEC §4).
-    if identity.device_id.is_none() {
-        if let Some(device) = auth.as_ref().and_then(|a| a.get("deviceId")) {
-            identity.device_id = Some(Identity::device_from_handshake(device).map_err(|e| {
-                app.metrics.connection_refused(Refusal::Unauthorized);
-                Refused(e.to_string())
-            })?);
-        }
-    }
     let receipts = app.transport.sessions.claim(s.id.as_str(), began_on_websocket(s.req_parts()).as_ref());
     let hub_side = Arc::new(SocketConnection::<P> {
         socket: s.clone(),

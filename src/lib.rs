@@ -1,17 +1,26 @@
-//! Switchboard: a realtime messaging server that existing Socket.IO clients use unchanged.
+//! Switchboard: a realtime messaging server that existing chat clients use unchanged, one
+//! domain core under a thin dialect per wire protocol.
 //!
-//! Layout (dependencies point downwards only):
+//! Layout (dependencies point one way: `http → dialects → transport → core → fanout →
+//! domain`, and `core → store → domain`; no two modules import each other):
 //!
 //! ```text
 //! main.rs        CLI: serve | migrate | token
 //! config.rs      the one typed Config; the only reader of the environment
-//! http/          axum router: REST, /health, /metrics, static files
-//! profiles/      one module per wire dialect; translate only (sup, spark, …)
-//! dialects/      raw WebSocket dialects (mrezhen); translate only
-//! transport/     how connections are carried, and what reached the client
-//! fanout.rs      core events → rooms user:{id} / chat:{id} → connections of every profile
-//! core/          domain use cases and delivery guarantees; no wire types
-//! store/         the only code that touches sea_orm and the entity crate
+//! domain/        the domain's types: ids, conversations, messages, presence, calls, events
+//! core/          use cases and delivery guarantees: connections (open → guard), the message
+//!                writer, the per-device delivery ledger; no wire types, no rows
+//! fanout/        events → rooms `user:{id}` / `chat:{id}` → every connection, and the bus;
+//!                `sync`: one connection's sync state machine
+//! store/         the only code that touches sea_orm, the entity crate and Redis
+//! transport/     how connections are carried, each written once: Socket.IO namespaces, the
+//!                raw WebSocket host, REST extractors, and what reached the client (receipts)
+//! dialects/      one module per wire dialect (sup, spark, mrezhen), translation only,
+//!                registered in `dialects::DIALECTS`
+//! http/          router assembly, /health, /metrics, static files
+//! telemetry/     logs and metrics
+//! auth.rs        JWT verification and minting
+//! cluster.rs     in-process shared state, or Redis state and the Redis bus
 //! ```
 
 pub mod auth;

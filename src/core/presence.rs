@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use super::{
     limits::Limit,
-    model::{Actor, Audience, Event, Presence, PresenceStatus, UserId},
+    model::{Actor, Audience, ConnId, Event, Presence, PresenceStatus, UserId},
     Core,
 };
 use crate::{
@@ -33,6 +33,17 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// This identity acting through connection `conn` (`None`: a REST request).
+    pub fn actor(&self, conn: Option<ConnId>) -> Actor {
+        Actor {
+            user_id: self.user_id.clone(),
+            device: self.device().to_string(),
+            username: self.username.clone().or_else(|| self.name.clone()),
+            avatar: self.avatar.clone(),
+            conn,
+        }
+    }
+
     /// The device connections of this identity are delivered to: the named one, else the
     /// user's default device (`''`).
     pub fn device(&self) -> &str {

@@ -15,6 +15,7 @@ use socketioxide::SocketIo;
 
 use crate::{
     core::model::AttachmentInfo,
+    error::Field,
     transport::{socketio::mount, AppState},
 };
 
@@ -81,6 +82,27 @@ pub fn intercept(mut router: Router, app: &Arc<AppState>) -> Router {
         router = intercept(router, app);
     }
     router
+}
+
+/// The camelCase names of request fields that SUP and Spark share; they differ only in what
+/// they call a chat (`chat`).
+pub fn camel_case_field(field: Field, chat: &'static str) -> &'static str {
+    match field {
+        Field::Chat => chat,
+        Field::Message => "messageId",
+        Field::User | Field::Peer => "userId",
+        Field::Users => "userIds[]",
+        Field::Call => "callId",
+        Field::Callee | Field::Recipient => "calleeId",
+        Field::Device => "deviceId",
+        Field::Attachment => "attachmentId",
+        Field::Attachments => "attachments[]",
+        Field::Participants => "participantIds[]",
+        Field::ReplyTo => "replyToId",
+        Field::TempId => "tempId",
+        Field::Notification => "notificationId",
+        Field::Cursor => "cursor",
+    }
 }
 
 /// Timestamps on the wire: RFC 3339 in UTC with milliseconds, as JavaScript's `toISOString`.

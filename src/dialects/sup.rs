@@ -494,22 +494,7 @@ fn user_ids(refs: UserRefs) -> AppResult<Vec<String>> {
 
 /// SUP's names of request fields, in error messages.
 pub fn field_name(field: Field) -> &'static str {
-    match field {
-        Field::Chat => "chatId",
-        Field::Message => "messageId",
-        Field::User | Field::Peer => "userId",
-        Field::Users => "userIds[]",
-        Field::Call => "callId",
-        Field::Callee | Field::Recipient => "calleeId",
-        Field::Device => "deviceId",
-        Field::Attachment => "attachmentId",
-        Field::Attachments => "attachments[]",
-        Field::Participants => "participantIds[]",
-        Field::ReplyTo => "replyToId",
-        Field::TempId => "tempId",
-        Field::Notification => "notificationId",
-        Field::Cursor => "cursor",
-    }
+    crate::dialects::camel_case_field(field, "chatId")
 }
 
 impl SocketIoProfile for Sup {

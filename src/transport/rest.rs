@@ -57,13 +57,7 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
     async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let token = crate::auth::token_from_request(&parts.headers, parts.uri.query());
         let identity = app.verifier.verify(token.as_deref())?;
-        Ok(Authenticated(Actor {
-            device: identity.device().to_string(),
-            user_id: identity.user_id,
-            username: identity.username,
-            avatar: identity.avatar,
-            conn: None,
-        }))
+        Ok(Authenticated(identity.actor(None)))
     }
 }
 

@@ -78,13 +78,7 @@ impl Activity {
 
 impl Session {
     pub fn actor(&self) -> Actor {
-        Actor {
-            user_id: self.identity.user_id.clone(),
-            device: self.identity.device().to_string(),
-            username: self.identity.username.clone().or_else(|| self.identity.name.clone()),
-            avatar: self.identity.avatar.clone(),
-            conn: Some(self.conn),
-        }
+        self.identity.actor(Some(self.conn))
     }
 }
 

@@ -21,22 +21,7 @@ use crate::{
 
 /// Spark's names of request fields, in error messages (its REST API and its socket events).
 pub fn field_name(field: Field) -> &'static str {
-    match field {
-        Field::Chat => "conversationId",
-        Field::Message => "messageId",
-        Field::User | Field::Peer => "userId",
-        Field::Users => "userIds[]",
-        Field::Call => "callId",
-        Field::Callee | Field::Recipient => "calleeId",
-        Field::Device => "deviceId",
-        Field::Attachment => "attachmentId",
-        Field::Attachments => "attachments[]",
-        Field::Participants => "participantIds[]",
-        Field::ReplyTo => "replyToId",
-        Field::TempId => "tempId",
-        Field::Notification => "notificationId",
-        Field::Cursor => "cursor",
-    }
+    crate::dialects::camel_case_field(field, "conversationId")
 }
 
 /// A Spark REST answer: errors in Spark's words.

@@ -331,43 +331,16 @@ impl Hub {
     /// get (deliveries from other instances arrive out of order, and one may have been on the
     /// bus at the freeze) is handed the missing ones from the store. Its mark is the highest
     /// `seq` below which it has everything; with a hole left, its next connection, on another
-    /// instance, would be pushed everything above the hole again.
-    pub async fn close_gaps(&self) {
-        let Some(ledger) = self.ledger.get().cloned() else { return };
+    /// instance, would be pushed everything above the hole again. A connection whose buffer
+    /// stays full until `deadline` keeps its hole. Returns how many holes are left.
+    pub async fn close_gaps(&self, deadline: tokio::time::Instant) -> usize {
+        let Some(ledger) = self.ledger.get().cloned() else { return 0 };
         let entries: Vec<(ConnId, Arc<Entry>)> = self.conns.iter().map(|e| (*e.key(), e.value().clone())).collect();
-        for (id, entry) in entries {
-            let gaps: Vec<(ChatId, i64, i64)> = lock(&entry.sync)
-                .handed
-                .iter()
-                .filter_map(|(chat, h)| h.above.last().map(|top| (chat.clone(), h.contiguous, *top)))
-                .collect();
-            for (chat, contiguous, top) in gaps {
-                let missing = match ledger.between(&chat, contiguous, top).await {
-                    Ok(missing) => missing,
-                    Err(e) => {
-                        e.log_if_internal("closing a gap at shutdown");
-                        continue;
-                    }
-                };
-                for msg in missing {
-                    if lock(&entry.sync).handed.get(&chat).is_some_and(|h| h.contains(msg.seq)) {
-                        continue;
-                    }
-                    let seq = msg.seq;
-                    // A full buffer leaves the hole: that client gets the rest again later.
-                    if entry.conn.send(&Event::MessageCreated(msg), &EncodeCache::default()).is_err() {
-                        break;
-                    }
-                    let contiguous = {
-                        let mut state = lock(&entry.sync);
-                        let handed = state.handed.entry(chat.clone()).or_default();
-                        handed.insert(seq);
-                        handed.contiguous
-                    };
-                    ledger.pushed(id, &chat, contiguous);
-                }
-            }
-        }
+        let left = futures_util::future::join_all(
+            entries.into_iter().map(|(id, entry)| close_gaps_of(id, entry, ledger.clone(), deadline)),
+        )
+        .await;
+        left.into_iter().sum()
     }
 
     /// Delivers an envelope that arrived from the bus; our own come back too and are skipped.
@@ -796,6 +769,59 @@ impl Drop for Pass<'_> {
     fn drop(&mut self) {
         self.0.handing.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// [`Hub::close_gaps`] for one connection; returns how many of its chats keep a hole.
+async fn close_gaps_of(
+    id: ConnId,
+    entry: Arc<Entry>,
+    ledger: Arc<dyn DeliveryLedger>,
+    deadline: tokio::time::Instant,
+) -> usize {
+    let gaps: Vec<(ChatId, i64, i64)> = lock(&entry.sync)
+        .handed
+        .iter()
+        .filter_map(|(chat, h)| h.above.last().map(|top| (chat.clone(), h.contiguous, *top)))
+        .collect();
+    let mut left = 0;
+    'chats: for (chat, contiguous, top) in gaps {
+        let missing = match ledger.between(&chat, contiguous, top).await {
+            Ok(missing) => missing,
+            Err(e) => {
+                e.log_if_internal("closing a gap at shutdown");
+                left += 1;
+                continue;
+            }
+        };
+        for msg in missing {
+            if lock(&entry.sync).handed.get(&chat).is_some_and(|h| h.contains(msg.seq)) {
+                continue;
+            }
+            let seq = msg.seq;
+            let event = Event::MessageCreated(msg);
+            loop {
+                match entry.conn.send(&event, &EncodeCache::default()) {
+                    Ok(()) => break,
+                    // The transport writes what it has queued meanwhile.
+                    Err(SendFailure::Full) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(DRAIN_WAIT).await
+                    }
+                    Err(_) => {
+                        left += 1;
+                        continue 'chats;
+                    }
+                }
+            }
+            let contiguous = {
+                let mut state = lock(&entry.sync);
+                let handed = state.handed.entry(chat.clone()).or_default();
+                handed.insert(seq);
+                handed.contiguous
+            };
+            ledger.pushed(id, &chat, contiguous);
+        }
+    }
+    left
 }
 
 fn remove_member(map: &DashMap<String, HashSet<ConnId>>, key: &str, id: ConnId) {

@@ -593,7 +593,11 @@ impl Hub {
                 // The sender's own message moves their delivered cursor only when something
                 // else is next recorded for them (or at their next catch-up): a mark per sent
                 // message would cost a cursor write per message for nothing anyone reads.
-                if let Some(ledger) = self.ledger.get().filter(|_| !is_origin) {
+                // Unless it filled a hole below messages of others the connection already has
+                // (their delivery from another instance overtook its publication here): then
+                // the mark moves over those, or the next connection would get them again.
+                let passes_others = contiguous > msg.seq;
+                if let Some(ledger) = self.ledger.get().filter(|_| !is_origin || passes_others) {
                     ledger.pushed(id, &msg.chat_id, contiguous);
                 }
                 if gap {

@@ -157,7 +157,9 @@ impl Application {
         }
         state.inflight.wait_idle(state.config.shutdown_grace).await;
         state.core.drain_writes().await;
-        state.core.freeze().await;
+        // A client whose buffer stays full is given as long to take what fills its holes as
+        // it is given to answer the close.
+        state.core.freeze(tokio::time::Instant::now() + state.config.close_answer_timeout).await;
         state.transport.hub_frozen();
         io.close().await;
         state.raw_ws.close_all(state.config.close_answer_timeout).await;

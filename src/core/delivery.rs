@@ -49,6 +49,11 @@ pub struct Ledger {
     db: Db,
     health: Arc<StorageHealth>,
     marks: DashMap<ConnId, ConnMarks>,
+    /// One flush at a time: a flush takes marks as written before its transaction commits,
+    /// so a second one running meanwhile would find nothing to write and return early (the
+    /// graceful stop's last flush would then let the listener close, and the background
+    /// flush be aborted, before the marks were in the database).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 /// How often confirmed marks are written.
@@ -58,12 +63,13 @@ const SETTLE_POLL: Duration = Duration::from_millis(10);
 
 impl Ledger {
     pub fn new(db: Db, health: Arc<StorageHealth>) -> Arc<Self> {
-        Arc::new(Self { db, health, marks: DashMap::new() })
+        Arc::new(Self { db, health, marks: DashMap::new(), flushing: tokio::sync::Mutex::new(()) })
     }
 
     /// Writes the confirmed marks, and forgets connections that closed and will confirm
     /// nothing more.
     pub async fn flush(&self) {
+        let _one_at_a_time = self.flushing.lock().await;
         let mut writes: HashMap<(UserId, DeviceId, ChatId), i64> = HashMap::new();
         let mut gone = Vec::new();
         for mut entry in self.marks.iter_mut() {

@@ -114,13 +114,19 @@ impl Core {
     }
 
     /// Graceful stop, step two: hand nothing more to connections, but what fills the holes
-    /// in what each was handed ([`Hub::close_gaps`]). Returns once the last event was queued,
-    /// so that closing the transports after this sends everything that was marked as handed.
-    /// What arrives after the freeze is caught up from the store by the user's next
-    /// connection (on another instance).
-    pub async fn freeze(&self) {
+    /// in what each was handed ([`Hub::close_gaps`], waiting for full buffers until
+    /// `deadline`). Returns once the last event was queued, so that closing the transports
+    /// after this sends everything that was marked as handed. What arrives after the freeze
+    /// is caught up from the store by the user's next connection (on another instance).
+    pub async fn freeze(&self, deadline: tokio::time::Instant) {
         self.hub.freeze().await;
-        self.hub.close_gaps().await;
+        let holes = self.hub.close_gaps(deadline).await;
+        if holes > 0 {
+            tracing::info!(
+                holes,
+                "some connections keep a hole in what they were handed; they get what is above it again"
+            );
+        }
     }
 
     /// Graceful stop, last step, once the transports were closed: record what the clients

@@ -138,34 +138,16 @@ impl Hub {
     /// get (deliveries from other instances arrive out of order, and one may have been on the
     /// bus at the freeze) is handed the missing ones from the store. Its mark is the highest
     /// `seq` below which it has everything; with a hole left, its next connection, on another
-    /// instance, would be pushed everything above the hole again.
-    pub async fn close_gaps(&self) {
-        let Some(ledger) = self.ledger.get().cloned() else { return };
+    /// instance, would be pushed everything above the hole again. A connection whose buffer
+    /// stays full until `deadline` keeps its hole. Returns how many holes are left.
+    pub async fn close_gaps(&self, deadline: tokio::time::Instant) -> usize {
+        let Some(ledger) = self.ledger.get().cloned() else { return 0 };
         let entries: Vec<(ConnId, Arc<Entry>)> = self.conns.iter().map(|e| (*e.key(), e.value().clone())).collect();
-        for (id, entry) in entries {
-            let gaps = lock(&entry.sync).gaps();
-            for (chat, contiguous, top) in gaps {
-                let missing = match ledger.between(&chat, contiguous, top).await {
-                    Ok(missing) => missing,
-                    Err(e) => {
-                        e.log_if_internal("closing a gap at shutdown");
-                        continue;
-                    }
-                };
-                for msg in missing {
-                    if lock(&entry.sync).has(&chat, msg.seq) {
-                        continue;
-                    }
-                    let seq = msg.seq;
-                    // A full buffer leaves the hole: that client gets the rest again later.
-                    if entry.conn.send(&Event::MessageCreated(msg), &EncodeCache::default()).is_err() {
-                        break;
-                    }
-                    let (contiguous, _) = lock(&entry.sync).sent(&chat, seq);
-                    ledger.pushed(id, &chat, contiguous);
-                }
-            }
-        }
+        let left = futures_util::future::join_all(
+            entries.into_iter().map(|(id, entry)| close_gaps_of(id, entry, ledger.clone(), deadline)),
+        )
+        .await;
+        left.into_iter().sum()
     }
 
     /// Delivers an envelope that arrived from the bus; our own come back too and are skipped.
@@ -417,7 +399,11 @@ impl Hub {
                 // The sender's own message moves their delivered cursor only when something
                 // else is next recorded for them (or at their next catch-up): a mark per sent
                 // message would cost a cursor write per message for nothing anyone reads.
-                if let Some(ledger) = self.ledger.get().filter(|_| !is_origin) {
+                // Unless it filled a hole below messages of others the connection already has
+                // (their delivery from another instance overtook its publication here): then
+                // the mark moves over those, or the next connection would get them again.
+                let passes_others = contiguous > msg.seq;
+                if let Some(ledger) = self.ledger.get().filter(|_| !is_origin || passes_others) {
                     ledger.pushed(id, &msg.chat_id, contiguous);
                 }
                 if gap {
@@ -561,6 +547,51 @@ impl Drop for Pass<'_> {
     fn drop(&mut self) {
         self.0.handing.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Fills one connection's holes from the store (see [`Hub::close_gaps`]), waiting while its
+/// buffer is full until `deadline`. Returns how many holes are left.
+async fn close_gaps_of(
+    id: ConnId,
+    entry: Arc<Entry>,
+    ledger: Arc<dyn DeliveryLedger>,
+    deadline: tokio::time::Instant,
+) -> usize {
+    let gaps = lock(&entry.sync).gaps();
+    let mut left = 0;
+    'chats: for (chat, contiguous, top) in gaps {
+        let missing = match ledger.between(&chat, contiguous, top).await {
+            Ok(missing) => missing,
+            Err(e) => {
+                e.log_if_internal("closing a gap at shutdown");
+                left += 1;
+                continue;
+            }
+        };
+        for msg in missing {
+            if lock(&entry.sync).has(&chat, msg.seq) {
+                continue;
+            }
+            let seq = msg.seq;
+            let event = Event::MessageCreated(msg);
+            loop {
+                match entry.conn.send(&event, &EncodeCache::default()) {
+                    Ok(()) => break,
+                    // The transport writes what it has queued meanwhile.
+                    Err(SendFailure::Full) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(DRAIN_WAIT).await
+                    }
+                    Err(_) => {
+                        left += 1;
+                        continue 'chats;
+                    }
+                }
+            }
+            let (contiguous, _) = lock(&entry.sync).sent(&chat, seq);
+            ledger.pushed(id, &chat, contiguous);
+        }
+    }
+    left
 }
 
 fn remove_member(map: &DashMap<String, HashSet<ConnId>>, key: &str, id: ConnId) {

@@ -233,9 +233,11 @@ describe('losing an instance', { skip: skip ?? false }, () => {
       const acked = { s0: [], s1: [] };
       for (let i = 0; i < 5; i++) await Promise.all(['s0', 's1'].map((k) => send(sockets[k], chat, `${k}-${i}`, acked[k])));
       // Several batches of the stopping instance's writer: the first one delivered, the
-      // others still to come when the stop begins.
+      // others still to come when the stop begins, even on a busy machine (where the signal
+      // takes a while to be handled).
       const started = waitFor(sockets.r1, 'message:new', (m) => m.tempId.startsWith('s1-b'), 20000);
-      const burst = ['s0', 's1'].flatMap((k) => Array.from({ length: 600 }, (_, i) => send(sockets[k], chat, `${k}-b${i}`, acked[k])));
+      const sizes = { s0: 300, s1: 1500 };
+      const burst = ['s0', 's1'].flatMap((k) => Array.from({ length: sizes[k] }, (_, i) => send(sockets[k], chat, `${k}-b${i}`, acked[k])));
       await started;
       const stopAt = Date.now();
       const code = await cluster.servers[1].stop('SIGTERM');

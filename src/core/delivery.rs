@@ -35,6 +35,14 @@ struct Mark {
     written: i64,
 }
 
+impl Mark {
+    /// The highest `seq` this connection confirmed, given its transport's `confirmed` position.
+    fn confirmed_up_to(&self, confirmed: u64) -> i64 {
+        let newly = self.unconfirmed.iter().take_while(|(_, needs)| *needs <= confirmed).map(|(seq, _)| *seq).last();
+        newly.map_or(self.written, |seq| seq.max(self.written))
+    }
+}
+
 /// One connection's marks. Keyed by connection, so that recording a delivery (once per
 /// recipient of every message) allocates nothing once the chat has a mark.
 struct ConnMarks {
@@ -158,9 +166,12 @@ impl Ledger {
         let mut handed: HashMap<ChatId, i64> = HashMap::new();
         for entry in self.marks.iter().filter(|e| e.value().user == user && e.value().device == device) {
             let conn = entry.value();
+            // Read now rather than at the last flush: a receipt that came since counts.
+            let confirmed = conn.receipts.confirmed();
             for (chat, mark) in &conn.chats {
+                let had = if conn.open { mark.handed } else { mark.confirmed_up_to(confirmed) };
                 let slot = handed.entry(chat.clone()).or_default();
-                *slot = (*slot).max(if conn.open { mark.handed } else { mark.written });
+                *slot = (*slot).max(had);
             }
         }
         let mut messages = Vec::new();

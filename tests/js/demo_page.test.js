@@ -2,24 +2,16 @@
 // server serves, connects with a token, creates a chat over REST and chats with a second tab.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-import { startServer, token, uid } from './helpers.js';
+import { startServer, token, uid, chromiumMissing, launchChromium } from './helpers.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}`;
+const skip = chromiumMissing;
 
 describe('the demo page in Chromium', { skip }, () => {
   let srv;
   let browser;
   before(async () => {
     srv = await startServer();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      // As root, without a GPU, and without Chromium's own calls home (the network is closed).
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

@@ -3,7 +3,7 @@
 // real npm socket.io-client with promise helpers that always time out instead of hanging.
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -256,4 +256,19 @@ export async function createChat(url, ownerToken, type, participantIds, extra = 
 
 export function closeAll(...sockets) {
   for (const s of sockets.flat()) s?.close();
+}
+
+/** Chromium for the page tests: its path, and why the tests are skipped when it is missing. */
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const chromiumMissing = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}`;
+
+/** Launches headless Chromium as the page tests need it. */
+export async function launchChromium() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    // As root, without a GPU, and without Chromium's own calls home (the network is closed).
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
 }

@@ -2,14 +2,11 @@
 // seed's client-example.html is, it connects to ws://HOST:PORT/?token=… and two tabs chat.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
-import { startServer, token, uid } from './helpers.js';
+import { startServer, token, uid, chromiumMissing, launchChromium } from './helpers.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}`;
+const skip = chromiumMissing;
 const PAGE = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'mrezhen', 'index.html')).href;
 
 describe('the Mrezhen page in Chromium', { skip }, () => {
@@ -17,11 +14,7 @@ describe('the Mrezhen page in Chromium', { skip }, () => {
   let browser;
   before(async () => {
     srv = await startServer();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

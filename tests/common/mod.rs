@@ -31,7 +31,7 @@ pub struct TestApp {
     pg_name: Option<String>,
 }
 
-async fn fresh_database(backend: &str) -> (String, Option<tempfile::TempDir>, Option<String>) {
+pub async fn fresh_database(backend: &str) -> (String, Option<tempfile::TempDir>, Option<String>) {
     if backend == "sqlite" {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());

@@ -2,7 +2,7 @@
 // different instances chat, and losing an instance loses no acknowledged message.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { api, token, uid, eventually, waitFor } from './helpers.js';
+import { api, token, uid, eventually, waitFor, sendUntilAcked as send } from './helpers.js';
 import { clusterUnavailable, startCluster, clientFrom } from './cluster.js';
 
 const skip = clusterUnavailable();
@@ -146,19 +146,6 @@ function assertStoredOnce(result, perSender) {
   assert.equal(stored.length, 2 * perSender, 'every message stored exactly once');
   const ids = new Set(stored.map((m) => m.id));
   for (const m of [...result.acked.s0, ...result.acked.s1]) assert.ok(ids.has(m.id), `acked ${m.id} stored`);
-}
-
-/** Sends one message until it is acknowledged, resending it with the same tempId after a timeout or a reconnect. */
-async function send(socket, chat, tempId, acked) {
-  const payload = { chatId: chat, encryptedContent: tempId, messageType: 'text', tempId };
-  for (let attempt = 0; attempt < 100; attempt++) {
-    if (!socket.connected) await new Promise((r) => socket.once('connect', r));
-    try {
-      const r = await socket.timeout(3000).emitWithAck('message:new', payload);
-      if (r.success) { acked.push(r.data); return; }
-    } catch { /* timed out or disconnected: resend */ }
-  }
-  throw new Error(`could not send ${tempId}`);
 }
 
 /** The server's log line about the close handshakes of its stop. */

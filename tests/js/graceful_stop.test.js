@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { io } from 'socket.io-client';
-import { startServer, token, uid, eventually, waitFor, createChat } from './helpers.js';
+import { startServer, token, uid, eventually, waitFor, createChat, sendUntilAcked as send } from './helpers.js';
 
 const HOLD_MS = 1000;
 const SENDERS = 6;
@@ -22,19 +22,6 @@ const connected = (s) => new Promise((resolve, reject) => {
   s.once('connect', () => resolve(s));
   s.once('connect_error', reject);
 });
-
-/** Sends one message until it is acknowledged, resending it with the same tempId after a timeout or a reconnect. */
-async function send(socket, chat, tempId, acked) {
-  const payload = { chatId: chat, encryptedContent: tempId, messageType: 'text', tempId };
-  for (let attempt = 0; attempt < 100; attempt++) {
-    if (!socket.connected) await new Promise((r) => socket.once('connect', r));
-    try {
-      const r = await socket.timeout(3000).emitWithAck('message:new', payload);
-      if (r.success) { acked.push(r.data); return; }
-    } catch { /* timed out or disconnected: resend */ }
-  }
-  throw new Error(`could not send ${tempId}`);
-}
 
 describe('graceful stop while the stopping server cannot send (SQLite)', () => {
   it('loses no acknowledged message and pushes nothing twice to clients that answered the close', async () => {

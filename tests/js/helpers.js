@@ -272,3 +272,16 @@ export async function launchChromium() {
       '--disable-component-update', '--disable-sync'],
   });
 }
+
+/** Sends one message until it is acknowledged, resending it with the same tempId after a timeout or a reconnect. */
+export async function sendUntilAcked(socket, chat, tempId, acked) {
+  const payload = { chatId: chat, encryptedContent: tempId, messageType: 'text', tempId };
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (!socket.connected) await new Promise((r) => socket.once('connect', r));
+    try {
+      const r = await socket.timeout(3000).emitWithAck('message:new', payload);
+      if (r.success) { acked.push(r.data); return; }
+    } catch { /* timed out or disconnected: resend */ }
+  }
+  throw new Error(`could not send ${tempId}`);
+}

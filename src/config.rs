@@ -66,6 +66,9 @@ pub struct RateLimits {
     /// Socket.IO connection attempts per client IP (`RATE_LIMIT_MAX_CONNECTIONS` per
     /// `RATE_LIMIT_CONNECTION_WINDOW`), counted before the token is checked.
     pub connections: RateSpec,
+    /// e2e `join-session` attempts per client IP (`RATE_LIMIT_SESSION_JOIN`, 20 per 60 s):
+    /// auth keys cannot be guessed by trying.
+    pub session_joins: RateSpec,
 }
 
 /// Connection attempts allowed per IP and window by default. The seed's 5 per minute is too
@@ -171,6 +174,12 @@ pub struct Config {
     /// every connection are held back for this long, as if the network or the machine were
     /// too busy to send them. Zero (the default) turns it off; never set it in production.
     pub test_hook_hold_writes_at_stop: Duration,
+    /// `E2E_SESSION_IDLE_TIMEOUT` (ms): an e2e session with no activity (join, message,
+    /// notice) for this long is deleted with its messages and keys. 30 minutes, as the seed.
+    pub session_idle_timeout: Duration,
+    /// `ADMIN_TOKEN`: the bearer token `GET /sessions` asks for. Unset: the list is refused
+    /// to everyone.
+    pub admin_token: Option<String>,
 }
 
 /// Settings of raw WebSocket connections.
@@ -350,6 +359,7 @@ impl Config {
                 count: src.positive(&["RATE_LIMIT_MAX_CONNECTIONS"], DEFAULT_MAX_CONNECTIONS)?,
                 window: src.positive_millis(&["RATE_LIMIT_CONNECTION_WINDOW"], 60_000)?,
             },
+            session_joins: src.parse(&["RATE_LIMIT_SESSION_JOIN"], RateSpec::new(20, 60))?,
         };
 
         let trusted_proxies = match src.raw(&["TRUSTED_PROXIES"]) {
@@ -417,6 +427,8 @@ impl Config {
             },
             close_answer_timeout: src.millis(&["CLOSE_ANSWER_TIMEOUT"], 2_000)?,
             test_hook_hold_writes_at_stop: src.millis(&["TEST_HOOK_HOLD_WRITES_AT_STOP"], 0)?,
+            session_idle_timeout: src.positive_millis(&["E2E_SESSION_IDLE_TIMEOUT"], 1_800_000)?,
+            admin_token: src.raw(&["ADMIN_TOKEN"]).map(|(_, v)| v).filter(|v| !v.is_empty()),
         })
     }
 

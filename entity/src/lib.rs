@@ -15,4 +15,6 @@ pub mod message_attachment;
 pub mod message_edit;
 pub mod notification;
 pub mod reaction;
+pub mod session;
+pub mod session_member;
 pub mod user;

@@ -29,6 +29,9 @@ pub struct Model {
     /// The device it was sent from (`''` for a connection that named none); that device has
     /// it from its ack, the sender's other devices are pushed it.
     pub sender_device_id: Option<String>,
+    /// The member it is addressed to (`''`: everyone). Only they, and the sender, get it;
+    /// part of the resend key with `temp_id`, so one `temp_id` names one copy per recipient.
+    pub recipient_id: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

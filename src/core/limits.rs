@@ -49,6 +49,7 @@ pub struct Limiters {
     call_initiate: DefaultKeyedRateLimiter<String>,
     reactions: DefaultKeyedRateLimiter<String>,
     connections: DefaultKeyedRateLimiter<IpAddr>,
+    session_joins: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 fn keyed<K: std::hash::Hash + Eq + Clone>(spec: RateSpec) -> DefaultKeyedRateLimiter<K> {
@@ -72,12 +73,22 @@ impl Limiters {
             call_initiate: keyed(limits.call_initiate),
             reactions: keyed(limits.reactions),
             connections: keyed(limits.connections),
+            session_joins: keyed(limits.session_joins),
         })
     }
 
     /// Takes one connection attempt for `ip`, or says how long until the next is allowed.
     pub fn check_connection(&self, ip: IpAddr) -> Result<(), Duration> {
         self.connections.check_key(&ip).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Takes one session join attempt for `ip` (anonymous sessions are guarded by their key
+    /// alone, which must not be guessable by trying).
+    pub fn check_session_join(&self, ip: IpAddr) -> Result<(), AppError> {
+        self.session_joins.check_key(&ip).map_err(|not_until| AppError::RateLimited {
+            what: "session join attempts",
+            retry_after_ms: not_until.wait_time_from(self.clock.now()).as_millis() as u64,
+        })
     }
 
     fn limiter(&self, limit: Limit) -> &DefaultKeyedRateLimiter<String> {
@@ -116,8 +127,10 @@ impl Limiters {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        self.connections.retain_recent();
-        self.connections.shrink_to_fit();
+        for l in [&self.connections, &self.session_joins] {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
     }
 
     pub fn spawn_pruner(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{
     check_id,
     limits::Limit,
-    model::{Actor, AttachmentInfo, Location, Message, NotificationData},
+    model::{Actor, AttachmentInfo, Location, Message, NotificationData, UserId},
     writer::{Outcome, Pending, SendTicket},
     Core, MAX_PAGE,
 };
@@ -63,7 +63,30 @@ impl Core {
         max_len: usize,
         ticket: Option<SendTicket>,
     ) -> AppResult<Message> {
-        self.send_message_full(actor, draft, Extras::default(), max_len, ticket).await
+        self.send_message_full(actor, draft, Extras::default(), max_len, None, ticket).await
+    }
+
+    /// As [`Core::send_message`], addressed to one member (`recipient`) or, with `None`, to
+    /// everyone: an addressed message is handed to its recipient and its sender only, and read
+    /// back only by them (one ciphertext per reader, as e2e clients encrypt). The resend key
+    /// includes the recipient, so one `temp_id` names one copy per recipient.
+    pub async fn send_addressed(
+        &self,
+        actor: &Actor,
+        draft: Draft,
+        recipient: Option<UserId>,
+        max_len: usize,
+        ticket: Option<SendTicket>,
+    ) -> AppResult<Message> {
+        if let Some(recipient) = &recipient {
+            if *recipient == actor.user_id {
+                return Err(AppError::SelfMessage("you cannot address a message to yourself".into()));
+            }
+            self.require_member(&draft.chat_id, recipient)
+                .await
+                .map_err(|_| AppError::invalid(Field::Recipient, "is not a member of this conversation"))?;
+        }
+        self.send_message_full(actor, draft, Extras::default(), max_len, recipient, ticket).await
     }
 
     /// As [`Core::send_message`], with attachments, a location or the encryption flag.
@@ -74,7 +97,7 @@ impl Core {
         extras: Extras,
         ticket: Option<SendTicket>,
     ) -> AppResult<Message> {
-        self.send_message_full(actor, draft, extras, self.config.max_message_length, ticket).await
+        self.send_message_full(actor, draft, extras, self.config.max_message_length, None, ticket).await
     }
 
     async fn send_message_full(
@@ -83,6 +106,7 @@ impl Core {
         mut draft: Draft,
         extras: Extras,
         max_len: usize,
+        recipient: Option<UserId>,
         mut ticket: Option<SendTicket>,
     ) -> AppResult<Message> {
         self.limits.check(Limit::MessageNew, &actor.user_id)?;
@@ -120,6 +144,7 @@ impl Core {
                     Some(serde_json::to_value(&attachments).map_err(|e| AppError::Internal(e.into()))?)
                 },
                 attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
+                recipient_id: recipient,
             },
             origin: actor.conn,
             sender: actor.profile(),

@@ -22,6 +22,7 @@ pub mod presence;
 pub mod reactions;
 pub mod receipts;
 pub mod rooms;
+pub mod sessions;
 pub mod typing;
 mod writer;
 
@@ -104,6 +105,8 @@ impl Core {
             known_devices: dashmap::DashSet::new(),
         });
         core.resume_calls();
+        let sweeper = sessions::spawn_sweeper(&core);
+        core.background.lock().unwrap_or_else(|p| p.into_inner()).push(sweeper);
         Ok(core)
     }
 

@@ -2,6 +2,7 @@
 //! event names and shapes, over whichever transports it uses (`crate::transport`). Adding a
 //! dialect adds a module here and touches nothing in `core`.
 
+pub mod e2e;
 pub mod mrezhen;
 pub mod spark;
 pub mod sup;
@@ -49,6 +50,7 @@ pub const DIALECTS: &[Dialect] = &[
         intercept: None,
     },
     Dialect { name: "mrezhen", socket_io: None, routes: None, intercept: Some(mrezhen::intercept) },
+    Dialect { name: "e2e", socket_io: Some(("/e2e", mount::<e2e::E2e>)), routes: Some(e2e::routes), intercept: None },
 ];
 
 /// Mounts every Socket.IO dialect on its namespace, and `default` also on `/`. Returns the

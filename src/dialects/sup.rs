@@ -535,6 +535,7 @@ impl SocketIoProfile for Sup {
                 json!({ "chatId": l.chat_id, "userId": l.user_id, "removedBy": l.removed_by, "timestamp": iso(&l.at) }),
             ),
             Event::ChatUpdated(u) => ("chat:updated", chat_updated_json(u)),
+            Event::Session(_) => return None,
             Event::MessageEdited(m) => ("message:updated", message_json(m)),
             Event::MessageDeleted(d) => (
                 "message:deleted",

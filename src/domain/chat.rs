@@ -52,6 +52,8 @@ pub enum ConversationKind {
     /// Note-to-self: one member.
     #[serde(rename = "self")]
     SelfNote,
+    /// An anonymous e2e session: members are who joined it, messages may be addressed to one.
+    Session,
 }
 
 impl ConversationKind {
@@ -60,6 +62,7 @@ impl ConversationKind {
             ConversationKind::Direct => "direct",
             ConversationKind::Group => "group",
             ConversationKind::SelfNote => "self",
+            ConversationKind::Session => "session",
         }
     }
 
@@ -68,6 +71,7 @@ impl ConversationKind {
             "direct" => Some(ConversationKind::Direct),
             "group" => Some(ConversationKind::Group),
             "self" => Some(ConversationKind::SelfNote),
+            "session" => Some(ConversationKind::Session),
             _ => None,
         }
     }

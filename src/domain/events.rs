@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{calls::*, chat::Role, ids::*, message::*, presence::*};
+use super::{calls::*, chat::Role, ids::*, message::*, presence::*, session::SessionNotice};
 
 /// What a notification is about. Stored as JSON (serde's shape of this enum is the storage
 /// format; profiles choose the wire shape).
@@ -100,6 +100,8 @@ pub enum Event {
     /// A message's content changed; carries the message as it is now.
     MessageEdited(Message),
     MessageDeleted(MessageDeleted),
+    /// Something happened in an anonymous session (joins, leaves, keys, typing, downloads).
+    Session(SessionNotice),
 }
 
 /// Who receives an event. These are the rooms `user:{id}` and `chat:{id}` of the spec, plus
@@ -152,6 +154,7 @@ mod tests {
                 has_thumbnail: true,
             }],
             sender: None,
+            recipient: None,
         };
         let deleted = MessageDeleted {
             chat_id: "c1".into(),

@@ -41,6 +41,19 @@ pub struct Message {
     /// history reads, whose readers know the members).
     #[serde(default)]
     pub sender: Option<Profile>,
+    /// The member it is addressed to; `None`: every member. Only the recipient and the
+    /// sender are handed it; other members' connections only note its `seq` as passed (it
+    /// is not theirs to read), so `seq` stays gapless for everyone.
+    #[serde(default)]
+    pub recipient: Option<UserId>,
+}
+
+impl Message {
+    /// Whether `user` may be handed this message: it is addressed to everyone or to them, or
+    /// they sent it.
+    pub fn is_for(&self, user: &str) -> bool {
+        self.sender_id == user || self.recipient.as_deref().is_none_or(|r| r == user)
+    }
 }
 
 /// What a message says about one of its attachments. Serde's shape of this struct is also

@@ -8,6 +8,7 @@ pub mod events;
 pub mod ids;
 pub mod message;
 pub mod presence;
+pub mod session;
 
 pub use calls::*;
 pub use chat::*;
@@ -15,3 +16,4 @@ pub use events::*;
 pub use ids::*;
 pub use message::*;
 pub use presence::*;
+pub use session::*;

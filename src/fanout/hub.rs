@@ -256,6 +256,17 @@ impl Hub {
         self.spawn(async move { hub.catch_up(id, entry).await });
     }
 
+    /// Connection `id` was handed every message of `chat` up to `seq` by its dialect (a
+    /// history sent on join, before [`Hub::start_sync`]): its catch-up starts after it, and the
+    /// delivery mark moves once the transport confirms it, like for any message handed.
+    pub fn handed(&self, id: ConnId, chat: &str, seq: i64) {
+        let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else { return };
+        let contiguous = lock(&entry.sync).handed_upto(chat, seq);
+        if let Some(ledger) = self.ledger.get() {
+            ledger.pushed(id, chat, contiguous);
+        }
+    }
+
     pub fn join_chat(&self, id: ConnId, chat: &str) {
         if let Some(entry) = self.conns.get(&id) {
             lock(&entry.chats).insert(chat.to_string());
@@ -390,8 +401,10 @@ impl Hub {
             Live::Have => return,
             Live::Send => {}
         }
-        // The sending connection has the message in its ack; it only needs the bookkeeping.
-        let result = if is_origin { Ok(()) } else { entry.conn.send(event, cache) };
+        // The sending connection has the message in its ack, and a message addressed to
+        // another member is not this one's to read: both only need the bookkeeping.
+        let not_for_it = !msg.is_for(&entry.user);
+        let result = if is_origin || not_for_it { Ok(()) } else { entry.conn.send(event, cache) };
         match result {
             Ok(()) => {
                 let (contiguous, gap) = state.sent(&msg.chat_id, msg.seq);
@@ -403,7 +416,7 @@ impl Hub {
                 // (their delivery from another instance overtook its publication here): then
                 // the mark moves over those, or the next connection would get them again.
                 let passes_others = contiguous > msg.seq;
-                if let Some(ledger) = self.ledger.get().filter(|_| !is_origin || passes_others) {
+                if let Some(ledger) = self.ledger.get().filter(|_| !is_origin || passes_others || not_for_it) {
                     ledger.pushed(id, &msg.chat_id, contiguous);
                 }
                 if gap {
@@ -508,14 +521,16 @@ impl Hub {
         let chat = msg.chat_id.clone();
         let seq = msg.seq;
         // Own messages only advance the cursor (see `own_message`).
-        let skip = own_message(
-            &msg.sender_id,
-            msg.sender_device.as_deref(),
-            &entry.user,
-            &entry.device,
-            owed.get(&chat).copied(),
-            seq,
-        );
+        // Messages addressed to another member only advance the cursor too.
+        let skip = !msg.is_for(&entry.user)
+            || own_message(
+                &msg.sender_id,
+                msg.sender_device.as_deref(),
+                &entry.user,
+                &entry.device,
+                owed.get(&chat).copied(),
+                seq,
+            );
         let event = Event::MessageCreated(msg);
         if !skip {
             loop {
@@ -573,8 +588,9 @@ async fn close_gaps_of(
                 continue;
             }
             let seq = msg.seq;
+            let for_it = msg.is_for(&entry.user);
             let event = Event::MessageCreated(msg);
-            loop {
+            while for_it {
                 match entry.conn.send(&event, &EncodeCache::default()) {
                     Ok(()) => break,
                     // The transport writes what it has queued meanwhile.

@@ -113,6 +113,20 @@ impl SyncState {
         (handed.contiguous, !handed.above.is_empty())
     }
 
+    /// The connection was handed everything of `chat` up to `seq` by other means (a history
+    /// its dialect sends when it joins). Returns the new contiguous point.
+    pub(super) fn handed_upto(&mut self, chat: &str, seq: i64) -> i64 {
+        let handed = self.handed.entry(chat.to_string()).or_insert_with(|| Handed::starting_at(seq));
+        if seq > handed.contiguous {
+            handed.contiguous = seq;
+            handed.above = handed.above.split_off(&(seq + 1));
+            while handed.above.remove(&(handed.contiguous + 1)) {
+                handed.contiguous += 1;
+            }
+        }
+        handed.contiguous
+    }
+
     /// A live message could not go out (a full buffer): it is owed. Returns true when the
     /// connection must start catching up (it was live).
     pub(super) fn failed(&mut self, chat: &str, seq: i64) -> bool {

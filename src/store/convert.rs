@@ -43,6 +43,7 @@ impl From<entity::message::Model> for Message {
             encrypted: m.encrypted,
             attachments,
             sender: None,
+            recipient: Some(m.recipient_id).filter(|r| !r.is_empty()),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct NewMessage {
     /// The attachments to link to the message (and so to its conversation's members), in
     /// the same transaction as the insert.
     pub attachment_ids: Vec<String>,
+    /// The member it is addressed to (`None`: everyone).
+    pub recipient_id: Option<String>,
 }
 
 pub enum Appended {
@@ -39,7 +41,7 @@ pub enum Appended {
         message: message::Model,
         members: Arc<[String]>,
     },
-    /// The same sender already stored this `temp_id` in this conversation.
+    /// The same sender already stored this `temp_id` for the same recipient in this conversation.
     Duplicate(message::Model),
     NoConversation,
     /// The sender is not a member of the conversation.
@@ -90,14 +92,14 @@ async fn append(
     let members = members_of(&txn, &conversation_ids).await?;
 
     // Earlier sends of the same (conversation, sender, temp_id), in the store or in this batch.
-    let mut sent: HashMap<(String, String, String), message::Model> = HashMap::new();
+    let mut sent: HashMap<(String, String, String, String), message::Model> = HashMap::new();
     let earlier = match resends {
         Resends::LookedUp => sent_before(&txn, batch).await?,
         Resends::Unexpected => Vec::new(),
     };
     for m in earlier {
         if let Some(temp_id) = m.temp_id.clone() {
-            sent.insert((m.conversation_id.clone(), m.sender_id.clone(), temp_id), m);
+            sent.insert((m.conversation_id.clone(), m.sender_id.clone(), temp_id, m.recipient_id.clone()), m);
         }
     }
 
@@ -114,7 +116,11 @@ async fn append(
             results.push(Appended::NotMember);
             continue;
         }
-        let key = new.temp_id.as_ref().map(|t| (new.conversation_id.clone(), new.sender_id.clone(), t.clone()));
+        let recipient = new.recipient_id.clone().unwrap_or_default();
+        let key = new
+            .temp_id
+            .as_ref()
+            .map(|t| (new.conversation_id.clone(), new.sender_id.clone(), t.clone(), recipient.clone()));
         if let Some(existing) = key.as_ref().and_then(|k| sent.get(k)) {
             results.push(Appended::Duplicate(existing.clone()));
             continue;
@@ -136,6 +142,7 @@ async fn append(
             encrypted: new.encrypted,
             attachments: new.attachments.clone(),
             sender_device_id: Some(new.sender_device_id.clone()),
+            recipient_id: recipient,
         };
         rows.push(message::ActiveModel::from(model.clone()));
         links.extend(new.attachment_ids.iter().map(|attachment| message_attachment::ActiveModel {
@@ -163,6 +170,7 @@ async fn append(
                 message::Column::ConversationId,
                 message::Column::SenderId,
                 message::Column::TempId,
+                message::Column::RecipientId,
             ])
             .exec_without_returning(&txn)
             .await?;
@@ -208,22 +216,25 @@ async fn lock_conversations<'a>(txn: &DatabaseTransaction, ids: &[&'a str]) -> R
 /// `temp_id` (a join with the batch's keys), where `conversation IN (…) AND temp_id IN (…)`
 /// would compare every message of every conversation in the batch with every `temp_id`.
 async fn sent_before(txn: &DatabaseTransaction, batch: &[&NewMessage]) -> Result<Vec<message::Model>, DbErr> {
-    let keys: Vec<(&str, &str, &str)> = batch
+    let keys: Vec<(&str, &str, &str, &str)> = batch
         .iter()
-        .filter_map(|m| m.temp_id.as_deref().map(|t| (m.conversation_id.as_str(), m.sender_id.as_str(), t)))
+        .filter_map(|m| {
+            let recipient = m.recipient_id.as_deref().unwrap_or_default();
+            m.temp_id.as_deref().map(|t| (m.conversation_id.as_str(), m.sender_id.as_str(), t, recipient))
+        })
         .collect();
     let backend = txn.get_database_backend();
     let mut found = Vec::new();
-    // Three values a key; 1,000 keys stay far below SQLite's limit of bound values.
+    // Four values a key; 1,000 keys stay far below SQLite's limit of bound values.
     for chunk in keys.chunks(1000) {
-        let rows = chunk.iter().map(|(conversation, sender, temp_id)| {
-            [Value::from(*conversation), Value::from(*sender), Value::from(*temp_id)]
+        let rows = chunk.iter().map(|(conversation, sender, temp_id, recipient)| {
+            [Value::from(*conversation), Value::from(*sender), Value::from(*temp_id), Value::from(*recipient)]
         });
         let (list, values) = super::values_list(backend, Vec::new(), rows);
         let sql = format!(
             "SELECT messages.* FROM messages JOIN (VALUES {list}) AS v \
              ON messages.conversation_id = v.column1 AND messages.sender_id = v.column2 \
-             AND messages.temp_id = v.column3"
+             AND messages.temp_id = v.column3 AND messages.recipient_id = v.column4"
         );
         let statement = Statement::from_sql_and_values(backend, sql, values);
         found.extend(message::Entity::find().from_raw_sql(statement).all(txn).await?);

@@ -16,6 +16,7 @@ mod nodelay;
 pub mod notifications;
 pub mod reactions;
 pub mod redis;
+pub mod sessions;
 pub mod shared;
 pub mod users;
 

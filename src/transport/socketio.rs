@@ -42,10 +42,16 @@ use crate::{
 /// Who a socket is, set once at connect.
 #[derive(Clone)]
 pub struct Session {
+    /// Who connected. For a dialect that identifies its sockets later
+    /// ([`SocketIoProfile::IDENTIFIED_AT_CONNECT`] false), a visitor: nobody yet.
     pub identity: Arc<Identity>,
+    /// The hub's id of the connection opened at connect; `0` (no connection) for a visitor.
     pub conn: ConnId,
     /// The core's side of the connection: closing it unregisters and records the departure.
-    pub guard: Arc<ConnectionGuard>,
+    /// `None` for a visitor, whose connection is [`Session::binding`]'s.
+    pub guard: Option<Arc<ConnectionGuard>>,
+    /// The core connection a visitor opened once a handler established who it is.
+    pub binding: Arc<Binding>,
     pub order: Arc<SendOrder>,
     pub activity: Arc<Activity>,
     /// What reached the client, on whichever transport the Engine.IO session uses.
@@ -82,8 +88,98 @@ impl Session {
     }
 }
 
+/// The core connection of a socket that was not identified at connect (an anonymous e2e
+/// visitor), opened under the identity a handler established afterwards (the session member it
+/// joined as), and replaced when it establishes another. Closed with the socket.
+#[derive(Default)]
+pub struct Binding {
+    /// Held across the open and the close, so that one socket's binds do not interleave.
+    slot: tokio::sync::Mutex<Option<Bound>>,
+}
+
+/// A bound identity and its open connection.
+pub struct Bound {
+    pub identity: Arc<Identity>,
+    pub guard: ConnectionGuard,
+}
+
+impl Bound {
+    pub fn actor(&self) -> Actor {
+        self.identity.actor(Some(self.guard.id()))
+    }
+}
+
+impl Binding {
+    /// Who the socket is bound as, acting through its bound connection.
+    pub async fn actor(&self) -> Option<Actor> {
+        self.slot.lock().await.as_ref().map(Bound::actor)
+    }
+
+    /// Closes the bound connection, if any; returns who it was.
+    pub async fn close(&self) -> Option<Actor> {
+        let bound = self.slot.lock().await.take()?;
+        let actor = bound.actor();
+        bound.guard.close().await;
+        Some(actor)
+    }
+}
+
+/// Opens a core connection for `socket` under `identity` (closing one it had before, whose
+/// actor is returned) and hands it to `ready` before it starts: what `ready` sends the client
+/// (a history) comes before any live event for the connection, and what it marks as handed
+/// ([`crate::fanout::Hub::handed`]) is not pushed again. The connection then catches up and
+/// goes live.
+pub async fn bind<P, F, Fut, T>(
+    app: &Arc<AppState>,
+    socket: &SocketRef,
+    session: &Session,
+    identity: Identity,
+    ready: F,
+) -> AppResult<(T, Option<Actor>)>
+where
+    P: SocketIoProfile,
+    F: FnOnce(Actor) -> Fut,
+    Fut: Future<Output = AppResult<T>>,
+{
+    let mut slot = session.binding.slot.lock().await;
+    let previous = match slot.take() {
+        Some(bound) => {
+            let actor = bound.actor();
+            bound.guard.close().await;
+            Some(actor)
+        }
+        None => None,
+    };
+    let hub_side = Arc::new(SocketConnection::<P> {
+        socket: socket.clone(),
+        user: identity.user_id.clone(),
+        device: identity.device().to_string(),
+        receipts: session.receipts.clone(),
+        _profile: std::marker::PhantomData,
+    });
+    let guard = app.core.open_connection(&identity, hub_side, &[]).await?;
+    let bound = Bound { identity: Arc::new(identity), guard };
+    let result = ready(bound.actor()).await;
+    match result {
+        Ok(value) => {
+            bound.guard.start();
+            *slot = Some(bound);
+            Ok((value, previous))
+        }
+        Err(e) => {
+            bound.guard.close().await;
+            Err(e)
+        }
+    }
+}
+
 /// A wire dialect over Socket.IO.
 pub trait SocketIoProfile: Send + Sync + 'static {
+    /// Whether a socket is someone from the moment it connects: its core connection opens at
+    /// connect, under the identity [`SocketIoProfile::authenticate`] returns. A dialect of
+    /// anonymous sessions (`e2e`) says no: its sockets are visitors, with no core connection,
+    /// until a handler binds one to the identity it established ([`bind`]).
+    const IDENTIFIED_AT_CONNECT: bool = true;
     /// Whether the dialect's sockets hear room events (typing) of every chat of their user
     /// without joining rooms, because its clients have no join event.
     const FOLLOWS_ALL_CHATS: bool = false;
@@ -113,6 +209,11 @@ pub trait SocketIoProfile: Send + Sync + 'static {
     /// it is connected: set-up the dialect implies without being asked (Spark follows the
     /// presence of its user's contacts). A failure is logged; the connection stays.
     fn prepare(_app: &Arc<AppState>, _session: &Session) -> impl Future<Output = AppResult<()>> + Send {
+        async { Ok(()) }
+    }
+    /// Runs when the socket is gone, before its connections close (e2e tells a session that
+    /// its member left). A failure is logged.
+    fn disconnected(_app: &Arc<AppState>, _session: &Session) -> impl Future<Output = AppResult<()>> + Send {
         async { Ok(()) }
     }
 }
@@ -176,26 +277,32 @@ async fn admit<P: SocketIoProfile>(
         Refused(e.to_string())
     })?;
     let receipts = app.transport.sessions.claim(s.id.as_str(), began_on_websocket(s.req_parts()).as_ref());
-    let hub_side = Arc::new(SocketConnection::<P> {
-        socket: s.clone(),
-        user: identity.user_id.clone(),
-        device: identity.device().to_string(),
-        receipts: receipts.clone(),
-        _profile: std::marker::PhantomData,
-    });
-    let guard = app.core.open_connection(&identity, hub_side, &[]).await.map_err(|e| {
-        app.transport.sessions.release(&receipts);
-        e.log_if_internal("connect");
-        app.metrics.connection_refused(Refusal::ServerError);
-        Refused("server error, please retry".into())
-    })?;
+    let guard = if P::IDENTIFIED_AT_CONNECT {
+        let hub_side = Arc::new(SocketConnection::<P> {
+            socket: s.clone(),
+            user: identity.user_id.clone(),
+            device: identity.device().to_string(),
+            receipts: receipts.clone(),
+            _profile: std::marker::PhantomData,
+        });
+        let guard = app.core.open_connection(&identity, hub_side, &[]).await.map_err(|e| {
+            app.transport.sessions.release(&receipts);
+            e.log_if_internal("connect");
+            app.metrics.connection_refused(Refusal::ServerError);
+            Refused("server error, please retry".into())
+        })?;
+        Some(Arc::new(guard))
+    } else {
+        None
+    };
 
     listen(&s, handlers);
-    s.on_disconnect(disconnected);
+    s.on_disconnect(disconnected::<P>);
     let session = Session {
         identity: Arc::new(identity),
-        conn: guard.id(),
-        guard: Arc::new(guard),
+        conn: guard.as_ref().map_or(0, |g| g.id()),
+        guard,
+        binding: Arc::default(),
         order: Arc::default(),
         activity: Arc::default(),
         receipts,
@@ -210,17 +317,25 @@ async fn admit<P: SocketIoProfile>(
 
 async fn connected<P: SocketIoProfile>(s: SocketRef, Extension(session): Extension<Session>) {
     P::greet(&s, &session);
-    session.guard.start();
+    if let Some(guard) = &session.guard {
+        guard.start();
+    }
 }
 
-async fn disconnected(
+async fn disconnected<P: SocketIoProfile>(
     State(app): State<Arc<AppState>>,
     Extension(session): Extension<Session>,
     reason: DisconnectReason,
 ) {
     tracing::debug!(user = %session.identity.user_id, ?reason, "socket disconnected");
     app.metrics.connection_closed();
-    session.guard.close().await;
+    if let Err(e) = P::disconnected(&app, &session).await {
+        e.log_if_internal("disconnect");
+    }
+    if let Some(guard) = &session.guard {
+        guard.close().await;
+    }
+    session.binding.close().await;
     app.transport.sessions.release(&session.receipts);
 }
 
@@ -462,8 +577,19 @@ impl Handlers {
         F: Fn(Arc<AppState>, Session, Req, SendTicket) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = AppResult<Res>> + Send + 'static,
     {
+        self.on_socket(event, move |app, _socket, session, req, ticket| handler(app, session, req, ticket));
+    }
+
+    /// As [`Handlers::on`], for a handler that also needs the socket (to emit to it, or to
+    /// [`bind`] it).
+    pub fn on_socket<Req, Res, F, Fut>(&mut self, event: &'static str, handler: F)
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Res: Answer,
+        F: Fn(Arc<AppState>, SocketRef, Session, Req, SendTicket) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = AppResult<Res>> + Send + 'static,
+    {
         let handler: Handler = Box::new(move |s, data, reply, app, session| {
-            // This part runs synchronously in packet order; the future below may not.
             session.activity.touch();
             let ticket = session.order.ticket();
             let handler = handler.clone();
@@ -471,7 +597,7 @@ impl Handlers {
                 let _busy = app.inflight.enter();
                 let started = Instant::now();
                 let result = match decode::<Req>(data) {
-                    Ok(req) => handler(app.clone(), session, req, ticket).await,
+                    Ok(req) => handler(app.clone(), s.clone(), session, req, ticket).await,
                     Err(e) => Err(e),
                 };
                 app.metrics.observe(event, started.elapsed().as_secs_f64(), result.as_ref().err().map(AppError::code));

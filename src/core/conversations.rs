@@ -65,6 +65,10 @@ impl Core {
                 let other = others.iter().next().cloned().unwrap_or_default();
                 Some(super::direct::direct_key(&me, &other))
             }
+            // Sessions are opened by joining one (the e2e dialect), never created by a user.
+            ConversationKind::Session => {
+                return Err(AppError::validation("a session is opened by joining it, not created"));
+            }
             ConversationKind::SelfNote => {
                 if !others.is_empty() {
                     return Err(AppError::validation("a note-to-self conversation has no other participants"));

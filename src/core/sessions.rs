@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::{check_id, Core};
 use crate::{
     domain::{
-        session_chat_id, session_member_id, session_user_id, Actor, Audience, ChatId, Event, Message, SessionInfo,
+        session_chat_id, session_member_id, session_user_id, Actor, Audience, Event, Message, SessionInfo,
         SessionMember, SessionMode, SessionNotice, SessionNoticeKind, SessionSummary, UserId,
     },
     error::{AppError, AppResult, Field},
@@ -449,11 +449,11 @@ impl Core {
         }
     }
 
-    fn publish_notice(&self, chat: &ChatId, audience: Vec<UserId>, kind: SessionNoticeKind) {
+    fn publish_notice(&self, chat: &str, audience: Vec<UserId>, kind: SessionNoticeKind) {
         if audience.is_empty() {
             return;
         }
-        let notice = SessionNotice { chat_id: chat.clone(), at: Utc::now(), kind };
+        let notice = SessionNotice { chat_id: chat.to_string(), at: Utc::now(), kind };
         self.hub.publish(&Audience::Users(audience), Event::Session(notice), None);
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use entity::{conversation, member, message, session, session_member, user};
 use sea_orm::{
     sea_query::{Expr, OnConflict},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, Statement,
 };
 
@@ -274,10 +274,10 @@ pub async fn history_for(
     let mut rows = message::Entity::find()
         .filter(message::Column::ConversationId.eq(chat))
         .filter(
-            message::Column::RecipientId
-                .eq("")
-                .or(message::Column::RecipientId.eq(user))
-                .or(message::Column::SenderId.eq(user)),
+            Condition::any()
+                .add(message::Column::RecipientId.eq(""))
+                .add(message::Column::RecipientId.eq(user))
+                .add(message::Column::SenderId.eq(user)),
         )
         .filter(message::Column::DeletedAt.is_null())
         .order_by_desc(message::Column::Seq)

@@ -82,9 +82,10 @@ impl Core {
             if *recipient == actor.user_id {
                 return Err(AppError::SelfMessage("you cannot address a message to yourself".into()));
             }
-            self.require_member(&draft.chat_id, recipient)
-                .await
-                .map_err(|_| AppError::invalid(Field::Recipient, "is not a member of this conversation"))?;
+            self.require_member(&draft.chat_id, recipient).await.map_err(|e| match e {
+                AppError::Forbidden(_) => AppError::invalid(Field::Recipient, "is not a member of this conversation"),
+                other => other,
+            })?;
         }
         self.send_message_full(actor, draft, Extras::default(), max_len, recipient, ticket).await
     }

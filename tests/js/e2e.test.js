@@ -77,7 +77,7 @@ for (const backend of backends()) {
       const keys = seenByB[2][1];
       assert.deepEqual(keys.map((k) => [k.userId, k.publicKey, k.displayName]), [[n.alice, pk('a'), 'Alice'], [n.bob, pk('b'), 'Bob']]);
       assert.equal(typeof keys[0].joinedAt, 'number');
-      const joined = await waitFor(a, 'user-joined', (j) => j.userId === n.bob);
+      const joined = await eventually(() => seenByA.find(([e, j]) => e === 'user-joined' && j.userId === n.bob)?.[1], 10000, 'user-joined');
       assert.equal(joined.displayName, 'Bob');
       assert.equal(typeof joined.timestamp, 'number');
       await roundTrip(a);

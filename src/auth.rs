@@ -67,6 +67,11 @@ impl Claims {
         if user_id.len() > 128 {
             return Err(AppError::Unauthorized("token subject must be 1 to 128 characters".into()));
         }
+        // Anonymous session members are users named `session:…` (domain::session); no token
+        // may speak as one of them.
+        if user_id.starts_with(crate::domain::SESSION_CHAT_PREFIX) {
+            return Err(AppError::Unauthorized("token subjects beginning with `session:` are reserved".into()));
+        }
         // A NUL cannot be stored on PostgreSQL (the claims are written to the user row); it is
         // refused the same on both databases.
         let texts =

@@ -136,7 +136,9 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager.alter_table(Table::alter().table(Messages::Table).drop_column(Messages::RecipientId).to_owned()).await?;
+        manager
+            .alter_table(Table::alter().table(Messages::Table).drop_column(Messages::RecipientId).to_owned())
+            .await?;
         manager.drop_table(Table::drop().table(SessionMembers::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(Sessions::Table).to_owned()).await
     }

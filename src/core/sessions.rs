@@ -358,7 +358,13 @@ impl Core {
     }
 
     /// Tells a file's sender that the actor downloaded it.
-    pub async fn session_file_downloaded(&self, actor: &Actor, chat: &str, sender: &str, file_name: String) -> AppResult<()> {
+    pub async fn session_file_downloaded(
+        &self,
+        actor: &Actor,
+        chat: &str,
+        sender: &str,
+        file_name: String,
+    ) -> AppResult<()> {
         if file_name.chars().count() > 1000 {
             return Err(AppError::validation("fileName is longer than 1000 characters"));
         }

@@ -73,7 +73,9 @@ impl Answer for Outcome {
 /// What the client reads in `session-error.error`.
 fn refusal_code(r: JoinRefused) -> (&'static str, &'static str) {
     match r {
-        JoinRefused::NotFound => ("SESSION_NOT_FOUND", "Session not found. Check the session id or ask for a new link."),
+        JoinRefused::NotFound => {
+            ("SESSION_NOT_FOUND", "Session not found. Check the session id or ask for a new link.")
+        }
         JoinRefused::InvalidKey => ("INVALID_KEY", "Invalid session key."),
         JoinRefused::NotActive => ("SESSION_NOT_ACTIVE", "The session is not active yet: its creator has not joined."),
         JoinRefused::Full => ("SESSION_FULL", "This private session already has two members."),
@@ -88,7 +90,10 @@ fn refuse(socket: &SocketRef, code: &'static str, message: String) -> Outcome {
 
 /// Runs a handler's body: every failure becomes a `session-error` (a session that is gone is
 /// `SESSION_NOT_FOUND`), and the connection stays.
-async fn answered(socket: &SocketRef, body: impl std::future::Future<Output = AppResult<Outcome>>) -> AppResult<Outcome> {
+async fn answered(
+    socket: &SocketRef,
+    body: impl std::future::Future<Output = AppResult<Outcome>>,
+) -> AppResult<Outcome> {
     match body.await {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
@@ -409,7 +414,9 @@ async fn join(app: Arc<AppState>, socket: SocketRef, session: Session, req: Join
     let (name, key_in_id) = split_session(raw);
     let mode = match req.chat_mode.as_deref() {
         None | Some("") => None,
-        Some(m) => Some(SessionMode::parse(m).ok_or_else(|| AppError::validation("chatMode must be group or private"))?),
+        Some(m) => {
+            Some(SessionMode::parse(m).ok_or_else(|| AppError::validation("chatMode must be group or private"))?)
+        }
     };
     let request = JoinSession {
         name: name.to_string(),

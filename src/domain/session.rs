@@ -126,3 +126,19 @@ pub struct SessionSummary {
     pub members: Vec<SessionMember>,
     pub messages: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_ids_are_namespaced_by_their_session_and_read_back() {
+        let chat = session_chat_id("abc");
+        let user = session_user_id(&chat, "alice:1");
+        assert_eq!(user, "session:abc:alice:1");
+        assert_eq!(session_member_id(&chat, &user), "alice:1");
+        assert_eq!(session_of_user(&user).as_deref(), Some(chat.as_str()));
+        assert_eq!(session_member_id(&session_chat_id("ab"), &user), user, "another session's member stays whole");
+        assert_eq!(session_of_user("alice"), None);
+    }
+}

@@ -590,16 +590,19 @@ async fn close_gaps_of(
             let seq = msg.seq;
             let for_it = msg.is_for(&entry.user);
             let event = Event::MessageCreated(msg);
-            while for_it {
-                match entry.conn.send(&event, &EncodeCache::default()) {
-                    Ok(()) => break,
-                    // The transport writes what it has queued meanwhile.
-                    Err(SendFailure::Full) if tokio::time::Instant::now() < deadline => {
-                        tokio::time::sleep(DRAIN_WAIT).await
-                    }
-                    Err(_) => {
-                        left += 1;
-                        continue 'chats;
+            // A message addressed to another member is only noted as passed.
+            if for_it {
+                loop {
+                    match entry.conn.send(&event, &EncodeCache::default()) {
+                        Ok(()) => break,
+                        // The transport writes what it has queued meanwhile.
+                        Err(SendFailure::Full) if tokio::time::Instant::now() < deadline => {
+                            tokio::time::sleep(DRAIN_WAIT).await
+                        }
+                        Err(_) => {
+                            left += 1;
+                            continue 'chats;
+                        }
                     }
                 }
             }

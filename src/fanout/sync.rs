@@ -242,6 +242,17 @@ mod tests {
     }
 
     #[test]
+    fn a_history_handed_on_join_is_not_sent_again_and_later_messages_are() {
+        let mut s = SyncState::new();
+        s.sent("c", 9);
+        assert_eq!(s.handed_upto("c", 5), 9, "never moves back");
+        assert_eq!(s.handed_upto("d", 5), 5);
+        assert!(s.has("d", 5) && !s.has("d", 6));
+        s.sent("d", 7);
+        assert_eq!(s.handed_upto("d", 6), 7, "what was above joins up");
+    }
+
+    #[test]
     fn a_new_connection_holds_live_messages_back_and_owes_them() {
         let mut s = SyncState::new();
         assert_eq!(s.on_live("c", 5), Live::HeldBack);

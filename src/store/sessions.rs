@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use entity::{conversation, member, message, session, session_member, user};
 use sea_orm::{
     sea_query::{Expr, OnConflict},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 
 use super::is_postgres;
@@ -228,7 +228,11 @@ pub async fn set_public_key(
 
 /// Stores each member's entry of the session key map (core user id → key); members not in
 /// the map keep theirs.
-pub async fn set_session_keys(db: &DatabaseConnection, chat: &str, keys: &HashMap<String, String>) -> Result<(), DbErr> {
+pub async fn set_session_keys(
+    db: &DatabaseConnection,
+    chat: &str,
+    keys: &HashMap<String, String>,
+) -> Result<(), DbErr> {
     let txn = super::begin_write(db).await?;
     for (user, key) in keys {
         session_member::Entity::update_many()
@@ -352,12 +356,12 @@ pub async fn list(
     db: &DatabaseConnection,
     limit: u64,
 ) -> Result<Vec<(session::Model, Vec<session_member::Model>, u64)>, DbErr> {
-    let sessions =
-        session::Entity::find().order_by_desc(session::Column::LastActivityAt).limit(limit).all(db).await?;
+    let sessions = session::Entity::find().order_by_desc(session::Column::LastActivityAt).limit(limit).all(db).await?;
     let mut out = Vec::with_capacity(sessions.len());
     for s in sessions {
         let members = members(db, &s.conversation_id).await?;
-        let count = message::Entity::find().filter(message::Column::ConversationId.eq(&s.conversation_id)).count(db).await?;
+        let count =
+            message::Entity::find().filter(message::Column::ConversationId.eq(&s.conversation_id)).count(db).await?;
         out.push((s, members, count));
     }
     Ok(out)

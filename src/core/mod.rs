@@ -208,7 +208,9 @@ fn spawn_renewer(hub: Arc<Hub>, shared: Arc<dyn SharedState>) -> JoinHandle<()> 
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = shared.renew(&hub.local_users(), &hub.local_rooms()).await {
+            // Anonymous session members have no presence (see `user_connected`).
+            let users: Vec<_> = hub.local_users().into_iter().filter(|u| !crate::domain::is_session_user(u)).collect();
+            if let Err(e) = shared.renew(&users, &hub.local_rooms()).await {
                 tracing::warn!(cause = %e, "could not renew shared presence");
             }
         }

@@ -83,6 +83,9 @@ impl Core {
         )
         .await?;
         self.device_seen(&who.user_id, who.device()).await?;
+        if crate::domain::is_session_user(&who.user_id) {
+            return Ok(()); // anonymous session members have no presence
+        }
         let came_online = self.shared.user_here(&who.user_id).await.map_err(AppError::Internal)?;
         if came_online {
             // A status chosen earlier (away, busy, invisible) survives reconnects.
@@ -110,7 +113,7 @@ impl Core {
                 tracing::warn!(cause = %e, "could not leave shared room");
             }
         }
-        if !departure.last_here {
+        if !departure.last_here || crate::domain::is_session_user(&departure.user) {
             return;
         }
         let offline = match self.shared.user_gone(&departure.user).await {

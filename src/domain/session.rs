@@ -31,6 +31,12 @@ pub fn session_member_id<'a>(chat: &str, user: &'a str) -> &'a str {
     user.strip_prefix(chat).and_then(|rest| rest.strip_prefix(':')).unwrap_or(user)
 }
 
+/// Whether a core user id is an anonymous session member's. They have no presence: nobody
+/// outside their session may learn that they exist.
+pub fn is_session_user(user: &str) -> bool {
+    user.starts_with(SESSION_CHAT_PREFIX)
+}
+
 /// The session a member's core user id belongs to, if it is a member's.
 pub fn session_of_user(user: &str) -> Option<ChatId> {
     let name = user.strip_prefix(SESSION_CHAT_PREFIX)?;

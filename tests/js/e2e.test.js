@@ -7,6 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
 import { backends, startServer, ask, waitFor, uid, closeAll, eventually } from './helpers.js';
 import { visitor, record, join, refused, roundTrip, names, pk } from './e2e_client.js';
+import { online } from './mrezhen_client.js';
+import { token } from './helpers.js';
 
 const ADMIN = 'admin-' + uid('t');
 
@@ -375,6 +377,22 @@ for (const backend of backends()) {
       assert.ok(dump.length > 0);
       assert.ok(!dump.includes(secret), 'no plaintext anywhere in the database');
       closeAll(a, b);
+    });
+
+    it('session members have no presence: users of other dialects never see them online', async () => {
+      const { n, a, b } = await pair(srv.url);
+      const watcher = await online(srv.url, token(uid('mz'), { shape: 'mrezhen' }));
+      const list = watcher.frames.find((f) => f.type === 'online_users');
+      assert.ok(list, 'the online list came');
+      assert.ok(!list.users.some((u) => u.includes(n.session)), JSON.stringify(list.users));
+      const c = await visitor(srv.url);
+      await join(c, { sessionId: `${n.session}:key`, userId: n.carol, displayName: 'C', publicKey: pk('c') });
+      await roundTrip(c);
+      const ping = await watcher.request({ type: 'ping' }, 'pong');
+      assert.equal(ping.type, 'pong');
+      assert.ok(!watcher.frames.some((f) => JSON.stringify(f).includes(n.session)), 'no presence frame names a member');
+      await watcher.close();
+      closeAll(a, b, c);
     });
 
     it('GET /sessions needs the admin token; /health counts the sessions', async () => {

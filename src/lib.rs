@@ -15,7 +15,7 @@
 //! store/         the only code that touches sea_orm, the entity crate and Redis
 //! transport/     how connections are carried, each written once: Socket.IO namespaces, the
 //!                raw WebSocket host, REST extractors, and what reached the client (receipts)
-//! dialects/      one module per wire dialect (sup, spark, mrezhen), translation only,
+//! dialects/      one module per wire dialect (sup, spark, mrezhen, e2e), translation only,
 //!                registered in `dialects::DIALECTS`
 //! http/          router assembly, /health, /metrics, static files
 //! telemetry/     logs and metrics

@@ -181,7 +181,9 @@ impl Core {
         limit: u64,
     ) -> AppResult<Vec<Message>> {
         self.require_member(chat, &actor.user_id).await?;
-        let rows = store::messages::after(&self.db, chat, after_seq.max(0), limit.clamp(1, MAX_PAGE)).await?;
+        let rows =
+            store::messages::readable_after(&self.db, chat, &actor.user_id, after_seq.max(0), limit.clamp(1, MAX_PAGE))
+                .await?;
         self.with_reactions(rows.into_iter().map(Message::from).collect()).await
     }
 }

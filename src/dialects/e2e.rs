@@ -39,7 +39,7 @@ use crate::{
         session_chat_id, session_member_id, session_of_user, Actor, Event, Message, SessionMember, SessionMode,
         SessionNoticeKind, SESSION_CHAT_PREFIX,
     },
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     transport::{
         rest::error_response,
         socketio::{bind, Answer, Handlers, Session, SocketIoProfile},
@@ -102,7 +102,7 @@ async fn answered(
                 AppError::NotFound(_) => "SESSION_NOT_FOUND",
                 other => other.code(),
             };
-            Ok(refuse(socket, code, e.to_string()))
+            Ok(refuse(socket, code, e.body_in(E2e::field_name).message))
         }
     }
 }
@@ -279,6 +279,17 @@ impl SocketIoProfile for E2e {
     /// visitor until it joins a session.
     fn authenticate(_app: &AppState, _auth: Option<&Value>, _parts: &http::request::Parts) -> AppResult<Identity> {
         Ok(Identity { user_id: String::new(), device_id: None, username: None, name: None, avatar: None })
+    }
+
+    /// Errors name fields as the web client sends them.
+    fn field_name(field: Field) -> &'static str {
+        match field {
+            Field::Chat => "sessionId",
+            Field::User | Field::Peer => "userId",
+            Field::Recipient => "to",
+            Field::TempId => "clientMessageId",
+            other => other.neutral_name(),
+        }
     }
 
     fn encode(event: &Event) -> Option<(&'static str, Value)> {

@@ -33,6 +33,7 @@ pub async fn page(
     let mut query = message::Entity::find()
         .filter(message::Column::ConversationId.eq(chat))
         .filter(message::Column::Seq.gt(cleared_seq))
+        .filter(super::messages::readable_by(user))
         .filter(Expr::col((message::Entity, message::Column::Id)).not_in_subquery(hidden_by(user, chat)));
     if let Some(before) = before {
         query = query.filter(message::Column::Seq.lt(before));

@@ -277,7 +277,16 @@ async fn set_last_seqs(txn: &DatabaseTransaction, seqs: &[(&str, i64)], now: Dat
     Ok(())
 }
 
-/// Messages with `seq > after`, oldest first.
+/// The messages `reader` may read: addressed to everyone or to them, or sent by them.
+pub(crate) fn readable_by(reader: &str) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(message::Column::RecipientId.eq(""))
+        .add(message::Column::RecipientId.eq(reader))
+        .add(message::Column::SenderId.eq(reader))
+}
+
+/// Messages with `seq > after`, oldest first (every one: the hub's catch-up notes the `seq`s
+/// of messages addressed to others too).
 pub async fn after(
     db: &DatabaseConnection,
     conversation_id: &str,
@@ -286,6 +295,24 @@ pub async fn after(
 ) -> Result<Vec<message::Model>, DbErr> {
     message::Entity::find()
         .filter(message::Column::ConversationId.eq(conversation_id))
+        .filter(message::Column::Seq.gt(after))
+        .order_by_asc(message::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Messages with `seq > after` that `reader` may read, oldest first.
+pub async fn readable_after(
+    db: &DatabaseConnection,
+    conversation_id: &str,
+    reader: &str,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<message::Model>, DbErr> {
+    message::Entity::find()
+        .filter(message::Column::ConversationId.eq(conversation_id))
+        .filter(readable_by(reader))
         .filter(message::Column::Seq.gt(after))
         .order_by_asc(message::Column::Seq)
         .limit(limit)

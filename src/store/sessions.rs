@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use entity::{conversation, member, message, session, session_member, user};
 use sea_orm::{
     sea_query::{Expr, OnConflict},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement,
 };
 
 use super::is_postgres;
@@ -277,12 +277,7 @@ pub async fn history_for(
 ) -> Result<Vec<message::Model>, DbErr> {
     let mut rows = message::Entity::find()
         .filter(message::Column::ConversationId.eq(chat))
-        .filter(
-            Condition::any()
-                .add(message::Column::RecipientId.eq(""))
-                .add(message::Column::RecipientId.eq(user))
-                .add(message::Column::SenderId.eq(user)),
-        )
+        .filter(super::messages::readable_by(user))
         .filter(message::Column::DeletedAt.is_null())
         .order_by_desc(message::Column::Seq)
         .limit(limit)

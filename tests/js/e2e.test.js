@@ -104,6 +104,17 @@ for (const backend of backends()) {
       closeAll(a, again);
     });
 
+    it('a socket that joins another session leaves the first: its members get user-left', async () => {
+      const { n, a, b } = await pair(srv.url);
+      const other = names();
+      const left = waitFor(a, 'user-left', (l) => l.userId === n.bob);
+      await join(b, { sessionId: other.session, userId: other.bob, displayName: 'Bob', publicKey: pk('b'), isCreator: true });
+      assert.equal((await left).displayName, 'Bob');
+      // It now acts in the second session only.
+      assert.equal((await ask(b, 'send-message', { sessionId: n.session, to: n.alice, encrypted: 'x' })).success, false);
+      closeAll(a, b);
+    });
+
     it('session-error: SESSION_NOT_FOUND, INVALID_KEY (wrong or missing), and the connection stays', async () => {
       const n = names();
       const s = await visitor(srv.url);

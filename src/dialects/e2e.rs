@@ -68,6 +68,13 @@ impl Answer for Outcome {
             }
         }
     }
+
+    fn refusal(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Data(_) => None,
+            Outcome::Refused { code, .. } => Some(code),
+        }
+    }
 }
 
 /// What the client reads in `session-error.error`.

@@ -227,7 +227,7 @@ impl Metrics {
 
 /// Error codes are a closed set (SPEC §6); anything else is counted as internal.
 fn static_code(code: &str) -> &'static str {
-    const CODES: [&str; 14] = [
+    const CODES: [&str; 18] = [
         "UNAUTHORIZED",
         "FORBIDDEN",
         "NOT_FOUND",
@@ -242,6 +242,11 @@ fn static_code(code: &str) -> &'static str {
         "GROUP_FULL",
         "CONFLICT",
         "INTERNAL_ERROR",
+        // e2e's session-error codes (protocols/e2e.md).
+        "SESSION_NOT_FOUND",
+        "INVALID_KEY",
+        "SESSION_NOT_ACTIVE",
+        "SESSION_FULL",
     ];
     CODES.into_iter().find(|c| *c == code).unwrap_or("INTERNAL_ERROR")
 }

@@ -468,6 +468,11 @@ impl Reply {
 /// What a successful handler answers, as its ack carries it.
 pub trait Answer: Send + 'static {
     fn into_ack(self) -> Value;
+    /// The error code of an answer that is a refusal the handler already told the client
+    /// about in its dialect's own way (e2e's `session-error`), for the metrics.
+    fn refusal(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Any data: `{ success: true, data }`.
@@ -600,7 +605,11 @@ impl Handlers {
                     Ok(req) => handler(app.clone(), s.clone(), session, req, ticket).await,
                     Err(e) => Err(e),
                 };
-                app.metrics.observe(event, started.elapsed().as_secs_f64(), result.as_ref().err().map(AppError::code));
+                let code = match &result {
+                    Ok(answer) => answer.refusal(),
+                    Err(e) => Some(e.code()),
+                };
+                app.metrics.observe(event, started.elapsed().as_secs_f64(), code);
                 reply.send(&s, event, result);
             })
         });

@@ -422,6 +422,9 @@ for (const backend of backends()) {
       assert.ok(!JSON.stringify(body).includes('ciphertext'), 'no content in the list');
       const health = await (await fetch(srv.url + '/health')).json();
       assert.ok(health.activeSessions >= 1);
+      // Refusals told by session-error count as errors (the earlier tests of this server had some).
+      assert.ok(JSON.stringify(health.errors.byCode).includes('SESSION_NOT_FOUND'), JSON.stringify(health.errors));
+      assert.equal(health.errors.byCode.INTERNAL_ERROR, undefined, 'no internal error in any e2e test so far');
       closeAll(a, b);
     });
   });

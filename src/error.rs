@@ -39,6 +39,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     UnknownType(String),
+    /// A body or frame that is not JSON at all (a wrong shape is `Validation`).
+    #[error("{0}")]
+    InvalidJson(String),
     /// The database refused a write (a disk fault, say). The cause was logged where it
     /// happened (`store::health`); the client learns only that nothing was stored and that
     /// trying again is safe.
@@ -66,6 +69,7 @@ impl AppError {
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Conflict(_) => "CONFLICT",
             AppError::UnknownType(_) => "UNKNOWN_TYPE",
+            AppError::InvalidJson(_) => "INVALID_JSON",
             AppError::Internal(_) | AppError::StorageUnavailable => "INTERNAL_ERROR",
         }
     }
@@ -79,6 +83,7 @@ impl AppError {
             AppError::Validation(_)
             | AppError::InvalidField { .. }
             | AppError::UnknownType(_)
+            | AppError::InvalidJson(_)
             | AppError::EmptyContent(_)
             | AppError::ContentTooLong(_)
             | AppError::SelfMessage(_) => 422,

@@ -3,6 +3,7 @@
 //! dialect adds a module here and touches nothing in `core`.
 
 pub mod mrezhen;
+pub mod socialink;
 pub mod spark;
 pub mod sup;
 
@@ -49,6 +50,7 @@ pub const DIALECTS: &[Dialect] = &[
         intercept: None,
     },
     Dialect { name: "mrezhen", socket_io: None, routes: None, intercept: Some(mrezhen::intercept) },
+    Dialect { name: "socialink", socket_io: None, routes: Some(socialink::routes), intercept: None },
 ];
 
 /// Mounts every Socket.IO dialect on its namespace, and `default` also on `/`. Returns the

@@ -63,6 +63,8 @@ pub struct RateLimits {
     pub presence_update: RateSpec,
     pub call_initiate: RateSpec,
     pub reactions: RateSpec,
+    /// `RATE_LIMIT_KEY_BUNDLE`: Socialink prekey bundles one user may fetch.
+    pub key_bundle: RateSpec,
     /// Socket.IO connection attempts per client IP (`RATE_LIMIT_MAX_CONNECTIONS` per
     /// `RATE_LIMIT_CONNECTION_WINDOW`), counted before the token is checked.
     pub connections: RateSpec,
@@ -138,6 +140,9 @@ pub struct Config {
     /// keys never fall due.
     pub key_rotation_days: u32,
     pub presence_timeout: Duration,
+    /// `OFFLINE_QUEUE_TTL_DAYS`: how long a Socialink queue entry waits for its device's
+    /// acknowledgement before it is dropped.
+    pub offline_queue_ttl: Duration,
     /// `MAX_IDLE_TIME`: a socket that sends no event for this long is disconnected; zero
     /// turns the idle timeout off.
     pub max_idle_time: Duration,
@@ -346,6 +351,7 @@ impl Config {
             presence_update: src.parse(&["RATE_LIMIT_PRESENCE_UPDATE"], RateSpec::new(20, 60))?,
             call_initiate: src.parse(&["RATE_LIMIT_CALL_INITIATE"], RateSpec::new(5, 60))?,
             reactions: src.parse(&["RATE_LIMIT_REACTIONS"], RateSpec::new(50, 60))?,
+            key_bundle: src.parse(&["RATE_LIMIT_KEY_BUNDLE"], RateSpec::new(60, 60))?,
             connections: RateSpec {
                 count: src.positive(&["RATE_LIMIT_MAX_CONNECTIONS"], DEFAULT_MAX_CONNECTIONS)?,
                 window: src.positive_millis(&["RATE_LIMIT_CONNECTION_WINDOW"], 60_000)?,
@@ -397,6 +403,9 @@ impl Config {
             verify_device_required: src.flag(&["VERIFY_DEVICE_REQUIRED"], true)?,
             key_rotation_days: src.parse(&["KEY_ROTATION_DAYS"], 90u32)?,
             presence_timeout: Duration::from_secs(src.parse(&["PRESENCE_TIMEOUT_SECONDS"], 300u64)?),
+            offline_queue_ttl: Duration::from_secs(
+                src.positive::<u64>(&["OFFLINE_QUEUE_TTL_DAYS"], 30)?.saturating_mul(24 * 3600),
+            ),
             max_idle_time: src.millis(&["MAX_IDLE_TIME"], 1_800_000)?,
             call_ring_timeout: src.positive_millis(&["CALL_RING_TIMEOUT"], 30_000)?,
             trusted_proxies,
@@ -408,7 +417,11 @@ impl Config {
             shutdown_grace: src.millis(&["SHUTDOWN_GRACE"], 10_000)?,
             sqlite_mmap_size: src.parse(&["SQLITE_MMAP_SIZE"], crate::store::DEFAULT_SQLITE_MMAP_SIZE)?,
             raw_ws: RawWsSettings {
-                ping_interval: src.positive_millis(&["WS_PING_INTERVAL"], 30_000)?,
+                // Socialink names the same heartbeat `WS_HEARTBEAT_INTERVAL`, in seconds.
+                ping_interval: match src.raw(&["WS_PING_INTERVAL"]) {
+                    Some(_) => src.positive_millis(&["WS_PING_INTERVAL"], 30_000)?,
+                    None => Duration::from_secs(src.positive(&["WS_HEARTBEAT_INTERVAL"], 30u64)?),
+                },
                 send_queue: src.positive(&["WS_SEND_QUEUE"], 256usize)?,
                 mrezhen_frames: RateSpec {
                     count: src.positive(&["RATE_LIMIT_MESSAGES"], 30u32)?,

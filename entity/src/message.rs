@@ -29,6 +29,13 @@ pub struct Model {
     /// The device it was sent from (`''` for a connection that named none); that device has
     /// it from its ack, the sender's other devices are pushed it.
     pub sender_device_id: Option<String>,
+    /// How `content` is written: `None` is text; `base64` is bytes (Socialink's ciphertext) as
+    /// standard padded base64, which other dialects show as is.
+    pub content_encoding: Option<String>,
+    /// Socialink's ephemeral key, standard base64 (`None`: empty).
+    pub ephemeral_key: Option<String>,
+    /// A self-destructing message: gone from every read after this, then deleted.
+    pub expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

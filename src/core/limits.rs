@@ -21,6 +21,9 @@ pub enum Limit {
     PresenceUpdate,
     CallInitiate,
     Reactions,
+    /// Socialink prekey bundles fetched, per requester (`RATE_LIMIT_KEY_BUNDLE`), so that one
+    /// account cannot drain another's one-time prekeys.
+    KeyBundle,
 }
 
 impl Limit {
@@ -35,6 +38,7 @@ impl Limit {
             Limit::PresenceUpdate => "presence updates",
             Limit::CallInitiate => "calls",
             Limit::Reactions => "reactions",
+            Limit::KeyBundle => "key bundle requests",
         }
     }
 }
@@ -48,6 +52,7 @@ pub struct Limiters {
     presence_update: DefaultKeyedRateLimiter<String>,
     call_initiate: DefaultKeyedRateLimiter<String>,
     reactions: DefaultKeyedRateLimiter<String>,
+    key_bundle: DefaultKeyedRateLimiter<String>,
     connections: DefaultKeyedRateLimiter<IpAddr>,
 }
 
@@ -71,6 +76,7 @@ impl Limiters {
             presence_update: keyed(limits.presence_update),
             call_initiate: keyed(limits.call_initiate),
             reactions: keyed(limits.reactions),
+            key_bundle: keyed(limits.key_bundle),
             connections: keyed(limits.connections),
         })
     }
@@ -89,6 +95,7 @@ impl Limiters {
             Limit::PresenceUpdate => &self.presence_update,
             Limit::CallInitiate => &self.call_initiate,
             Limit::Reactions => &self.reactions,
+            Limit::KeyBundle => &self.key_bundle,
         }
     }
 
@@ -112,6 +119,7 @@ impl Limiters {
             &self.presence_update,
             &self.call_initiate,
             &self.reactions,
+            &self.key_bundle,
         ] {
             l.retain_recent();
             l.shrink_to_fit();

@@ -120,6 +120,9 @@ impl Core {
                     Some(serde_json::to_value(&attachments).map_err(|e| AppError::Internal(e.into()))?)
                 },
                 attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
+                content_encoding: None,
+                ephemeral_key: None,
+                expires_at: None,
             },
             origin: actor.conn,
             sender: actor.profile(),

@@ -18,7 +18,9 @@ pub mod media;
 pub mod messages;
 pub mod model;
 pub mod notifications;
+pub mod prekeys;
 pub mod presence;
+pub mod queues;
 pub mod reactions;
 pub mod receipts;
 pub mod rooms;
@@ -104,6 +106,10 @@ impl Core {
             known_devices: dashmap::DashSet::new(),
         });
         core.resume_calls();
+        core.background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(queues::spawn_sweeper(Arc::downgrade(&core)));
         Ok(core)
     }
 

@@ -547,6 +547,8 @@ impl SocketIoProfile for Sup {
                     "at": iso(&d.at),
                 }),
             ),
+            // Socialink's keyed devices; SUP has no such event.
+            Event::Device(_) => return None,
         })
     }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{calls::*, chat::Role, ids::*, message::*, presence::*};
+use super::{calls::*, chat::Role, ids::*, message::*, prekeys::DeviceNews, presence::*};
 
 /// What a notification is about. Stored as JSON (serde's shape of this enum is the storage
 /// format; profiles choose the wire shape).
@@ -100,6 +100,8 @@ pub enum Event {
     /// A message's content changed; carries the message as it is now.
     MessageEdited(Message),
     MessageDeleted(MessageDeleted),
+    /// About one keyed device (Socialink), for its owner's connections.
+    Device(DeviceNews),
 }
 
 /// Who receives an event. These are the rooms `user:{id}` and `chat:{id}` of the spec, plus
@@ -152,6 +154,9 @@ mod tests {
                 has_thumbnail: true,
             }],
             sender: None,
+            encoding: Default::default(),
+            ephemeral_key: None,
+            expires_at: None,
         };
         let deleted = MessageDeleted {
             chat_id: "c1".into(),
@@ -160,6 +165,7 @@ mod tests {
             deleted_by: "u1".into(),
             for_everyone: true,
             at,
+            expired: false,
         };
         let events = vec![
             (Audience::Users(vec!["u1".into()]), Event::MessageEdited(message)),

@@ -41,6 +41,49 @@ pub struct Message {
     /// history reads, whose readers know the members).
     #[serde(default)]
     pub sender: Option<Profile>,
+    /// How `content` was written (each message keeps it, so bytes round-trip exactly).
+    #[serde(default)]
+    pub encoding: BodyEncoding,
+    /// Socialink's ephemeral key, standard padded base64; `None` when empty.
+    #[serde(default)]
+    pub ephemeral_key: Option<String>,
+    /// A self-destructing message: never read again after this time, then deleted.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// How a message's `content` is written. Text dialects (SUP, Spark, Mrezhen) write text;
+/// Socialink writes bytes (ciphertext), kept as standard padded base64 text, which is also
+/// what the text dialects show of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BodyEncoding {
+    #[default]
+    Text,
+    Base64,
+}
+
+impl BodyEncoding {
+    /// The stored marker: `None` for text.
+    pub fn stored(self) -> Option<&'static str> {
+        match self {
+            BodyEncoding::Text => None,
+            BodyEncoding::Base64 => Some("base64"),
+        }
+    }
+
+    pub fn from_stored(marker: Option<&str>) -> Self {
+        match marker {
+            Some("base64") => BodyEncoding::Base64,
+            _ => BodyEncoding::Text,
+        }
+    }
+}
+
+impl Message {
+    /// Whether a self-destructing message has expired at `now`.
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// What a message says about one of its attachments. Serde's shape of this struct is also
@@ -114,4 +157,7 @@ pub struct MessageDeleted {
     pub deleted_by: UserId,
     pub for_everyone: bool,
     pub at: DateTime<Utc>,
+    /// It self-destructed (its `expires_at` passed) rather than being deleted by someone.
+    #[serde(default)]
+    pub expired: bool,
 }

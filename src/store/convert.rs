@@ -43,6 +43,9 @@ impl From<entity::message::Model> for Message {
             encrypted: m.encrypted,
             attachments,
             sender: None,
+            encoding: crate::domain::BodyEncoding::from_stored(m.content_encoding.as_deref()),
+            ephemeral_key: m.ephemeral_key,
+            expires_at: m.expires_at,
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct NewMessage {
     /// The attachments to link to the message (and so to its conversation's members), in
     /// the same transaction as the insert.
     pub attachment_ids: Vec<String>,
+    /// `base64` when `content` holds bytes (see `BodyEncoding`); `None` for text.
+    pub content_encoding: Option<String>,
+    pub ephemeral_key: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub enum Appended {
@@ -136,6 +140,9 @@ async fn append(
             encrypted: new.encrypted,
             attachments: new.attachments.clone(),
             sender_device_id: Some(new.sender_device_id.clone()),
+            content_encoding: new.content_encoding.clone(),
+            ephemeral_key: new.ephemeral_key.clone(),
+            expires_at: new.expires_at,
         };
         rows.push(message::ActiveModel::from(model.clone()));
         links.extend(new.attachment_ids.iter().map(|attachment| message_attachment::ActiveModel {
@@ -179,6 +186,14 @@ async fn append(
     for chunk in links.chunks(1000) {
         message_attachment::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
     }
+    let stored: Vec<&message::Model> = results
+        .iter()
+        .filter_map(|r| match r {
+            Appended::New { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    super::queues::enqueue(&txn, &stored).await?;
     let now = batch.iter().map(|m| m.created_at).max().unwrap_or_else(Utc::now);
     let advanced: Vec<(&str, i64)> =
         last_seq.iter().filter(|(id, seq)| before.get(*id) != Some(*seq)).map(|(id, seq)| (*id, *seq)).collect();

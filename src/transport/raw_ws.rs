@@ -67,6 +67,9 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// The client sent nothing for the dialect's idle timeout.
     pub const IDLE: u16 = 1000;
+    /// A live connection whose send queue filled up (a dialect that disconnects slow
+    /// consumers).
+    pub const SLOW: u16 = 1008;
 }
 
 /// The subprotocol a browser names to carry its token as `access_token, <jwt>`.
@@ -93,6 +96,27 @@ pub trait Dialect: Send + Sync + 'static {
     fn unauthorized(&self, err: &AppError) -> String {
         err.to_string()
     }
+    /// The response that refuses an upgrade before it completes (`status` 401, 403, or the
+    /// status of [`Dialect::admit`]'s error).
+    fn refusal(&self, status: StatusCode, err: &AppError) -> Response {
+        let body = if status == StatusCode::UNAUTHORIZED { self.unauthorized(err) } else { err.to_string() };
+        (status, body).into_response()
+    }
+    /// Checks the connection's identity beyond its token (Socialink: the path's device is
+    /// registered and active), before the upgrade; an error refuses it with its status.
+    fn admit(&self, _app: &Arc<AppState>, _identity: &Identity) -> impl Future<Output = Result<(), AppError>> + Send {
+        std::future::ready(Ok(()))
+    }
+    /// True when a connection that cannot keep up, once live, is closed rather than caught up
+    /// from the store later (Socialink: its queue re-pushes on the next connection).
+    fn disconnects_slow_consumers(&self) -> bool {
+        false
+    }
+    /// True when the dialect's clients hear the room events of all their user's chats without
+    /// joining rooms (see `fanout::Connection::follows_all_chats`).
+    fn follows_all_chats(&self) -> bool {
+        false
+    }
     fn state(&self, link: &Link) -> Self::State;
     /// One frame from the client (binary frames are read as UTF-8 text).
     fn frame(&self, link: &Link, state: &Self::State, text: &str) -> impl Future<Output = ()> + Send;
@@ -101,6 +125,20 @@ pub trait Dialect: Send + Sync + 'static {
     /// The first catch-up of the connection is done (its backlog is queued): a frame to send
     /// next, if any.
     fn caught_up(&self, link: &Link, state: &Self::State) -> impl Future<Output = Option<String>> + Send;
+    /// After [`Dialect::caught_up`]: the dialect's own backlog, one page at a time, written
+    /// before anything queued meanwhile; an empty page ends it. Events queued while it is
+    /// written wait (the connection is not treated as slow until it is done).
+    fn backlog(&self, _link: &Link, _state: &Self::State) -> impl Future<Output = Vec<String>> + Send {
+        std::future::ready(Vec::new())
+    }
+}
+
+/// The user (and device) a WebSocket path names, as Socialink's `/ws/{user_id}/{device_id}`.
+#[derive(Clone, Copy, Debug)]
+pub struct PathIdentity<'a> {
+    pub user: &'a str,
+    /// The connection's device, whatever the token says.
+    pub device: Option<&'a str>,
 }
 
 /// One event on its way to the raw connections of one delivery pass.
@@ -120,9 +158,15 @@ pub struct Link {
     pub opened: DateTime<Utc>,
     out: mpsc::Sender<Out>,
     receipts: Arc<RawReceipts>,
+    ctl: mpsc::UnboundedSender<(u16, &'static str)>,
 }
 
 impl Link {
+    /// Closes the connection with a close frame (`code`, `reason`).
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.ctl.send((code, reason));
+    }
+
     pub fn user(&self) -> &str {
         &self.identity.user_id
     }
@@ -191,6 +235,11 @@ struct RawConnection {
     out: mpsc::Sender<Out>,
     synced: Mutex<Option<oneshot::Sender<()>>>,
     receipts: Arc<RawReceipts>,
+    follows_all_chats: bool,
+    /// Set when a full queue closes the connection instead ([`Dialect::disconnects_slow_consumers`]),
+    /// once the dialect's backlog is written.
+    close_when_full: Option<Arc<AtomicBool>>,
+    ctl: mpsc::UnboundedSender<(u16, &'static str)>,
 }
 
 /// What reached the client of a raw connection (SPEC §5.6: delivered only once confirmed).
@@ -267,6 +316,13 @@ impl Connection for RawConnection {
         let Some(delivery) = delivery else { return Ok(()) };
         match self.receipts.try_queue(&self.out, Out::Event(delivery)) {
             Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_))
+                if self.close_when_full.as_ref().is_some_and(|live| live.load(Ordering::SeqCst)) =>
+            {
+                // Disconnected rather than skipped: its next connection is pushed the rest.
+                let _ = self.ctl.send((close::SLOW, "slow consumer"));
+                Err(SendFailure::Closed)
+            }
             Err(mpsc::error::TrySendError::Full(_)) => Err(SendFailure::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendFailure::Closed),
         }
@@ -276,6 +332,10 @@ impl Connection for RawConnection {
         self.receipts.clone()
     }
 
+    fn follows_all_chats(&self) -> bool {
+        self.follows_all_chats
+    }
+
     fn caught_up(&self) {
         if let Some(synced) = self.synced.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = synced.send(());
@@ -283,13 +343,14 @@ impl Connection for RawConnection {
     }
 }
 
-/// Serves a WebSocket upgrade request for dialect `D`. `path_user` is the user a path names
-/// (Socialink's `/ws/{user_id}/…`): a token of anyone else gets a 403.
+/// Serves a WebSocket upgrade request for dialect `D`. `path` is the user (and device) a path
+/// names (Socialink's `/ws/{user_id}/{device_id}`): a token of anyone else gets a 403, and the
+/// connection is the path's device.
 pub async fn accept<D: Dialect>(
     app: Arc<AppState>,
     dialect: Arc<D>,
     req: Request,
-    path_user: Option<&str>,
+    path: Option<PathIdentity<'_>>,
 ) -> Response {
     let (mut parts, _body) = req.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
@@ -301,16 +362,28 @@ pub async fn accept<D: Dialect>(
     }
     let from_protocol = token_from_protocol(&parts.headers);
     let token = crate::auth::token_from_request(&parts.headers, parts.uri.query()).or_else(|| from_protocol.clone());
-    let identity = match app.verifier.verify(token.as_deref()) {
+    let mut identity = match app.verifier.verify(token.as_deref()) {
         Ok(identity) => identity,
         Err(e) => {
             app.metrics.connection_refused(Refusal::Unauthorized);
-            return (StatusCode::UNAUTHORIZED, dialect.unauthorized(&e)).into_response();
+            return dialect.refusal(StatusCode::UNAUTHORIZED, &e);
         }
     };
-    if path_user.is_some_and(|u| u != identity.user_id) {
+    if let Some(path) = path {
+        if path.user != identity.user_id {
+            app.metrics.connection_refused(Refusal::Unauthorized);
+            let e = AppError::Forbidden("the path names another user".into());
+            return dialect.refusal(StatusCode::FORBIDDEN, &e);
+        }
+        if let Some(device) = path.device {
+            identity.device_id = Some(device.to_string());
+        }
+    }
+    if let Err(e) = dialect.admit(&app, &identity).await {
+        e.log_if_internal("raw websocket admission");
         app.metrics.connection_refused(Refusal::Unauthorized);
-        return (StatusCode::FORBIDDEN, "the path names another user").into_response();
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return dialect.refusal(status, &e);
     }
     let mut upgrade = upgrade
         .max_message_size(MAX_FRAME)
@@ -323,12 +396,17 @@ pub async fn accept<D: Dialect>(
     let (out, queue) = mpsc::channel(app.config.raw_ws.send_queue);
     let (synced, on_synced) = oneshot::channel();
     let receipts = Arc::new(RawReceipts::default());
+    let (ctl, control) = mpsc::unbounded_channel::<(u16, &'static str)>();
+    let live = dialect.disconnects_slow_consumers().then(|| Arc::new(AtomicBool::new(false)));
     let hub_side = Arc::new(RawConnection {
         user: identity.user_id.clone(),
         device: identity.device().to_string(),
         out: out.clone(),
         synced: Mutex::new(Some(synced)),
         receipts: receipts.clone(),
+        follows_all_chats: dialect.follows_all_chats(),
+        close_when_full: live.clone(),
+        ctl: ctl.clone(),
     });
     let identity = Arc::new(identity);
     // Taken before registration: whatever was stored before it was waiting for this connection.
@@ -341,9 +419,9 @@ pub async fn accept<D: Dialect>(
             return (StatusCode::SERVICE_UNAVAILABLE, "server error, please retry").into_response();
         }
     };
-    let link = Link { app: app.clone(), identity, conn: registered.id(), opened, out, receipts };
+    let link = Link { app: app.clone(), identity, conn: registered.id(), opened, out, receipts, ctl };
     upgrade.on_upgrade(move |socket| async move {
-        serve(socket, dialect, link, queue, on_synced).await;
+        serve(socket, dialect, link, queue, on_synced, control, live).await;
         registered.close().await;
     })
 }
@@ -445,6 +523,8 @@ async fn serve<D: Dialect>(
     link: Link,
     mut queue: mpsc::Receiver<Out>,
     on_synced: oneshot::Receiver<()>,
+    mut control: mpsc::UnboundedReceiver<(u16, &'static str)>,
+    live: Option<Arc<AtomicBool>>,
 ) {
     let app = link.app.clone();
     let state = dialect.state(&link);
@@ -452,7 +532,7 @@ async fn serve<D: Dialect>(
     let state = Arc::new(state);
     let (mut sink, stream) = socket.split();
     let heard = Arc::new(AtomicBool::new(true));
-    let (ctl, mut control) = mpsc::unbounded_channel::<(u16, &'static str)>();
+    let ctl = link.ctl.clone();
     let (reader_done, mut reader_finished) = watch::channel(false);
     let reader = tokio::spawn(read(
         stream,
@@ -493,7 +573,22 @@ async fn serve<D: Dialect>(
         let frame = match step {
             Step::Out(Out::Frame(text)) => Some(text),
             Step::Out(Out::Event(delivery)) => dialect.encode(&link, &state, &delivery).await,
-            Step::Synced => dialect.caught_up(&link, &state).await,
+            Step::Synced => {
+                let first = dialect.caught_up(&link, &state).await;
+                if let Some(text) = first {
+                    if !put(&mut sink, WsMessage::Text(text.into()), write_limit).await {
+                        break;
+                    }
+                }
+                if !write_backlog(&mut sink, &*dialect, &link, &state, write_limit).await {
+                    tracing::debug!(conn = link.conn, "raw websocket backlog write failed or stalled; closing");
+                    break;
+                }
+                if let Some(live) = &live {
+                    live.store(true, Ordering::SeqCst);
+                }
+                None
+            }
             Step::Ping => {
                 if !heard.swap(false, Ordering::SeqCst) {
                     closing = Some((close::GOING_AWAY, "no pong"));
@@ -531,6 +626,27 @@ async fn serve<D: Dialect>(
     }
     reader.abort();
     link.receipts.finished.store(true, Ordering::SeqCst);
+}
+
+/// Writes the dialect's own backlog, page after page; false when a write failed.
+async fn write_backlog<D: Dialect>(
+    sink: &mut SplitSink<WebSocket, WsMessage>,
+    dialect: &D,
+    link: &Link,
+    state: &D::State,
+    limit: Duration,
+) -> bool {
+    loop {
+        let page = dialect.backlog(link, state).await;
+        if page.is_empty() {
+            return true;
+        }
+        for text in page {
+            if !put(sink, WsMessage::Text(text.into()), limit).await {
+                return false;
+            }
+        }
+    }
 }
 
 /// Resolves when the first catch-up is done (true), or never again once it was reported.

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod keys;
 pub mod messages;
 pub mod presence;
+pub mod socket;
 pub mod typing;
 pub mod wire;
 
@@ -28,5 +29,5 @@ pub fn routes(app: &AppState) -> Router<Arc<AppState>> {
         .merge(typing::router(app))
         .merge(calls::router(app))
         .fallback(|| async { wire::Rejection(AppError::NotFound("no such route".into())) });
-    Router::new().nest("/api/v1", api)
+    Router::new().nest("/api/v1", api).merge(socket::router(app))
 }

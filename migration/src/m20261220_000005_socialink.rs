@@ -43,7 +43,7 @@ impl MigrationTrait for Migration {
             format!(
                 "CREATE TABLE IF NOT EXISTS socialink_devices (\
                    id VARCHAR(36) PRIMARY KEY, user_id VARCHAR(255) NOT NULL, device_id VARCHAR(255) NOT NULL, \
-                   device_name VARCHAR(255) NOT NULL, registration_id INTEGER NOT NULL, identity_key {blob} NOT NULL, \
+                   device_name VARCHAR(255) NOT NULL, registration_id BIGINT NOT NULL, identity_key {blob} NOT NULL, \
                    is_active {boolean} NOT NULL, last_seen {ts} NOT NULL, created_at {ts} NOT NULL, \
                    registered_at {ts} NOT NULL, UNIQUE (user_id, device_id))"
             ),

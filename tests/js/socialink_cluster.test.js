@@ -4,16 +4,33 @@
 // announced once although every instance sweeps.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { uid } from './helpers.js';
-import { clusterUnavailable, startCluster } from './cluster.js';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { startServer, uid } from './helpers.js';
 import { Sl } from './socialink_client.js';
 
-const skip = clusterUnavailable();
+// Two instances talk to each other directly (no proxy is needed: each test picks its instance).
+const skip = !process.env.TEST_DATABASE_URL || !process.env.TEST_REDIS_URL
+  ? 'needs TEST_DATABASE_URL (PostgreSQL) and TEST_REDIS_URL' : false;
 
-describe('socialink on two instances', { skip: skip ?? false }, () => {
-  let cluster;
-  before(async () => { cluster = await startCluster({ instances: 2, env: { RATE_LIMIT_KEY_BUNDLE: '100000/60s' } }); });
-  after(async () => { await cluster?.stop(); });
+describe('socialink on two instances', { skip }, () => {
+  const cluster = { servers: [] };
+  let dropDb = () => {};
+  before(async () => {
+    const base = process.env.TEST_DATABASE_URL;
+    const name = 'sb_sl_' + randomUUID().replace(/-/g, '').slice(0, 16);
+    execFileSync('psql', [base, '-q', '-c', `CREATE DATABASE ${name}`], { stdio: 'pipe' });
+    dropDb = () => { try { execFileSync('psql', [base, '-q', '-c', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'pipe' }); } catch { /* best effort */ } };
+    const url = new URL(base);
+    url.pathname = '/' + name;
+    const env = { REDIS_URL: process.env.TEST_REDIS_URL, REDIS_PREFIX: `sbtest-${randomUUID().slice(0, 8)}:`, RATE_LIMIT_KEY_BUNDLE: '100000/60s' };
+    // The first instance applies the migrations alone.
+    for (let i = 0; i < 2; i++) cluster.servers.push(await startServer({ databaseUrl: url.toString(), env: { ...env, INSTANCE_ID: `i${i}` } }));
+  });
+  after(async () => {
+    for (const s of cluster.servers) await s.stop().catch(() => {});
+    dropDb();
+  });
 
   const on = (i, user) => new Sl(cluster.servers[i].url, user);
 

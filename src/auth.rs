@@ -80,7 +80,13 @@ impl Claims {
                 "token deviceId must be 1 to 128 characters without control characters".into(),
             ));
         }
-        Ok(Identity { user_id, device_id, username: self.username, name: self.name, avatar: self.avatar })
+        Ok(Identity {
+            user_id: user_id.into(),
+            device_id: device_id.map(Into::into),
+            username: self.username,
+            name: self.name,
+            avatar: self.avatar,
+        })
     }
 }
 

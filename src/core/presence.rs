@@ -2,6 +2,7 @@
 //! (online, away, busy, or offline to appear invisible) and custom status; last seen is kept
 //! durably on disconnect. Watchers (`presence:subscribe`) hear every change, on every instance.
 
+use crate::domain::DeviceId;
 use chrono::Utc;
 
 use super::{
@@ -26,7 +27,7 @@ pub struct Identity {
     pub user_id: UserId,
     /// The device the token names (`deviceId`), if any; a connection without one is its
     /// user's default device.
-    pub device_id: Option<String>,
+    pub device_id: Option<DeviceId>,
     pub username: Option<String>,
     pub name: Option<String>,
     pub avatar: Option<String>,
@@ -37,7 +38,7 @@ impl Identity {
     pub fn actor(&self, conn: Option<ConnId>) -> Actor {
         Actor {
             user_id: self.user_id.clone(),
-            device: self.device().to_string(),
+            device: self.device().into(),
             username: self.username.clone().or_else(|| self.name.clone()),
             avatar: self.avatar.clone(),
             conn,

@@ -9,6 +9,7 @@
 //! follows the presence of everyone its user shares a conversation with, since the running
 //! service's clients never subscribe.
 
+use crate::domain::UserId;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -482,14 +483,14 @@ fn presence_json(p: &Presence) -> Value {
     })
 }
 
-fn user_ids(refs: UserRefs) -> AppResult<Vec<String>> {
+fn user_ids(refs: UserRefs) -> AppResult<Vec<UserId>> {
     if refs.user_ids.len() > MAX_WATCH {
         return Err(AppError::validation(format!("userIds takes at most {MAX_WATCH} ids")));
     }
     for id in &refs.user_ids {
         crate::core::check_id(Field::Users, id)?;
     }
-    Ok(refs.user_ids)
+    Ok(refs.user_ids.into_iter().map(UserId::from).collect())
 }
 
 /// SUP's names of request fields, in error messages.

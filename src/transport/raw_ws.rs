@@ -21,6 +21,7 @@
 //! * **Graceful shutdown.** [`Registry::close_all`] closes every connection with a close frame
 //!   (1001) and waits briefly for the answers.
 
+use crate::domain::UserId;
 use std::{
     future::Future,
     sync::{
@@ -399,7 +400,7 @@ pub async fn accept<D: Dialect>(
     let (ctl, control) = mpsc::unbounded_channel::<(u16, &'static str)>();
     let live = dialect.disconnects_slow_consumers().then(|| Arc::new(AtomicBool::new(false)));
     let hub_side = Arc::new(RawConnection {
-        user: identity.user_id.clone(),
+        user: identity.user_id.clone().into(),
         device: identity.device().to_string(),
         out: out.clone(),
         synced: Mutex::new(Some(synced)),
@@ -473,7 +474,7 @@ async fn open(
     conn: Arc<RawConnection>,
     watches: &[&str],
 ) -> Result<Registered, AppError> {
-    let keys: Vec<String> = watches.iter().map(|w| w.to_string()).collect();
+    let keys: Vec<UserId> = watches.iter().map(|w| UserId::from(*w)).collect();
     let guard = app.core.open_connection(identity, conn, &keys).await?;
     app.raw_ws.open.fetch_add(1, Ordering::SeqCst);
     app.metrics.connection_opened();

@@ -204,8 +204,11 @@ async fn with_senders(db: &Db, messages: &mut [Message]) -> Result<(), AppError>
     let mut senders: Vec<UserId> = messages.iter().map(|m| m.sender_id.clone()).collect();
     senders.sort();
     senders.dedup();
-    let profiles: HashMap<String, Profile> =
-        store::users::get_many(db, &senders).await?.iter().map(|u| (u.id.clone(), store::convert::profile(u))).collect();
+    let profiles: HashMap<String, Profile> = store::users::get_many(db, &senders)
+        .await?
+        .iter()
+        .map(|u| (u.id.clone(), store::convert::profile(u)))
+        .collect();
     for m in messages {
         m.sender = Some(profiles.get(m.sender_id.as_str()).cloned().unwrap_or_default());
     }

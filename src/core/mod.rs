@@ -107,10 +107,7 @@ impl Core {
             known_devices: dashmap::DashSet::new(),
         });
         core.resume_calls();
-        core.background
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(queues::spawn_sweeper(Arc::downgrade(&core)));
+        core.background.lock().unwrap_or_else(|p| p.into_inner()).push(queues::spawn_sweeper(Arc::downgrade(&core)));
         Ok(core)
     }
 

@@ -120,8 +120,8 @@ fn check_signed(identity_key: &[u8], signed: &SignedUpload) -> AppResult<SignedP
     }
     let identity: [u8; KEY_BYTES] =
         identity_key.try_into().map_err(|_| AppError::validation("identity_key must be 32 bytes"))?;
-    let verifying =
-        VerifyingKey::from_bytes(&identity).map_err(|_| AppError::validation("identity_key is not an Ed25519 public key"))?;
+    let verifying = VerifyingKey::from_bytes(&identity)
+        .map_err(|_| AppError::validation("identity_key is not an Ed25519 public key"))?;
     let signature = Signature::from_slice(&signed.signature)
         .map_err(|_| AppError::validation("Invalid signed pre-key signature"))?;
     verifying
@@ -180,7 +180,12 @@ impl Core {
     /// A prekey bundle of one of `user`'s devices (the named one, else the most recently seen
     /// active one), taking its oldest unused one-time prekey. Counts against the requester's
     /// bundle limit. When the take leaves fewer than [`PREKEYS_LOW`], the owner's devices hear.
-    pub async fn prekey_bundle(&self, requester: &Actor, user: &str, device_id: Option<&str>) -> AppResult<PrekeyBundle> {
+    pub async fn prekey_bundle(
+        &self,
+        requester: &Actor,
+        user: &str,
+        device_id: Option<&str>,
+    ) -> AppResult<PrekeyBundle> {
         self.limits.check(Limit::KeyBundle, &requester.user_id)?;
         let device = match device_id {
             Some(id) => self.active_keyed_device(user, id).await?,
@@ -263,7 +268,8 @@ mod tests {
     fn a_signed_prekey_is_checked_against_the_identity_key() {
         let identity = SigningKey::from_bytes(&[7u8; 32]);
         let prekey = [9u8; 32];
-        let good = SignedUpload { id: 1, public_key: prekey.to_vec(), signature: identity.sign(&prekey).to_bytes().to_vec() };
+        let good =
+            SignedUpload { id: 1, public_key: prekey.to_vec(), signature: identity.sign(&prekey).to_bytes().to_vec() };
         let public = identity.verifying_key().to_bytes();
         assert!(check_signed(&public, &good).is_ok());
 

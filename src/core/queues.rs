@@ -85,7 +85,7 @@ impl ConversationView {
     pub fn recipient(&self, sender: &str) -> Option<UserId> {
         match self.kind {
             ConversationKind::Group => None,
-            ConversationKind::SelfNote => Some(sender.to_string()),
+            ConversationKind::SelfNote => Some(sender.to_string().into()),
             ConversationKind::Direct => {
                 self.members.iter().map(|(u, _, _)| u).find(|u| *u != sender).cloned().or_else(|| Some(sender.into()))
             }
@@ -149,8 +149,8 @@ impl Core {
         let pending = Pending {
             new: NewMessage {
                 id: uuid::Uuid::now_v7().to_string(),
-                conversation_id: chat_id,
-                sender_id: actor.user_id.clone(),
+                conversation_id: chat_id.into(),
+                sender_id: actor.user_id.clone().into(),
                 sender_device_id: draft.device_id.clone().unwrap_or_default(),
                 kind: draft.kind,
                 content: b64(&draft.ciphertext),
@@ -202,10 +202,10 @@ impl Core {
         let members = store::conversations::members(&self.db, chat)
             .await?
             .into_iter()
-            .map(|m| (m.user_id, m.delivered_seq, m.read_seq))
+            .map(|m| (UserId::from(m.user_id), m.delivered_seq, m.read_seq))
             .collect();
         Ok(ConversationView {
-            id: model.id,
+            id: model.id.into(),
             kind: ConversationKind::parse(&model.kind).unwrap_or(ConversationKind::Group),
             members,
         })
@@ -272,9 +272,12 @@ impl Core {
     pub async fn device_queue(&self, device: &KeyedDevice, after: i64, limit: u64) -> AppResult<Vec<QueuedMessage>> {
         let now = Utc::now();
         let oldest = now - self.queue_ttl();
-        let rows = store::queues::list(&self.db, &device.row_id, after, limit.clamp(1, MAX_QUEUE_PAGE), now, oldest)
-            .await?;
-        Ok(rows.into_iter().map(|q| QueuedMessage { position: q.position, message: Message::from(q.message) }).collect())
+        let rows =
+            store::queues::list(&self.db, &device.row_id, after, limit.clamp(1, MAX_QUEUE_PAGE), now, oldest).await?;
+        Ok(rows
+            .into_iter()
+            .map(|q| QueuedMessage { position: q.position, message: Message::from(q.message) })
+            .collect())
     }
 
     /// Acknowledges messages for one device: exactly those leave its queue. Returns
@@ -309,16 +312,16 @@ impl Core {
                 let users = store::conversations::members(&self.db, &e.conversation_id)
                     .await?
                     .into_iter()
-                    .map(|m| m.user_id)
+                    .map(|m| UserId::from(m.user_id))
                     .collect();
                 members.insert(e.conversation_id.clone(), users);
             }
             let audience = members.get(&e.conversation_id).cloned().unwrap_or_default();
             let deleted = MessageDeleted {
-                chat_id: e.conversation_id.clone(),
-                message_id: e.message_id.clone(),
+                chat_id: e.conversation_id.clone().into(),
+                message_id: e.message_id.clone().into(),
                 seq: e.seq,
-                deleted_by: e.sender_id.clone(),
+                deleted_by: e.sender_id.clone().into(),
                 for_everyone: true,
                 at: Utc::now(),
                 expired: true,

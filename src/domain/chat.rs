@@ -38,7 +38,6 @@ pub struct Profile {
     pub avatar: Option<String>,
 }
 
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConversationKind {

@@ -26,8 +26,8 @@ const DEVICE_COLUMNS: &str =
 fn device(row: &QueryResult) -> Result<KeyedDevice, DbErr> {
     Ok(KeyedDevice {
         row_id: row.try_get("", "id")?,
-        user_id: row.try_get("", "user_id")?,
-        device_id: row.try_get("", "device_id")?,
+        user_id: row.try_get::<String>("", "user_id")?.into(),
+        device_id: row.try_get::<String>("", "device_id")?.into(),
         device_name: row.try_get("", "device_name")?,
         registration_id: row.try_get::<i64>("", "registration_id")?,
         identity_key: row.try_get("", "identity_key")?,
@@ -224,7 +224,11 @@ const CLAIM_ATTEMPTS: usize = 8;
 /// (`FOR UPDATE SKIP LOCKED`) and takes the next; SQLite runs one writer at a time. A claim
 /// that still came back empty while unused keys remain (it lost a race) tries again: a bundle
 /// lacks a prekey only when none is left.
-pub async fn claim_onetime(db: &DatabaseConnection, row_id: &str, now: DateTime<Utc>) -> Result<Option<PublicPrekey>, DbErr> {
+pub async fn claim_onetime(
+    db: &DatabaseConnection,
+    row_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<PublicPrekey>, DbErr> {
     let backend = db.get_database_backend();
     let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
     let text = format!(
@@ -237,7 +241,10 @@ pub async fn claim_onetime(db: &DatabaseConnection, row_id: &str, now: DateTime<
     for _ in 0..CLAIM_ATTEMPTS {
         let claimed = db.query_one_raw(statement(backend, &text, vec![now.into(), row_id.into()])).await?;
         if let Some(row) = claimed {
-            return Ok(Some(PublicPrekey { id: row.try_get("", "key_id")?, public_key: row.try_get("", "public_key")? }));
+            return Ok(Some(PublicPrekey {
+                id: row.try_get("", "key_id")?,
+                public_key: row.try_get("", "public_key")?,
+            }));
         }
         if counts(db, row_id).await?.unused == 0 {
             return Ok(None);
@@ -273,7 +280,12 @@ pub async fn add_onetime(db: &DatabaseConnection, row_id: &str, keys: &[PublicPr
 }
 
 /// Stores a new signed prekey; it is served from now on.
-pub async fn rotate(db: &DatabaseConnection, row_id: &str, key: &SignedPrekey, now: DateTime<Utc>) -> Result<(), DbErr> {
+pub async fn rotate(
+    db: &DatabaseConnection,
+    row_id: &str,
+    key: &SignedPrekey,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     insert_signed(db, row_id, key, now).await
 }
 

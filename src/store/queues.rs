@@ -4,9 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::message;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, FromQueryResult, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, FromQueryResult, Statement, Value};
 
 use super::prekeys::statement;
 
@@ -98,7 +96,11 @@ pub async fn holds(db: &DatabaseConnection, device_row: &str, message_id: &str) 
 }
 
 /// Removes the listed messages from one device's queue. Returns (removed, remaining).
-pub async fn acknowledge(db: &DatabaseConnection, device_row: &str, message_ids: &[String]) -> Result<(u64, u64), DbErr> {
+pub async fn acknowledge(
+    db: &DatabaseConnection,
+    device_row: &str,
+    message_ids: &[String],
+) -> Result<(u64, u64), DbErr> {
     let backend = db.get_database_backend();
     let mut removed = 0;
     for chunk in message_ids.chunks(500) {

@@ -377,7 +377,7 @@ pub async fn accept<D: Dialect>(
             return dialect.refusal(StatusCode::FORBIDDEN, &e);
         }
         if let Some(device) = path.device {
-            identity.device_id = Some(device.to_string());
+            identity.device_id = Some(device.to_string().into());
         }
     }
     if let Err(e) = dialect.admit(&app, &identity).await {

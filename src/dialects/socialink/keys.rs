@@ -173,11 +173,7 @@ async fn deactivate(
     Ok(Json(json!({ "success": true, "message": "Device deactivated" })))
 }
 
-async fn devices(
-    State(app): State<Arc<AppState>>,
-    _caller: Caller,
-    Path(user_id): Path<UserId>,
-) -> Reply<Json<Value>> {
+async fn devices(State(app): State<Arc<AppState>>, _caller: Caller, Path(user_id): Path<UserId>) -> Reply<Json<Value>> {
     let devices: Vec<Value> = app.core.keyed_devices(&user_id).await?.iter().map(device_json).collect();
     Ok(Json(json!({ "count": devices.len(), "devices": devices })))
 }

@@ -139,7 +139,9 @@ impl SendIn {
             (false, _) => None,
             (true, Some(seconds)) if seconds >= 1 => Some(seconds as u64),
             (true, _) => {
-                return Err(AppError::validation("is_self_destructing needs expires_in_seconds from 1 to 2592000").into())
+                return Err(
+                    AppError::validation("is_self_destructing needs expires_in_seconds from 1 to 2592000").into()
+                )
             }
         };
         Ok(SealedDraft {
@@ -173,9 +175,9 @@ async fn send(
     let actor = caller.acting_as(&sender_id)?;
     let mut input: SendIn = body(&bytes)?;
     let to = match input.conversation_id.take().filter(|c| c != NIL_UUID && !c.is_empty()) {
-        Some(chat) => Destination::Conversation(chat),
+        Some(chat) => Destination::Conversation(chat.into()),
         None => match input.recipient_id.take().filter(|r| !r.is_empty()) {
-            Some(user) => Destination::User(user),
+            Some(user) => Destination::User(user.into()),
             None => return Err(AppError::validation("recipient_id is required without a conversation_id").into()),
         },
     };
@@ -192,7 +194,7 @@ async fn group_send(
 ) -> Reply<(StatusCode, Json<Value>)> {
     let actor = caller.acting_as(&sender_id)?;
     let input: SendIn = body(&bytes)?;
-    let draft = input.draft(Destination::Conversation(group_id.clone()))?;
+    let draft = input.draft(Destination::Conversation(group_id.clone().into()))?;
     let view = app.core.conversation_view(actor, &group_id).await?;
     if view.kind != ConversationKind::Group {
         return Err(AppError::NotFound("Group not found".into()).into());
@@ -205,7 +207,9 @@ async fn group_send(
 fn number(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, Rejection> {
     match query.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => v.parse::<i64>().map(Some).map_err(|_| AppError::validation(format!("{name} must be an integer")).into()),
+        Some(v) => {
+            v.parse::<i64>().map(Some).map_err(|_| AppError::validation(format!("{name} must be an integer")).into())
+        }
     }
 }
 
@@ -228,7 +232,13 @@ async fn history(
     Ok(Json(json!({ "count": messages.len(), "messages": messages })))
 }
 
-async fn receipt(app: &AppState, caller: &Caller, user_id: &str, message_id: &str, kind: ReceiptKind) -> Reply<Json<Value>> {
+async fn receipt(
+    app: &AppState,
+    caller: &Caller,
+    user_id: &str,
+    message_id: &str,
+    kind: ReceiptKind,
+) -> Reply<Json<Value>> {
     let actor = caller.acting_as(user_id)?;
     app.core.sealed_receipt(actor, message_id, kind).await?;
     Ok(Json(json!({ "success": true })))
@@ -280,11 +290,12 @@ impl<'a> Shower<'a> {
     }
 
     pub async fn show(&mut self, m: &Message) -> Result<Value, AppError> {
-        if !self.views.contains_key(&m.chat_id) {
+        if !self.views.contains_key(m.chat_id.as_str()) {
             let view = self.app.core.view_of(&m.chat_id).await?;
-            self.views.insert(m.chat_id.clone(), view);
+            self.views.insert(m.chat_id.to_string(), view);
         }
-        let view = self.views.get(&m.chat_id).ok_or_else(|| AppError::Internal(anyhow::anyhow!("view vanished")))?;
+        let view =
+            self.views.get(m.chat_id.as_str()).ok_or_else(|| AppError::Internal(anyhow::anyhow!("view vanished")))?;
         Ok(message_json(m, view))
     }
 }

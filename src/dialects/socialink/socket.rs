@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{
-    messages::{Shower, message_json},
+    messages::{message_json, Shower},
     wire::{time, Rejection},
 };
 use crate::{
@@ -213,7 +213,9 @@ impl Dialect for Socialink {
             }
             // Typing, presence, calls and group membership are encoded by their modules
             // (typing.rs, presence.rs, calls.rs, groups.rs): their arms go here.
-            Event::Typing(_) | Event::Presence(_) | Event::Call(_) | Event::MemberJoined(_) | Event::MemberLeft(_) => None,
+            Event::Typing(_) | Event::Presence(_) | Event::Call(_) | Event::MemberJoined(_) | Event::MemberLeft(_) => {
+                None
+            }
             Event::Reaction(_) | Event::Notification(_) | Event::ChatUpdated(_) | Event::MessageEdited(_) => None,
         }
     }

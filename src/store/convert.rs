@@ -11,6 +11,7 @@ pub fn member(m: entity::member::Model, user: Option<&entity::user::Model>) -> M
         user_id: m.user_id,
         role: role(&m.role),
         joined_at: m.joined_at,
+        added_by: m.added_by,
     }
 }
 
@@ -74,6 +75,7 @@ pub fn conversation(c: entity::conversation::Model, members: Vec<Member>) -> Con
         encrypted: c.encrypted,
         created_by: c.created_by,
         last_seq: c.last_seq,
+        epoch: c.epoch,
         created_at: c.created_at,
         updated_at: c.updated_at,
         members,

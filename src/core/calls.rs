@@ -581,7 +581,7 @@ impl Core {
     }
 
     /// Runs `task` after `delay`, unless the core is gone by then.
-    fn later<F, Fut>(&self, delay: Duration, task: F)
+    pub(crate) fn later<F, Fut>(&self, delay: Duration, task: F)
     where
         F: FnOnce(Arc<Core>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,

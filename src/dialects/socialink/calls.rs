@@ -17,14 +17,14 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::wire::{body, parse_enum, target_id, time, Caller, Reply};
+use super::wire::{body, parse_enum, target_id, time, Caller, Params, Reply};
 use crate::{
     core::{
         calls::CallRequest,
         model::{Actor, Call, CallChange, CallKind, CallSignal, CallStatus, Event},
     },
     error::AppError,
-    transport::{rest::QueryParams, AppState},
+    transport::AppState,
 };
 
 pub fn router(_app: &AppState) -> Router<Arc<AppState>> {
@@ -175,7 +175,7 @@ async fn list_ice(
     State(app): State<Arc<AppState>>,
     Caller(actor): Caller,
     Path(call_id): Path<String>,
-    QueryParams(query): QueryParams<IceQuery>,
+    Params(query): Params<IceQuery>,
 ) -> Reply<Json<Value>> {
     let found = app.core.ice_candidates(&actor, target_id(&call_id)?, query.from.as_deref()).await?;
     let candidates: Vec<String> = found.into_iter().map(|c| opaque(Some(c.candidate)).unwrap_or_default()).collect();
@@ -187,7 +187,7 @@ async fn history(
     State(app): State<Arc<AppState>>,
     Caller(actor): Caller,
     Path(conversation_id): Path<String>,
-    QueryParams(query): QueryParams<HistoryQuery>,
+    Params(query): Params<HistoryQuery>,
 ) -> Reply<Json<Value>> {
     let limit = query.limit.unwrap_or(DEFAULT_HISTORY).clamp(1, MAX_HISTORY);
     let calls = app.core.call_history(&actor, target_id(&conversation_id)?, Some(limit), None).await?;

@@ -228,6 +228,20 @@ impl IdList {
     }
 }
 
+/// Query parameters; ill-typed ones are `VALIDATION_FAILED` (400) in Socialink's body.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(rejection) => Err(Rejection(AppError::validation(rejection.body_text()))),
+        }
+    }
+}
+
 /// `{"success": true, "message": "<text>"}`.
 pub fn done(message: &str) -> Json<serde_json::Value> {
     Json(json!({ "success": true, "message": message }))

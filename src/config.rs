@@ -122,6 +122,9 @@ pub struct Config {
     /// zero turns editing off.
     pub message_edit_window: Duration,
     pub max_group_size: usize,
+    /// `SOCIALINK_MAX_GROUP_SIZE`: most members of a group made or grown through Socialink's
+    /// REST API, the creator included (the seed's 1,500).
+    pub socialink_max_group_size: usize,
     /// `MEDIA_MAX_SIZE`: largest attachment upload, in bytes.
     pub media_max_size: u64,
     /// `MEDIA_DIR`: where uploaded attachments (and their thumbnails) are stored. With several
@@ -395,6 +398,7 @@ impl Config {
                 src.parse::<u64>(&["MESSAGE_EDIT_WINDOW_MINUTES"], 15)?.saturating_mul(60),
             ),
             max_group_size: src.positive(&["MAX_GROUP_SIZE"], 256usize)?,
+            socialink_max_group_size: src.positive(&["SOCIALINK_MAX_GROUP_SIZE"], 1500usize)?,
             media_max_size: src.positive(&["MEDIA_MAX_SIZE"], 10_485_760u64)?,
             media_dir: src.string(&["MEDIA_DIR"], "./media").into(),
             image_max_width: src.positive(&["IMAGE_MAX_WIDTH"], 2048u32)?,

@@ -144,11 +144,22 @@ impl Core {
         status: &str,
         custom_status: Option<String>,
     ) -> AppResult<Presence> {
+        self.update_presence_with(actor, status, custom_status, MAX_CUSTOM_STATUS).await
+    }
+
+    /// [`Core::update_presence`] with a dialect's own longest custom status (Socialink: 255).
+    pub async fn update_presence_with(
+        &self,
+        actor: &Actor,
+        status: &str,
+        custom_status: Option<String>,
+        max_custom_status: usize,
+    ) -> AppResult<Presence> {
         self.limits.check(Limit::PresenceUpdate, &actor.user_id)?;
         let status = PresenceStatus::parse(status)
             .ok_or_else(|| AppError::validation("status must be one of online, away, busy, offline"))?;
-        if custom_status.as_ref().is_some_and(|c| c.chars().count() > MAX_CUSTOM_STATUS) {
-            return Err(AppError::validation(format!("customStatus is longer than {MAX_CUSTOM_STATUS} characters")));
+        if custom_status.as_ref().is_some_and(|c| c.chars().count() > max_custom_status) {
+            return Err(AppError::validation(format!("custom status is longer than {max_custom_status} characters")));
         }
         let p = Presence { user_id: actor.user_id.clone(), status, custom_status, last_seen: Some(Utc::now()) };
         self.shared.set_presence(&actor.user_id, &record(&p)).await.map_err(AppError::Internal)?;
@@ -183,6 +194,87 @@ impl Core {
             })
             .collect();
         Ok(out)
+    }
+
+    /// The user's chosen status and custom status as last set (`None`: never set).
+    pub async fn chosen_presence(&self, user: &str) -> AppResult<Option<(PresenceStatus, Option<String>)>> {
+        let kept = self.shared.presence(&[user.to_string().into()]).await.map_err(AppError::Internal)?;
+        Ok(kept
+            .into_iter()
+            .next()
+            .flatten()
+            .map(|r| (PresenceStatus::parse(&r.status).unwrap_or(PresenceStatus::Online), r.custom_status)))
+    }
+
+    /// Online without a connection (Socialink's REST `online`): the user counts as online, with
+    /// `status`, for `PRESENCE_TIMEOUT_SECONDS` unless renewed, or for as long as they have a
+    /// connection. When it lapses without a connection left, they are announced offline.
+    pub async fn online_for_a_while(&self, actor: &Actor, status: PresenceStatus) -> AppResult<Presence> {
+        self.limits.check(Limit::PresenceUpdate, &actor.user_id)?;
+        store::users::ensure(&self.db, std::slice::from_ref(&actor.user_id)).await?;
+        let now = Utc::now();
+        let timeout = self.config.presence_timeout;
+        let until = now + chrono::Duration::from_std(timeout).unwrap_or_default();
+        self.shared.online_until(&actor.user_id, until).await.map_err(AppError::Internal)?;
+        let custom_status = self.chosen_presence(&actor.user_id).await?.and_then(|(_, custom)| custom);
+        let p = Presence { user_id: actor.user_id.clone(), status, custom_status, last_seen: Some(now) };
+        self.shared.set_presence(&actor.user_id, &record(&p)).await.map_err(AppError::Internal)?;
+        self.announce(p.clone());
+        let user = actor.user_id.clone();
+        // A little after the end, so that the entry has surely lapsed when it is checked.
+        self.later(timeout + std::time::Duration::from_millis(50), move |core| async move {
+            core.online_lapsed(&user).await
+        });
+        Ok(p)
+    }
+
+    /// Offline now (Socialink's REST `offline`): ends "online for a while"; a user who still
+    /// has connections appears offline from then on (as SUP's `offline` status), until they
+    /// choose another status.
+    pub async fn go_offline(&self, actor: &Actor) -> AppResult<Presence> {
+        self.limits.check(Limit::PresenceUpdate, &actor.user_id)?;
+        let now = Utc::now();
+        let offline_everywhere = self.shared.clear_online_until(&actor.user_id).await.map_err(AppError::Internal)?;
+        let custom_status = self.chosen_presence(&actor.user_id).await?.and_then(|(_, custom)| custom);
+        let p = Presence {
+            user_id: actor.user_id.clone(),
+            status: PresenceStatus::Offline,
+            custom_status: if offline_everywhere { None } else { custom_status },
+            last_seen: Some(now),
+        };
+        if !offline_everywhere {
+            self.shared.set_presence(&actor.user_id, &record(&p)).await.map_err(AppError::Internal)?;
+        }
+        store::users::set_last_seen(&self.db, &actor.user_id, now).await?;
+        self.announce(p.clone());
+        Ok(p)
+    }
+
+    /// How many users are online, in any dialect.
+    pub async fn online_count(&self) -> AppResult<usize> {
+        Ok(self.shared.online_users().await.map_err(AppError::Internal)?.len())
+    }
+
+    /// An "online for a while" may have lapsed: announce the user offline if nothing keeps
+    /// them online any more (a renewal, a connection).
+    async fn online_lapsed(&self, user: &str) {
+        match self.shared.online(&[user.to_string().into()]).await {
+            Ok(online) if online.first().copied().unwrap_or(false) => {}
+            Ok(_) => {
+                let now = Utc::now();
+                let p = Presence {
+                    user_id: user.to_string().into(),
+                    status: PresenceStatus::Offline,
+                    custom_status: None,
+                    last_seen: Some(now),
+                };
+                self.announce(p);
+                if let Err(e) = store::users::set_last_seen(&self.db, user, now).await {
+                    tracing::warn!(cause = %e, "could not store last seen");
+                }
+            }
+            Err(e) => tracing::warn!(cause = %e, "could not check presence"),
+        }
     }
 
     fn announce(&self, p: Presence) {

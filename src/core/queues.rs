@@ -8,7 +8,7 @@
 use std::{collections::HashMap, sync::Weak, time::Duration};
 
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::{
     limits::Limit,
@@ -408,7 +408,4 @@ fn check_sealed(draft: &SealedDraft) -> AppResult<()> {
     Ok(())
 }
 
-/// When a message was stored, for the queue's TTL.
-pub fn queued_before(at: DateTime<Utc>, ttl: Duration) -> bool {
-    chrono::Duration::from_std(ttl).is_ok_and(|ttl| at < Utc::now() - ttl)
-}
+

@@ -16,6 +16,13 @@ use crate::error::{AppError, AppResult, Field};
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Core {
+    /// Who is typing in `chat` now, for a member.
+    pub async fn typing_in(&self, actor: &Actor, chat: &str) -> AppResult<Vec<String>> {
+        super::check_id(Field::Chat, chat)?;
+        self.require_member(chat, &actor.user_id).await?;
+        self.shared.typers(chat).await.map_err(AppError::Internal)
+    }
+
     pub async fn set_typing(&self, actor: &Actor, chat: &str, typing: bool) -> AppResult<()> {
         if typing {
             self.limits.check(Limit::Typing, &actor.user_id)?;

@@ -519,6 +519,8 @@ impl SocketIoProfile for Sup {
             ),
             Event::Presence(p) => ("presence:update", presence_json(p)),
             Event::Call(signal) => call_signal(signal),
+            // SUP hears calls through the signals to the parties.
+            Event::CallChanged(..) => return None,
             Event::Reaction(r) => (if r.added { "reaction:new" } else { "reaction:remove" }, reaction_json(r)),
             Event::Notification(n) => ("notification:new", notification_json(n)),
             Event::MemberJoined(j) => (

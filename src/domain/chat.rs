@@ -117,6 +117,9 @@ pub struct Conversation {
     pub encrypted: bool,
     pub created_by: UserId,
     pub last_seq: i64,
+    /// Membership epoch: one more with every member added or removed.
+    #[serde(default)]
+    pub epoch: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub members: Vec<Member>,
@@ -130,4 +133,7 @@ pub struct Member {
     pub name: Option<String>,
     pub avatar: Option<String>,
     pub joined_at: DateTime<Utc>,
+    /// Who added them (`None` for the creator).
+    #[serde(default)]
+    pub added_by: Option<UserId>,
 }

@@ -46,6 +46,9 @@ pub struct MemberJoined {
     pub added_by: UserId,
     #[serde(default = "Utc::now")]
     pub at: DateTime<Utc>,
+    /// The conversation's membership epoch after the change.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -56,6 +59,9 @@ pub struct MemberLeft {
     pub removed_by: UserId,
     #[serde(default = "Utc::now")]
     pub at: DateTime<Utc>,
+    /// The conversation's membership epoch after the change.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 /// Which details of a chat a [`ChatUpdated`] changed.
@@ -92,6 +98,8 @@ pub enum Event {
     Typing(Typing),
     Presence(Presence),
     Call(CallSignal),
+    /// A call changed state (or started): to every member of its chat.
+    CallChanged(CallChange, Call),
     Reaction(Reaction),
     Notification(Notification),
     MemberJoined(MemberJoined),

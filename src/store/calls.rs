@@ -6,10 +6,11 @@ use crate::domain::UserId;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use entity::{call, call_participant, user};
+use entity::{call, call_ice_candidate, call_participant, user};
 use sea_orm::{
     ActiveValue::{Set, Unchanged},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use super::is_postgres;
@@ -26,13 +27,14 @@ pub const LIVE_STATES: [&str; 2] = ["ringing", "joined"];
 
 /// Creates a call in one write transaction. The rows of `users` (caller and candidate callees)
 /// are locked first, so two calls to the same person cannot both find them free; `plan` gets
-/// the users among them who are already in a live call and returns the callees to ring, or
-/// refuses. The caller is stored as `joined`, the callees as `ringing`.
+/// the users among them who are already in a live call, and whether the conversation has a
+/// live call, and returns the callees to ring, or refuses. The caller is stored as `joined`,
+/// the callees as `ringing`.
 pub async fn create<E>(
     db: &DatabaseConnection,
     new: call::Model,
     users: &[UserId],
-    plan: impl FnOnce(&HashSet<String>) -> Result<Vec<UserId>, E>,
+    plan: impl FnOnce(&HashSet<String>, bool) -> Result<Vec<UserId>, E>,
 ) -> Result<CallRecord, E>
 where
     E: From<DbErr>,
@@ -55,7 +57,13 @@ where
             .await?;
     }
     let busy: HashSet<String> = busy_among(&txn, users).await?;
-    let callees = plan(&busy)?;
+    let chat_busy = call::Entity::find()
+        .filter(call::Column::ConversationId.eq(new.conversation_id.clone()))
+        .filter(call::Column::Status.is_in(["ringing", "active"]))
+        .count(&txn)
+        .await?
+        > 0;
+    let callees = plan(&busy, chat_busy)?;
     call::Entity::insert(call::ActiveModel {
         id: Set(new.id.clone()),
         conversation_id: Set(new.conversation_id.clone()),
@@ -69,6 +77,8 @@ where
         answered_at: Set(None),
         ended_at: Set(None),
         duration_ms: Set(None),
+        offer: Set(new.offer.clone()),
+        answer: Set(None),
     })
     .exec_without_returning(&txn)
     .await?;
@@ -145,6 +155,8 @@ where
             answered_at: Set(c.answered_at),
             ended_at: Set(c.ended_at),
             duration_ms: Set(c.duration_ms),
+            offer: Set(c.offer),
+            answer: Set(c.answer),
         })
         .exec(&txn)
         .await?;
@@ -238,4 +250,65 @@ pub async fn live_for_user(db: &DatabaseConnection, user: &str) -> Result<Vec<Ca
     }
     let calls = call::Entity::find().filter(call::Column::Id.is_in(ids)).all(db).await?;
     with_participants(db, calls).await
+}
+
+/// What [`add_ice`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IceAdded {
+    Stored,
+    /// The call already holds `max` candidates.
+    Full,
+}
+
+/// Stores an ICE candidate after the call's others, numbered in arrival order. One write
+/// transaction with the call row locked (PostgreSQL), so concurrent candidates of one call
+/// get distinct numbers.
+pub async fn add_ice(
+    db: &DatabaseConnection,
+    call_id: &str,
+    user_id: &str,
+    candidate: String,
+    max: u64,
+) -> Result<IceAdded, DbErr> {
+    let txn = super::begin_write(db).await?;
+    if is_postgres(&txn) {
+        call::Entity::find_by_id(call_id.to_string()).lock_exclusive().one(&txn).await?;
+    }
+    let last: Option<i32> = call_ice_candidate::Entity::find()
+        .select_only()
+        .column_as(call_ice_candidate::Column::Seq.max(), "last")
+        .filter(call_ice_candidate::Column::CallId.eq(call_id))
+        .into_tuple::<Option<i32>>()
+        .one(&txn)
+        .await?
+        .flatten();
+    let last = last.unwrap_or(0);
+    if last as u64 >= max {
+        txn.rollback().await?;
+        return Ok(IceAdded::Full);
+    }
+    call_ice_candidate::Entity::insert(call_ice_candidate::ActiveModel {
+        call_id: Set(call_id.to_string()),
+        seq: Set(last + 1),
+        user_id: Set(user_id.to_string()),
+        candidate: Set(candidate),
+        created_at: Set(Utc::now()),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(IceAdded::Stored)
+}
+
+/// A call's ICE candidates in arrival order, only `from`'s when given.
+pub async fn ice_candidates(
+    db: &DatabaseConnection,
+    call_id: &str,
+    from: Option<&str>,
+) -> Result<Vec<call_ice_candidate::Model>, DbErr> {
+    let mut query = call_ice_candidate::Entity::find().filter(call_ice_candidate::Column::CallId.eq(call_id));
+    if let Some(from) = from {
+        query = query.filter(call_ice_candidate::Column::UserId.eq(from));
+    }
+    query.order_by_asc(call_ice_candidate::Column::Seq).all(db).await
 }

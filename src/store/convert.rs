@@ -16,6 +16,7 @@ pub fn member(m: entity::member::Model, user: Option<&entity::user::Model>) -> M
         user_id: m.user_id.into(),
         role: role(&m.role),
         joined_at: m.joined_at,
+        added_by: m.added_by.map(Into::into),
     }
 }
 
@@ -82,6 +83,7 @@ pub fn conversation(c: entity::conversation::Model, members: Vec<Member>) -> Con
         encrypted: c.encrypted,
         created_by: c.created_by.into(),
         last_seq: c.last_seq,
+        epoch: c.epoch,
         created_at: c.created_at,
         updated_at: c.updated_at,
         members,

@@ -45,36 +45,54 @@ pub trait SharedState: Send + Sync + 'static {
     async fn clear_typing(&self, chat: &str, user: &str, generation: Option<u64>) -> SharedResult<bool>;
     /// Renews this instance's entries for its connected users and their rooms.
     async fn renew(&self, users: &[UserId], rooms: &[(ChatId, UserId)]) -> SharedResult<()>;
-    /// Every user with a connection on any live instance, sorted.
+    /// Every user online on any live instance (a connection, or online until a time), sorted.
     async fn online_users(&self) -> SharedResult<Vec<UserId>>;
+    /// `user` is online until `until` without a connection (Socialink's REST `online`), or
+    /// until their connections say otherwise, whichever is later. True when the user was
+    /// offline everywhere. [`SharedState::online`] and [`SharedState::user_gone`] count it.
+    async fn online_until(&self, user: &str, until: DateTime<Utc>) -> SharedResult<bool>;
+    /// Drops the user's "online until" entry. True when the user is now offline everywhere.
+    async fn clear_online_until(&self, user: &str) -> SharedResult<bool>;
+    /// The users with a typing indicator in `chat`, sorted.
+    async fn typers(&self, chat: &str) -> SharedResult<Vec<String>>;
     /// Takes a slot in the sliding window `key`, which holds at most `limit` slots taken in the
     /// last `window`. `None` when taken; when full, how long until its oldest slot frees.
     async fn take_slot(&self, key: &str, limit: u32, window: Duration) -> SharedResult<Option<Duration>>;
 }
 
-/// The in-process implementation: one instance, nothing to expire.
+/// The in-process implementation: one instance; only "online until" entries expire.
 #[derive(Default)]
 pub struct MemoryState {
     online: DashSet<String>,
     presence: DashMap<String, PresenceRecord>,
     rooms: DashMap<String, DashSet<String>>,
     typing: DashMap<(String, String), u64>,
+    /// Users online until a time without a connection; lapsed entries go at the next renew.
+    online_until: DashMap<String, DateTime<Utc>>,
     /// Sliding windows: their length, and when each slot in them was taken.
     windows: DashMap<String, (Duration, VecDeque<Instant>)>,
+}
+
+impl MemoryState {
+    /// Whether the user is online until a time still to come.
+    fn lasts(&self, user: &str) -> bool {
+        self.online_until.get(user).is_some_and(|until| *until > Utc::now())
+    }
 }
 
 #[async_trait]
 impl SharedState for MemoryState {
     async fn user_here(&self, user: &str) -> SharedResult<bool> {
-        Ok(self.online.insert(user.to_string()))
+        let until = self.lasts(user);
+        Ok(self.online.insert(user.to_string()) && !until)
     }
 
     async fn user_gone(&self, user: &str) -> SharedResult<bool> {
-        Ok(self.online.remove(user).is_some())
+        Ok(self.online.remove(user).is_some() && !self.lasts(user))
     }
 
     async fn online(&self, users: &[UserId]) -> SharedResult<Vec<bool>> {
-        Ok(users.iter().map(|u| self.online.contains(u.as_str())).collect())
+        Ok(users.iter().map(|u| self.online.contains(u.as_str()) || self.lasts(u)).collect())
     }
 
     async fn set_presence(&self, user: &str, record: &PresenceRecord) -> SharedResult<()> {
@@ -120,11 +138,34 @@ impl SharedState for MemoryState {
         // Nothing expires here, but windows whose slots have all freed are forgotten, so the
         // map stays bounded by the users active in one window.
         self.windows.retain(|_, (window, slots)| slots.back().is_some_and(|t| t.elapsed() < *window));
+        let now = Utc::now();
+        self.online_until.retain(|_, until| *until > now);
         Ok(())
     }
 
     async fn online_users(&self) -> SharedResult<Vec<UserId>> {
         let mut users: Vec<UserId> = self.online.iter().map(|u| UserId::from(u.as_str())).collect();
+        let now = Utc::now();
+        users.extend(self.online_until.iter().filter(|e| *e.value() > now).map(|e| UserId::from(e.key().as_str())));
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
+
+    async fn online_until(&self, user: &str, until: DateTime<Utc>) -> SharedResult<bool> {
+        let was_online = self.online.contains(user) || self.lasts(user);
+        self.online_until.insert(user.to_string(), until);
+        Ok(!was_online)
+    }
+
+    async fn clear_online_until(&self, user: &str) -> SharedResult<bool> {
+        self.online_until.remove(user);
+        Ok(!self.online.contains(user))
+    }
+
+    async fn typers(&self, chat: &str) -> SharedResult<Vec<String>> {
+        let mut users: Vec<String> =
+            self.typing.iter().filter(|e| e.key().0 == chat).map(|e| e.key().1.clone()).collect();
         users.sort();
         Ok(users)
     }

@@ -7,6 +7,7 @@ pub mod calls;
 pub mod groups;
 pub mod keys;
 pub mod messages;
+pub mod openapi;
 pub mod presence;
 pub mod socket;
 pub mod typing;
@@ -28,6 +29,7 @@ pub fn routes(app: &AppState) -> Router<Arc<AppState>> {
         .merge(presence::router(app))
         .merge(typing::router(app))
         .merge(calls::router(app))
+        .merge(openapi::router(app))
         .fallback(|| async { wire::Rejection(AppError::NotFound("no such route".into())) });
     Router::new().nest("/api/v1", api).merge(socket::router(app))
 }

@@ -30,7 +30,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{
+    calls, groups,
     messages::{message_json, Shower},
+    presence, typing,
     wire::{time, Rejection},
 };
 use crate::{
@@ -211,11 +213,11 @@ impl Dialect for Socialink {
             Event::Device(DeviceNews::PrekeysLow { device_id, unused, .. }) => {
                 Some(frame("prekeys_low", json!({ "device_id": device_id, "unused_prekeys": unused })))
             }
-            // Typing, presence, calls and group membership are encoded by their modules
-            // (typing.rs, presence.rs, calls.rs, groups.rs): their arms go here.
-            Event::Typing(_) | Event::Presence(_) | Event::Call(_) | Event::MemberJoined(_) | Event::MemberLeft(_) => {
-                None
-            }
+            // Typing, presence, calls and group membership are encoded by their own modules.
+            Event::Typing(_) => typing::frame(&item.event).map(|f| f.to_string()),
+            Event::Presence(_) => presence::frame(&item.event).map(|f| f.to_string()),
+            Event::Call(_) | Event::CallChanged(..) => calls::frame(&item.event).map(|f| f.to_string()),
+            Event::MemberJoined(_) | Event::MemberLeft(_) => groups::frame(&item.event).map(|f| f.to_string()),
             Event::Reaction(_) | Event::Notification(_) | Event::ChatUpdated(_) | Event::MessageEdited(_) => None,
         }
     }

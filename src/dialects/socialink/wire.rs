@@ -179,6 +179,74 @@ pub fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+// --- Conventions added for groups, presence, typing and calls (branch sl-social) ---
+
+/// A path id that names something to look up (group, conversation, call): one that could not
+/// name anything (empty, over 128 characters, control characters) is `NOT_FOUND`, as an
+/// unknown one is (§1: "malformed minted id").
+pub fn target_id(id: &str) -> Result<&str, Rejection> {
+    crate::core::check_id(Field::Chat, id).map_err(|_| Rejection(AppError::NotFound("no such id".into())))?;
+    Ok(id)
+}
+
+/// A body that may be left out entirely (an empty body is `T::default()`), read as [`body`].
+pub fn optional_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Reply<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    body(bytes)
+}
+
+/// A list of ids sent bare (`[...]`) or wrapped (`{"<key>": [...]}`), as the real server
+/// accepted both for its list bodies.
+#[derive(Debug, Default)]
+pub struct IdList(pub Vec<String>);
+
+impl IdList {
+    pub fn read(bytes: &Bytes, key: &str) -> Reply<Self> {
+        let value: serde_json::Value = body(bytes)?;
+        let list = match value {
+            serde_json::Value::Array(items) => items,
+            serde_json::Value::Object(mut fields) => match fields.remove(key) {
+                Some(serde_json::Value::Array(items)) => items,
+                _ => return Err(Rejection(AppError::validation(format!("{key} must be an array of ids")))),
+            },
+            _ => {
+                return Err(Rejection(AppError::validation(format!(
+                    "the body must be an array of ids or {{{key}: [...]}}"
+                ))))
+            }
+        };
+        let ids = list
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::String(id) => Ok(id),
+                _ => Err(Rejection(AppError::validation(format!("{key} must hold strings")))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(IdList(ids))
+    }
+}
+
+/// Query parameters; ill-typed ones are `VALIDATION_FAILED` (400) in Socialink's body.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(rejection) => Err(Rejection(AppError::validation(rejection.body_text()))),
+        }
+    }
+}
+
+/// `{"success": true, "message": "<text>"}`.
+pub fn done(message: &str) -> Json<serde_json::Value> {
+    Json(json!({ "success": true, "message": message }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,7 +233,7 @@ impl SocketIoProfile for Spark {
             }
             Event::ChatUpdated(u) => ("conversation_updated", conversation_updated_json(u)),
             // Spark has no calls; its users are reached through the sup dialect for those.
-            Event::Call(_) => return None,
+            Event::Call(_) | Event::CallChanged(..) => return None,
             // Socialink's keyed devices; Spark has no such event.
             Event::Device(_) => return None,
         })

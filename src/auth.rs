@@ -58,30 +58,105 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 
 impl Claims {
     /// The identity these claims name: the user is `sub`, else `userId`; the device is
-    /// `deviceId`. Empty strings count as absent.
+    /// `deviceId`. Empty strings count as absent; the user and device ids must be subject ids
+    /// ([`check_subject`]).
     pub fn identity(self) -> Result<Identity, AppError> {
         let present = |v: Option<String>| v.filter(|s| !s.is_empty());
         let user_id = present(self.sub)
             .or_else(|| present(self.user_id))
             .ok_or_else(|| AppError::Unauthorized(NO_USER_ID.into()))?;
-        if user_id.len() > 128 {
-            return Err(AppError::Unauthorized("token subject must be 1 to 128 characters".into()));
-        }
+        check_subject(&user_id).map_err(|why| AppError::Unauthorized(format!("token subject {why}")))?;
         // A NUL cannot be stored on PostgreSQL (the claims are written to the user row); it is
         // refused the same on both databases.
-        let texts =
-            [Some(&user_id), self.device_id.as_ref(), self.username.as_ref(), self.name.as_ref(), self.avatar.as_ref()];
+        let texts = [self.device_id.as_ref(), self.username.as_ref(), self.name.as_ref(), self.avatar.as_ref()];
         if texts.into_iter().flatten().any(|t| t.contains('\0')) {
             return Err(AppError::Unauthorized("token claims must not contain NUL characters".into()));
         }
         let device_id = present(self.device_id);
-        if device_id.as_ref().is_some_and(|d| d.len() > 128 || d.chars().any(char::is_control)) {
-            return Err(AppError::Unauthorized(
-                "token deviceId must be 1 to 128 characters without control characters".into(),
-            ));
+        if let Some(device) = &device_id {
+            check_subject(device).map_err(|why| AppError::Unauthorized(format!("token deviceId {why}")))?;
         }
-        Ok(Identity { user_id, device_id, username: self.username, name: self.name, avatar: self.avatar })
+        Ok(Identity {
+            user_id,
+            device_id,
+            username: self.username,
+            name: self.name,
+            avatar: self.avatar,
+            expires_at: expiry(self.exp),
+        })
     }
+}
+
+/// A device id a client named at connect (Socket.IO `auth.deviceId`): a string that is a
+/// subject id ([`check_subject`]).
+pub fn device_from_handshake(value: &serde_json::Value) -> Result<String, AppError> {
+    let refused = |why: &str| AppError::validation(format!("auth.deviceId {why}"));
+    let id = value.as_str().ok_or_else(|| refused("must be a string"))?;
+    check_subject(id).map_err(refused)?;
+    Ok(id.to_string())
+}
+
+/// Longest subject id (user or device), in bytes: what a column and a log line hold.
+pub const MAX_SUBJECT_LEN: usize = 128;
+
+/// The one rule for ids that name a principal (a token's user and device, a device a client
+/// names at connect): 1 to [`MAX_SUBJECT_LEN`] bytes of printable text, with no whitespace at
+/// either end. Refused: control characters (NUL, newlines, escapes), invisible formatting
+/// characters (bidirectional overrides and isolates such as U+202E, zero-width spaces and
+/// joiners, the BOM), line and paragraph separators, and ids that are only spaces. Such an id
+/// would show one user as another in every client that prints it (an RTL override turns
+/// `alice\u{202E}nimda` into what reads as `alice` + `admin` reversed), break log lines, or
+/// differ from what a person typed only by what nobody can see. Surrounding whitespace is
+/// refused rather than trimmed: `" alice"` is another principal to the issuer that signed it,
+/// and must not become `alice` here.
+pub fn check_subject(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() || id.len() > MAX_SUBJECT_LEN {
+        return Err("must be 1 to 128 characters");
+    }
+    if id.trim() != id {
+        return Err("must not begin or end with whitespace");
+    }
+    if let Some(c) = id.chars().find(|c| !printable(*c)) {
+        return Err(if c.is_control() {
+            "must not contain control characters (NUL, newlines, escapes)"
+        } else {
+            "must not contain invisible formatting characters (direction overrides, zero-width characters)"
+        });
+    }
+    Ok(())
+}
+
+/// Visible text or an ordinary space: not a control character, not an invisible format
+/// character (Unicode category Cf, the ones that matter listed), not a line or paragraph
+/// separator, and not a noncharacter.
+fn printable(c: char) -> bool {
+    if c.is_control() {
+        return false;
+    }
+    !matches!(c,
+        '\u{00AD}'                     // soft hyphen
+        | '\u{061C}'                   // Arabic letter mark
+        | '\u{115F}' | '\u{1160}'       // Hangul fillers
+        | '\u{180E}'                   // Mongolian vowel separator
+        | '\u{200B}'..='\u{200F}'       // zero-width space, (non-)joiner, LRM, RLM
+        | '\u{2028}'..='\u{202E}'       // line / paragraph separator, embeddings, overrides
+        | '\u{2060}'..='\u{206F}'       // word joiner, invisible operators, isolates
+        | '\u{3164}' | '\u{FFA0}'       // Hangul fillers
+        | '\u{FE00}'..='\u{FE0F}'       // variation selectors
+        | '\u{FEFF}'                   // BOM / zero-width no-break space
+        | '\u{FFF0}'..='\u{FFFB}'       // specials, interlinear annotation
+        | '\u{FFFE}' | '\u{FFFF}'
+        | '\u{E0000}'..='\u{E007F}'     // tags
+    ) && !(('\u{FDD0}'..='\u{FDEF}').contains(&c))
+}
+
+/// How long past its `exp` a token is still accepted (clock skew between issuer and server).
+pub const LEEWAY_SECS: u64 = 5;
+
+/// When a token whose `exp` is `exp` stops being accepted: `exp` plus the leeway.
+fn expiry(exp: u64) -> Option<chrono::DateTime<chrono::Utc>> {
+    let until = i64::try_from(exp.saturating_add(LEEWAY_SECS)).ok()?;
+    chrono::DateTime::from_timestamp(until, 0)
 }
 
 /// Verifies tokens with the configured key(s).
@@ -96,7 +171,7 @@ impl Verifier {
             let mut v = Validation::new(alg);
             // The user may be `sub` or `userId`: checked after decoding (`Claims::identity`).
             v.set_required_spec_claims(&["exp"]);
-            v.leeway = 5;
+            v.leeway = LEEWAY_SECS;
             if let Some(iss) = &cfg.jwt_issuer {
                 // `set_issuer` alone checks `iss` only when a token has one.
                 v.set_required_spec_claims(&["exp", "iss"]);

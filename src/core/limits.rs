@@ -21,6 +21,8 @@ pub enum Limit {
     PresenceUpdate,
     CallInitiate,
     Reactions,
+    /// Ids named in subscription-like requests (presence watches, chat room joins).
+    Subscriptions,
 }
 
 impl Limit {
@@ -35,6 +37,7 @@ impl Limit {
             Limit::PresenceUpdate => "presence updates",
             Limit::CallInitiate => "calls",
             Limit::Reactions => "reactions",
+            Limit::Subscriptions => "subscriptions",
         }
     }
 }
@@ -48,6 +51,9 @@ pub struct Limiters {
     presence_update: DefaultKeyedRateLimiter<String>,
     call_initiate: DefaultKeyedRateLimiter<String>,
     reactions: DefaultKeyedRateLimiter<String>,
+    subscriptions: DefaultKeyedRateLimiter<String>,
+    /// The burst of `subscriptions`: the most ids one request may name.
+    subscriptions_burst: u32,
     connections: DefaultKeyedRateLimiter<IpAddr>,
 }
 
@@ -71,6 +77,8 @@ impl Limiters {
             presence_update: keyed(limits.presence_update),
             call_initiate: keyed(limits.call_initiate),
             reactions: keyed(limits.reactions),
+            subscriptions: keyed(limits.subscriptions),
+            subscriptions_burst: limits.subscriptions.count,
             connections: keyed(limits.connections),
         })
     }
@@ -89,6 +97,7 @@ impl Limiters {
             Limit::PresenceUpdate => &self.presence_update,
             Limit::CallInitiate => &self.call_initiate,
             Limit::Reactions => &self.reactions,
+            Limit::Subscriptions => &self.subscriptions,
         }
     }
 
@@ -102,6 +111,27 @@ impl Limiters {
         })
     }
 
+    /// Takes `n` tokens at once for `user` (a request naming `n` ids), or says how long to
+    /// wait. A request naming more than the whole bucket can never pass, and is refused as
+    /// too large rather than told to wait.
+    pub fn check_n(&self, limit: Limit, user: &str, n: usize) -> Result<(), AppError> {
+        let Some(n) = u32::try_from(n).ok().and_then(NonZeroU32::new) else {
+            return if n == 0 { Ok(()) } else { Err(AppError::validation("too many ids in one request")) };
+        };
+        let key = user.to_string();
+        match self.limiter(limit).check_key_n(&key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(AppError::RateLimited {
+                what: limit.what(),
+                retry_after_ms: not_until.wait_time_from(self.clock.now()).as_millis() as u64,
+            }),
+            Err(_) => Err(AppError::validation(format!(
+                "one request may name at most {} ids (RATE_LIMIT_SUBSCRIPTIONS)",
+                self.subscriptions_burst
+            ))),
+        }
+    }
+
     /// Forgets users whose buckets are full again; run periodically.
     pub fn prune(&self) {
         for l in [
@@ -112,6 +142,7 @@ impl Limiters {
             &self.presence_update,
             &self.call_initiate,
             &self.reactions,
+            &self.subscriptions,
         ] {
             l.retain_recent();
             l.shrink_to_fit();

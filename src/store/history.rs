@@ -162,6 +162,27 @@ pub async fn share_a_conversation(db: &DatabaseConnection, a: &str, b: &str) -> 
     Ok(found.is_some())
 }
 
+/// Which of `candidates` share a conversation with `user` (one query, however many).
+pub async fn shared_with(db: &DatabaseConnection, user: &str, candidates: &[String]) -> Result<Vec<String>, DbErr> {
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mine = Query::select()
+        .column((member::Entity, member::Column::ConversationId))
+        .from(member::Entity)
+        .and_where(Expr::col((member::Entity, member::Column::UserId)).eq(user))
+        .to_owned();
+    member::Entity::find()
+        .select_only()
+        .column(member::Column::UserId)
+        .distinct()
+        .filter(Expr::col((member::Entity, member::Column::ConversationId)).in_subquery(mine))
+        .filter(member::Column::UserId.is_in(candidates.iter().cloned()))
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// Up to `limit` other users sharing a conversation with `user`.
 pub async fn contacts(db: &DatabaseConnection, user: &str, limit: u64) -> Result<Vec<String>, DbErr> {
     let mine = Query::select()

@@ -22,6 +22,7 @@
 
 pub mod address;
 pub mod frames;
+pub mod expiry;
 pub mod idle;
 pub mod raw_ws;
 pub mod rest;

@@ -66,15 +66,15 @@ impl Claims {
             .or_else(|| present(self.user_id))
             .ok_or_else(|| AppError::Unauthorized(NO_USER_ID.into()))?;
         check_subject(&user_id).map_err(|why| AppError::Unauthorized(format!("token subject {why}")))?;
-        // A NUL cannot be stored on PostgreSQL (the claims are written to the user row); it is
-        // refused the same on both databases.
-        let texts = [self.device_id.as_ref(), self.username.as_ref(), self.name.as_ref(), self.avatar.as_ref()];
-        if texts.into_iter().flatten().any(|t| t.contains('\0')) {
-            return Err(AppError::Unauthorized("token claims must not contain NUL characters".into()));
-        }
         let device_id = present(self.device_id);
         if let Some(device) = &device_id {
             check_subject(device).map_err(|why| AppError::Unauthorized(format!("token deviceId {why}")))?;
+        }
+        // A NUL cannot be stored on PostgreSQL (the claims are written to the user row); it is
+        // refused the same on both databases.
+        let texts = [self.username.as_ref(), self.name.as_ref(), self.avatar.as_ref()];
+        if texts.into_iter().flatten().any(|t| t.contains('\0')) {
+            return Err(AppError::Unauthorized("token claims must not contain NUL characters".into()));
         }
         Ok(Identity {
             user_id,
@@ -367,6 +367,44 @@ mod tests {
         ] {
             assert_eq!(refusal(v.verify(Some(&sign(claims)))), NO_USER_ID);
         }
+    }
+
+    #[test]
+    fn subjects_must_be_printable_trimmed_and_bounded() {
+        let v = verifier(None);
+        for good in ["alice", "u-42", "Zoë Ü", "用户", "a b", "x".repeat(128).as_str()] {
+            let token = sign(serde_json::json!({ "sub": good, "exp": in_an_hour() }));
+            assert_eq!(v.verify(Some(&token)).expect(good).user_id, good);
+        }
+        for bad in [
+            "a\u{0}b", "line\nbreak", "tab\t", "   ", " alice", "alice ", "evil\u{202E}nimda", "zero\u{200B}width",
+            "iso\u{2066}late", "bom\u{FEFF}", "sep\u{2028}", "esc\u{1B}[31m", &"x".repeat(129),
+        ] {
+            let token = sign(serde_json::json!({ "sub": bad, "exp": in_an_hour() }));
+            let refused = refusal(v.verify(Some(&token)));
+            assert!(refused.starts_with("token subject"), "{bad:?}: {refused}");
+            // The same rule holds for a userId token and for the device a token names.
+            let token = sign(serde_json::json!({ "userId": bad, "exp": in_an_hour() }));
+            assert!(refusal(v.verify(Some(&token))).starts_with("token subject"), "{bad:?}");
+            let token = sign(serde_json::json!({ "sub": "ok", "deviceId": bad, "exp": in_an_hour() }));
+            assert!(refusal(v.verify(Some(&token))).starts_with("token deviceId"), "{bad:?}");
+            assert!(device_from_handshake(&serde_json::json!(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_identity_expires_with_its_token_plus_the_leeway() {
+        let v = verifier(None);
+        let now = in_an_hour() - 3600;
+        let id = v.verify(Some(&sign(serde_json::json!({ "sub": "u1", "exp": now + 60 })))).expect("valid");
+        let at = id.expires_at.expect("expires").timestamp() as u64;
+        assert_eq!(at, now + 60 + LEEWAY_SECS);
+        assert!(!id.expired());
+        // Within the leeway: accepted, and already past its exp by a second.
+        let id = v.verify(Some(&sign(serde_json::json!({ "sub": "u1", "exp": now - 1 })))).expect("leeway");
+        assert!(!id.expired());
+        let gone = Identity { expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)), ..id };
+        assert!(gone.expired());
     }
 
     #[test]

@@ -355,8 +355,10 @@ mod tests {
             assert_eq!((err.http_status(), err.code()), (413, "CONTENT_TOO_LONG"), "{w}×{h}: {err}");
         }
         // A GIF declares its canvas in its first bytes too.
+        // A 1 × 1 frame on a 65535 × 65535 canvas (two-colour table, one LZW block).
         let mut gif = b"GIF89a".to_vec();
-        gif.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0]);
+        gif.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF]);
+        gif.extend_from_slice(&[0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B]);
         let err = process_image(&gif, ImageFormat::Gif, &fit(2048, 2048)).err().expect("refused");
         assert_eq!(err.code(), "CONTENT_TOO_LONG", "{err}");
     }

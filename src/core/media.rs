@@ -219,7 +219,12 @@ pub fn thumbnail_type(content_type: &str) -> &'static str {
 /// which held a floating-point copy of the image (16 bytes a pixel) on the way.
 pub fn process_image(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) -> AppResult<Processed> {
     let unreadable = |e: image::ImageError| match e {
-        image::ImageError::Limits(_) => too_large("it needs more memory to decode than IMAGE_DECODE_MAX_BYTES"),
+        image::ImageError::Limits(limit) => match limit.kind() {
+            image::error::LimitErrorKind::DimensionError => {
+                too_large(&format!("it declares a side longer than {MAX_SIDE} pixels"))
+            }
+            _ => too_large("it needs more memory to decode than IMAGE_DECODE_MAX_BYTES"),
+        },
         other => AppError::validation(format!("the image could not be decoded: {other}")),
     };
     let mut budget = Limits::default();

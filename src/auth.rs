@@ -377,8 +377,19 @@ mod tests {
             assert_eq!(v.verify(Some(&token)).expect(good).user_id, good);
         }
         for bad in [
-            "a\u{0}b", "line\nbreak", "tab\t", "   ", " alice", "alice ", "evil\u{202E}nimda", "zero\u{200B}width",
-            "iso\u{2066}late", "bom\u{FEFF}", "sep\u{2028}", "esc\u{1B}[31m", &"x".repeat(129),
+            "a\u{0}b",
+            "line\nbreak",
+            "tab\t",
+            "   ",
+            " alice",
+            "alice ",
+            "evil\u{202E}nimda",
+            "zero\u{200B}width",
+            "iso\u{2066}late",
+            "bom\u{FEFF}",
+            "sep\u{2028}",
+            "esc\u{1B}[31m",
+            &"x".repeat(129),
         ] {
             let token = sign(serde_json::json!({ "sub": bad, "exp": in_an_hour() }));
             let refused = refusal(v.verify(Some(&token)));

@@ -9,8 +9,8 @@
 //! value under which a struct, at any depth, is only ever read from a JSON object.
 
 use serde::de::{
-    self, value::BorrowedStrDeserializer, DeserializeOwned, DeserializeSeed, Deserializer, IntoDeserializer,
-    MapAccess, SeqAccess, Unexpected, Visitor,
+    self, value::BorrowedStrDeserializer, DeserializeOwned, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess,
+    SeqAccess, Unexpected, Visitor,
 };
 use serde_json::{Map, Value};
 

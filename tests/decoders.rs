@@ -32,11 +32,48 @@ const RAW: &[(&str, RawDecoder)] = &[
 
 /// Field names the dialects read, so that generated objects reach the decoders' field types.
 const FIELDS: &[&str] = &[
-    "chatId", "conversationId", "messageId", "userId", "userIds", "chatIds", "encryptedContent", "content",
-    "messageType", "type", "replyToId", "metadata", "tempId", "status", "customStatus", "afterSeq", "limit",
-    "callId", "calleeId", "targetUserId", "callType", "offer", "answer", "reason", "candidate", "before",
-    "emoji", "reaction", "notificationId", "isTyping", "encrypted", "attachments", "location", "latitude",
-    "longitude", "accuracy", "address", "deleteFor", "to", "with", "deviceId", "mentions",
+    "chatId",
+    "conversationId",
+    "messageId",
+    "userId",
+    "userIds",
+    "chatIds",
+    "encryptedContent",
+    "content",
+    "messageType",
+    "type",
+    "replyToId",
+    "metadata",
+    "tempId",
+    "status",
+    "customStatus",
+    "afterSeq",
+    "limit",
+    "callId",
+    "calleeId",
+    "targetUserId",
+    "callType",
+    "offer",
+    "answer",
+    "reason",
+    "candidate",
+    "before",
+    "emoji",
+    "reaction",
+    "notificationId",
+    "isTyping",
+    "encrypted",
+    "attachments",
+    "location",
+    "latitude",
+    "longitude",
+    "accuracy",
+    "address",
+    "deleteFor",
+    "to",
+    "with",
+    "deviceId",
+    "mentions",
 ];
 
 fn text() -> impl Strategy<Value = String> {
@@ -70,7 +107,8 @@ fn number() -> impl Strategy<Value = Value> {
 
 /// Any JSON value, a few levels deep, with objects keyed by the dialects' field names.
 fn json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool), number(), text().prop_map(Value::String)];
+    let leaf =
+        prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool), number(), text().prop_map(Value::String)];
     leaf.prop_recursive(4, 48, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),

@@ -116,7 +116,8 @@ async fn the_declared_type_of_an_upload_must_agree_with_its_bytes() {
             let (status, body) = upload(&app, &alice, bytes, declared).await;
             assert_eq!(code_of(status, &body), (422, "VALIDATION_FAILED"), "{backend} as {declared}: {body}");
         }
-        for (bytes, declared) in [(png(8, 8), "image/png"), (pdf, "application/pdf"), (png(8, 8), "application/octet-stream")]
+        for (bytes, declared) in
+            [(png(8, 8), "image/png"), (pdf, "application/pdf"), (png(8, 8), "application/octet-stream")]
         {
             let (status, body) = upload(&app, &alice, bytes, declared).await;
             assert_eq!(status, 201, "{backend} as {declared}: {body}");
@@ -142,14 +143,42 @@ async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<V
 async fn every_edge_of_the_rest_surface_answers_in_the_envelope() {
     let app = spawn_app("sqlite", &[]).await;
     let get = reqwest::Method::GET;
-    let cases: Vec<(&str, reqwest::Method, String, Option<Vec<u8>>, u16, &str)> = vec![
+    let cases: Vec<EdgeCase> = vec![
         ("a path that is not UTF-8", get.clone(), "/api/conversations/%FF".into(), None, 400, "VALIDATION_FAILED"),
         ("an unknown route", get.clone(), "/api/nothing-here".into(), None, 404, "NOT_FOUND"),
         ("a route without this method", reqwest::Method::PATCH, "/api/attachments".into(), None, 405, "NOT_FOUND"),
-        ("a URI over the limit", get.clone(), format!("/api/conversations/{}", "a".repeat(9000)), None, 414, "VALIDATION_FAILED"),
-        ("a body over the limit", reqwest::Method::POST, "/api/conversations".into(), Some(big_json(2 << 20)), 413, "CONTENT_TOO_LONG"),
-        ("a body that is not JSON", reqwest::Method::POST, "/api/conversations".into(), Some(b"{nope".to_vec()), 400, "INVALID_JSON"),
-        ("an array body", reqwest::Method::POST, "/api/conversations".into(), Some(br#"["direct", ["bob"]]"#.to_vec()), 422, "VALIDATION_FAILED"),
+        (
+            "a URI over the limit",
+            get.clone(),
+            format!("/api/conversations/{}", "a".repeat(9000)),
+            None,
+            414,
+            "VALIDATION_FAILED",
+        ),
+        (
+            "a body over the limit",
+            reqwest::Method::POST,
+            "/api/conversations".into(),
+            Some(big_json(2 << 20)),
+            413,
+            "CONTENT_TOO_LONG",
+        ),
+        (
+            "a body that is not JSON",
+            reqwest::Method::POST,
+            "/api/conversations".into(),
+            Some(b"{nope".to_vec()),
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            "an array body",
+            reqwest::Method::POST,
+            "/api/conversations".into(),
+            Some(br#"["direct", ["bob"]]"#.to_vec()),
+            422,
+            "VALIDATION_FAILED",
+        ),
     ];
     for (what, method, path, body, status, code) in cases {
         let (got, body, kind) = send(&app, method, &path, body).await;
@@ -158,6 +187,9 @@ async fn every_edge_of_the_rest_surface_answers_in_the_envelope() {
     }
     app.stop().await;
 }
+
+/// What is sent (what, method, path, body) and the status and code expected.
+type EdgeCase = (&'static str, reqwest::Method, String, Option<Vec<u8>>, u16, &'static str);
 
 /// A JSON object of about `size` bytes.
 fn big_json(size: usize) -> Vec<u8> {
@@ -184,8 +216,7 @@ async fn an_array_body_never_stores_a_message() {
         let body: Value = res.json().await.expect("json");
         assert_eq!(code_of(status, &body), (422, "VALIDATION_FAILED"), "{backend}: {body}");
         // A nested array where an object belongs (a location) is refused the same way.
-        let (status, body) =
-            app.post(&alice, &path, json!({ "type": "location", "location": [48.85, 2.35] })).await;
+        let (status, body) = app.post(&alice, &path, json!({ "type": "location", "location": [48.85, 2.35] })).await;
         assert_eq!(code_of(status, &body), (422, "VALIDATION_FAILED"), "{backend}: {body}");
         let (_, page) = app.get(&alice, &path).await;
         assert_eq!(page["data"]["messages"].as_array().map(Vec::len), Some(0), "{backend}: nothing stored: {page}");

@@ -279,9 +279,16 @@ impl Mrezhen {
 pub enum Frame {
     /// `direct_message`: `to` and `content` trimmed; the content's length, the recipient and
     /// the sender's rate are the core's to check.
-    Direct { to: String, content: String, temp_id: Option<String> },
+    Direct {
+        to: String,
+        content: String,
+        temp_id: Option<String>,
+    },
     /// `get_history`, `limit` already clamped to 1..=200 (50 when absent or not a number).
-    History { with: String, limit: u64 },
+    History {
+        with: String,
+        limit: u64,
+    },
     OnlineUsers,
     Ping,
 }

@@ -21,8 +21,8 @@
 //! only hands out and compares positions.
 
 pub mod address;
-pub mod frames;
 pub mod expiry;
+pub mod frames;
 pub mod idle;
 pub mod raw_ws;
 pub mod rest;

@@ -405,8 +405,7 @@ async fn open(
     conn: Arc<RawConnection>,
     follows_presence: bool,
 ) -> Result<Registered, AppError> {
-    let circle =
-        if follows_presence { app.core.presence_circle(&identity.user_id, true).await? } else { Vec::new() };
+    let circle = if follows_presence { app.core.presence_circle(&identity.user_id, true).await? } else { Vec::new() };
     let guard = app.core.open_connection(identity, conn, &circle).await?;
     app.raw_ws.open.fetch_add(1, Ordering::SeqCst);
     app.metrics.connection_opened();

@@ -27,6 +27,16 @@ pub fn object<T: DeserializeOwned>(value: &Value) -> AppResult<T> {
     strict(value).map_err(|e| AppError::validation(e.to_string()))
 }
 
+/// A request decoder alone, as a dialect uses it (a Socket.IO event's payload, a REST body):
+/// the typed request or a `VALIDATION_FAILED`, and nothing else. For tests that feed every
+/// decoder arbitrary JSON (`tests/decoders.rs`).
+pub type Decoder = fn(Value) -> AppResult<()>;
+
+/// The [`Decoder`] of requests of type `T`.
+pub fn decoder<T: DeserializeOwned>() -> Decoder {
+    |value| object::<T>(&value).map(drop)
+}
+
 /// `T` from `value`, structs only from objects (no NUL check, no top-level rule): for nested
 /// JSON read back, such as a message's `metadata.location`.
 pub fn strict<T: DeserializeOwned>(value: &Value) -> Result<T, serde_json::Error> {

@@ -4,8 +4,9 @@
 //! strings with control and invisible characters, arrays, objects), and objects built from the
 //! dialects' own field names so that decoding gets past "missing field" into the field types.
 //!
-//! Adding a dialect: add one line to `SOCKET_IO` (a Socket.IO dialect: all its events come
-//! from its handler table) or to `RAW` (a raw-WebSocket dialect's frame decoder).
+//! Adding a dialect: add one line to `socket_io()` (a Socket.IO dialect: all its events come
+//! from its handler table), to `rest()` (its REST bodies) or to `RAW` (a raw-WebSocket
+//! dialect's frame decoder).
 
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
@@ -20,6 +21,14 @@ fn socket_io() -> Vec<(&'static str, Vec<(&'static str, Decoder)>)> {
         ("sup", decoders::<Sup>()),
         ("spark", decoders::<Spark>()),
         // ("e2e", decoders::<E2e>()),
+    ]
+}
+
+/// REST dialects: name, and every route that reads a JSON body with that body's decoder.
+fn rest() -> Vec<(&'static str, Vec<(&'static str, Decoder)>)> {
+    vec![
+        ("spark", switchboard::dialects::spark::body_decoders()),
+        // ("socialink", switchboard::dialects::socialink::body_decoders()),
     ]
 }
 
@@ -135,6 +144,17 @@ proptest! {
     }
 
     #[test]
+    fn rest_body_decoders_answer_a_value_or_a_validation_error(payload in json()) {
+        for (dialect, routes) in rest() {
+            for (route, decode) in routes {
+                if let Err(e) = decode(payload.clone()) {
+                    prop_assert_eq!(e.code(), "VALIDATION_FAILED", "{} {}: {}", dialect, route, e);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn raw_frame_decoders_answer_a_frame_or_a_refusal(payload in json(), garbage in ".{0,40}") {
         for (dialect, decode) in RAW {
             for text in [payload.to_string(), garbage.clone(), format!("{{\"type\":{payload}}}")] {
@@ -153,7 +173,7 @@ fn every_dialect_lists_its_events() {
     }
     // An array where an object belongs is refused by every event (it used to be read by
     // position into the request's fields).
-    for (dialect, events) in socket_io() {
+    for (dialect, events) in socket_io().into_iter().chain(rest()) {
         for (event, decode) in events {
             let refused = decode(serde_json::json!(["c1", "hello", "text"]));
             assert!(refused.is_err(), "{dialect} {event} read an array as a request");

@@ -426,8 +426,7 @@ pub fn decode<T: DeserializeOwned>(data: Result<Value, impl std::fmt::Display>) 
     crate::payload::object(&value)
 }
 
-/// An event's payload decoder: the typed request or a `VALIDATION_FAILED`, and nothing else.
-pub type Decoder = fn(Value) -> AppResult<()>;
+pub use crate::payload::Decoder;
 
 /// Every event of dialect `P` with its payload decoder, exactly as its handlers decode: for
 /// tests that feed decoders arbitrary payloads (`tests/decoders.rs`).

@@ -17,7 +17,9 @@
 //!   server pings every `WS_PING_INTERVAL` and closes a connection that has sent nothing, not
 //!   even a pong, since the previous ping; a write that cannot complete within two intervals
 //!   means a stalled peer and ends the connection too. An optional idle timeout closes a
-//!   connection whose client sent no frame for that long.
+//!   connection whose client sent no frame for that long. A connection whose token expires
+//!   is closed with 4001 (`token expired`), and frames read after that are not handed on
+//!   (see [`super::expiry`]).
 //! * **Graceful shutdown.** [`Registry::close_all`] closes every connection with a close frame
 //!   (1001) and waits briefly for the answers.
 

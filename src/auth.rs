@@ -77,8 +77,8 @@ impl Claims {
             return Err(AppError::Unauthorized("token claims must not contain NUL characters".into()));
         }
         Ok(Identity {
-            user_id,
-            device_id,
+            user_id: user_id.into(),
+            device_id: device_id.map(Into::into),
             username: self.username,
             name: self.name,
             avatar: self.avatar,

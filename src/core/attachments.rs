@@ -123,7 +123,7 @@ impl Core {
         };
         let row = entity::attachment::Model {
             id: uuid::Uuid::now_v7().to_string(),
-            uploader_id: actor.user_id.clone(),
+            uploader_id: actor.user_id.clone().into(),
             kind: sniffed.kind.as_str().to_string(),
             content_type: sniffed.content_type.to_string(),
             file_name: clean_file_name(upload.file_name.as_deref()),

@@ -95,12 +95,13 @@ impl Core {
                         },
                     )
                     .await?;
-                conversation.id
+                conversation.id.into()
             }
             _ => return Err(AppError::validation("give either chatId or calleeId")),
         };
         let members = store::conversations::members(&self.db, &chat_id).await?;
-        let callees: Vec<UserId> = members.into_iter().map(|m| m.user_id).filter(|u| *u != actor.user_id).collect();
+        let callees: Vec<UserId> =
+            members.into_iter().map(|m| UserId::from(m.user_id)).filter(|u| *u != actor.user_id).collect();
         if callees.is_empty() {
             return Err(AppError::validation("there is nobody else in this conversation to call"));
         }
@@ -113,7 +114,7 @@ impl Core {
         let new = entity::call::Model {
             id,
             conversation_id: chat_id,
-            caller_id: actor.user_id.clone(),
+            caller_id: actor.user_id.clone().into(),
             call_type: kind.as_str().to_string(),
             status: CallStatus::Ringing.as_str().to_string(),
             answered_by: None,
@@ -126,10 +127,10 @@ impl Core {
         };
         let caller = actor.user_id.clone();
         let record = store::calls::create(&self.db, new, &everyone, |busy: &HashSet<String>| {
-            if busy.contains(&caller) {
+            if busy.contains(caller.as_str()) {
                 return Err(AppError::Conflict("you are already in a call".into()));
             }
-            let free: Vec<UserId> = callees.iter().filter(|u| !busy.contains(*u)).cloned().collect();
+            let free: Vec<UserId> = callees.iter().filter(|u| !busy.contains(u.as_str())).cloned().collect();
             if free.is_empty() {
                 return Err(AppError::Conflict("busy".into()));
             }
@@ -158,7 +159,7 @@ impl Core {
             let status = status_of(rec)?;
             ringing_callee(rec, &me, status)?;
             rec.call.status = CallStatus::Active.as_str().into();
-            rec.call.answered_by = Some(me.clone());
+            rec.call.answered_by = Some(me.clone().into());
             rec.call.answered_at = Some(now);
             for p in &mut rec.participants {
                 if p.user_id == me {
@@ -289,16 +290,16 @@ impl Core {
         let to: Vec<UserId> = match (status, mine.role.as_str(), mine.state.as_str()) {
             (CallStatus::Ringing, CALLER, _) => ringing_callees(&record),
             (CallStatus::Ringing, CALLEE, RINGING) | (CallStatus::Active, CALLEE, JOINED) => {
-                vec![record.call.caller_id.clone()]
+                vec![UserId::from(&record.call.caller_id)]
             }
-            (CallStatus::Active, CALLER, _) => record.call.answered_by.iter().cloned().collect(),
+            (CallStatus::Active, CALLER, _) => record.call.answered_by.iter().map(UserId::from).collect(),
             _ => return Err(AppError::Forbidden("you are not in this call".into())),
         };
         self.signal(
             to,
             CallSignal::IceCandidate {
                 call_id: record.call.id.clone(),
-                chat_id: record.call.conversation_id.clone(),
+                chat_id: record.call.conversation_id.clone().into(),
                 user_id: actor.user_id.clone(),
                 candidate,
             },
@@ -397,7 +398,7 @@ impl Core {
 
     async fn end_calls_of_absent(&self, user: &str) {
         // Back on any instance means still in the call.
-        match self.shared.online(&[user.to_string()]).await {
+        match self.shared.online(&[UserId::from(user)]).await {
             Ok(online) if online.first().copied().unwrap_or(false) => return,
             Ok(_) => {}
             Err(e) => return tracing::warn!(cause = %e, "could not check presence of a call participant"),
@@ -489,8 +490,8 @@ impl Core {
     /// The call's caller and kind, as each of its signals repeats them: the caller's profile
     /// as last seen at a connect (the one answering or hanging up is usually someone else).
     async fn origin(&self, call: &Call) -> CallOrigin {
-        let caller = match store::users::get_many(&self.db, std::slice::from_ref(&call.caller_id)).await {
-            Ok(rows) => rows.first().map(Profile::of).unwrap_or_default(),
+        let caller = match store::users::get_many(&self.db, &[call.caller_id.to_string()]).await {
+            Ok(rows) => rows.first().map(store::convert::profile).unwrap_or_default(),
             Err(e) => {
                 // The signal matters more than the name shown with it.
                 tracing::warn!(cause = %e, "could not read the caller's profile");
@@ -570,7 +571,11 @@ fn participant<'a>(rec: &'a CallRecord, user: &str) -> Option<&'a entity::call_p
 }
 
 fn ringing_callees(rec: &CallRecord) -> Vec<UserId> {
-    rec.participants.iter().filter(|p| p.role == CALLEE && p.state == RINGING).map(|p| p.user_id.clone()).collect()
+    rec.participants
+        .iter()
+        .filter(|p| p.role == CALLEE && p.state == RINGING)
+        .map(|p| UserId::from(&p.user_id))
+        .collect()
 }
 
 /// Marks `user` as having declined; the call is rejected when nobody is left ringing.
@@ -619,13 +624,13 @@ fn to_call(rec: &CallRecord) -> AppResult<Call> {
     let bad = |what: &str| AppError::Internal(anyhow::anyhow!("stored call {} has a bad {what}", rec.call.id));
     Ok(Call {
         id: rec.call.id.clone(),
-        chat_id: rec.call.conversation_id.clone(),
-        caller_id: rec.call.caller_id.clone(),
-        callee_ids: rec.participants.iter().filter(|p| p.role == CALLEE).map(|p| p.user_id.clone()).collect(),
+        chat_id: rec.call.conversation_id.clone().into(),
+        caller_id: rec.call.caller_id.clone().into(),
+        callee_ids: rec.participants.iter().filter(|p| p.role == CALLEE).map(|p| UserId::from(&p.user_id)).collect(),
         kind: CallKind::parse(&rec.call.call_type).ok_or_else(|| bad("call type"))?,
         status: status_of(rec)?,
-        answered_by: rec.call.answered_by.clone(),
-        ended_by: rec.call.ended_by.clone(),
+        answered_by: rec.call.answered_by.clone().map(Into::into),
+        ended_by: rec.call.ended_by.clone().map(Into::into),
         end_reason: rec
             .call
             .end_reason

@@ -1,5 +1,6 @@
 //! Creating conversations and managing their members.
 
+use crate::domain::UserId;
 use std::collections::BTreeSet;
 
 use chrono::Utc;
@@ -81,7 +82,7 @@ impl Core {
                 None
             }
         };
-        let mut members = vec![(me.clone(), Role::Owner.as_str().to_string())];
+        let mut members = vec![(me.to_string(), Role::Owner.as_str().to_string())];
         members.extend(others.into_iter().map(|u| (u, Role::Member.as_str().to_string())));
         let ids: Vec<String> = members.iter().map(|(u, _)| u.clone()).collect();
         store::users::ensure(&self.db, &ids).await?;
@@ -95,7 +96,7 @@ impl Core {
                 avatar: req.avatar,
                 encrypted: req.encrypted,
                 direct_key,
-                created_by: me,
+                created_by: me.into(),
                 members,
             },
         )
@@ -108,7 +109,7 @@ impl Core {
         let conversation = self.conversation(actor, &model.id).await?;
         if is_new && req.kind == ConversationKind::Group {
             // Everyone but the creator joins as a plain member: one batch.
-            let added: Vec<String> =
+            let added: Vec<UserId> =
                 conversation.members.iter().filter(|m| m.user_id != actor.user_id).map(|m| m.user_id.clone()).collect();
             let data = NotificationData::AddedToChat {
                 chat_id: conversation.id.clone(),
@@ -177,8 +178,8 @@ impl Core {
             &conversation,
             None,
             Event::MemberJoined(MemberJoined {
-                chat_id: chat.to_string(),
-                user_id: user_id.to_string(),
+                chat_id: chat.into(),
+                user_id: user_id.into(),
                 role,
                 added_by: actor.user_id.clone(),
                 at: Utc::now(),
@@ -187,8 +188,8 @@ impl Core {
         );
         self.announce_update(&conversation, vec![ChatField::Members], actor);
         self.notify(
-            &[user_id.to_string()],
-            NotificationData::AddedToChat { chat_id: chat.to_string(), added_by: actor.user_id.clone(), role },
+            &[user_id.into()],
+            NotificationData::AddedToChat { chat_id: chat.into(), added_by: actor.user_id.clone(), role },
         )
         .await;
         Ok(conversation)
@@ -231,8 +232,8 @@ impl Core {
             tracing::warn!(cause = %e, "could not leave shared room");
         }
         let left = Event::MemberLeft(MemberLeft {
-            chat_id: chat.to_string(),
-            user_id: user_id.to_string(),
+            chat_id: chat.into(),
+            user_id: user_id.into(),
             removed_by: actor.user_id.clone(),
             at: Utc::now(),
         });
@@ -289,8 +290,8 @@ impl Core {
 
     /// Publishes to every member's devices (plus `also`, e.g. a member who just left).
     fn publish_to_members(&self, conversation: &Conversation, also: Option<&str>, event: Event, actor: &Actor) {
-        let mut users: Vec<String> = conversation.members.iter().map(|m| m.user_id.clone()).collect();
-        users.extend(also.map(str::to_string));
+        let mut users: Vec<UserId> = conversation.members.iter().map(|m| m.user_id.clone()).collect();
+        users.extend(also.map(UserId::from));
         self.hub.publish(&Audience::Users(users), event, actor.conn);
     }
 

@@ -95,8 +95,8 @@ impl Core {
         let members = self.members_of(&row.conversation_id, &actor.user_id).await?;
         let now = Utc::now();
         let mut deleted = MessageDeleted {
-            chat_id: row.conversation_id.clone(),
-            message_id: row.id.clone(),
+            chat_id: row.conversation_id.clone().into(),
+            message_id: row.id.clone().into(),
             seq: row.seq,
             deleted_by: actor.user_id.clone(),
             for_everyone,

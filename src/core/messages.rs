@@ -1,5 +1,6 @@
 //! Sending and reading messages.
 
+use crate::domain::UserId;
 use chrono::Utc;
 use serde_json::Value;
 
@@ -31,7 +32,7 @@ pub struct Draft {
     pub temp_id: Option<String>,
     /// Users the message mentions (the profile finds them in its own payload); members among
     /// them other than the sender get a notification.
-    pub mentions: Vec<String>,
+    pub mentions: Vec<UserId>,
 }
 
 /// What a message may carry besides its text (Spark's `send_message`): the client's encryption
@@ -105,8 +106,8 @@ impl Core {
             new: NewMessage {
                 id: uuid::Uuid::now_v7().to_string(),
                 conversation_id: draft.chat_id,
-                sender_id: actor.user_id.clone(),
-                sender_device_id: actor.device.clone(),
+                sender_id: actor.user_id.clone().into(),
+                sender_device_id: actor.device.clone().into(),
                 kind: draft.kind,
                 content: draft.content,
                 reply_to_id: draft.reply_to_id,
@@ -129,7 +130,7 @@ impl Core {
         }
         match self.writer.append(pending, ticket).await? {
             Outcome::Stored(msg, members) => {
-                let mentioned: Vec<String> =
+                let mentioned: Vec<UserId> =
                     members.iter().filter(|u| **u != actor.user_id && mentions.contains(u)).cloned().collect();
                 if !mentioned.is_empty() {
                     let data = NotificationData::Mention {

@@ -25,6 +25,7 @@ pub mod rooms;
 pub mod typing;
 mod writer;
 
+use crate::domain::UserId;
 use std::sync::{Arc, Weak};
 
 use tokio::task::JoinHandle;
@@ -184,9 +185,9 @@ impl Core {
 
     /// The members of `chat`, for a member (who needs the audience of what they do there);
     /// `FORBIDDEN` for anyone else, `NOT_FOUND` when the chat does not exist.
-    pub async fn members_of(&self, chat: &str, user: &str) -> AppResult<Vec<String>> {
-        let members: Vec<String> =
-            store::conversations::members(&self.db, chat).await?.into_iter().map(|m| m.user_id).collect();
+    pub async fn members_of(&self, chat: &str, user: &str) -> AppResult<Vec<UserId>> {
+        let members: Vec<UserId> =
+            store::conversations::members(&self.db, chat).await?.into_iter().map(|m| UserId::from(m.user_id)).collect();
         if members.iter().any(|m| m == user) {
             return Ok(members);
         }

@@ -2,6 +2,7 @@
 //! (online, away, busy, or offline to appear invisible) and custom status; last seen is kept
 //! durably on disconnect. Watchers (`presence:subscribe`) hear every change, on every instance.
 
+use crate::domain::DeviceId;
 use chrono::Utc;
 
 use super::{
@@ -26,7 +27,7 @@ pub struct Identity {
     pub user_id: UserId,
     /// The device the token names (`deviceId`), if any; a connection without one is its
     /// user's default device.
-    pub device_id: Option<String>,
+    pub device_id: Option<DeviceId>,
     pub username: Option<String>,
     pub name: Option<String>,
     pub avatar: Option<String>,
@@ -41,7 +42,7 @@ impl Identity {
     pub fn actor(&self, conn: Option<ConnId>) -> Actor {
         Actor {
             user_id: self.user_id.clone(),
-            device: self.device().to_string(),
+            device: self.device().into(),
             username: self.username.clone().or_else(|| self.name.clone()),
             avatar: self.avatar.clone(),
             conn,
@@ -249,7 +250,7 @@ impl Core {
         if with_self {
             circle.push(user.to_string());
         }
-        Ok(circle)
+        Ok(circle.into_iter().map(Into::into).collect())
     }
 
     /// Connection `conn` of `actor` starts following the presence of `peer` when the rule
@@ -261,7 +262,7 @@ impl Core {
         if store::history::share_a_conversation(&self.db, &actor.user_id, peer).await? {
             let cap = self.config.max_subscriptions_per_connection;
             // A connection at its cap simply does not follow one more.
-            let _ = self.hub.watch_bounded(conn, &[peer.to_string()], cap);
+            let _ = self.hub.watch_bounded(conn, &[peer.to_string().into()], cap);
         }
         Ok(())
     }
@@ -270,7 +271,7 @@ impl Core {
     /// and follows (and the user), sorted: who is online, by the visibility rule.
     pub async fn visible_online(&self, conn: ConnId, user: &str) -> AppResult<Vec<UserId>> {
         let mut followed = self.hub.watching(conn);
-        followed.insert(user.to_string());
+        followed.insert(user.to_string().into());
         let online = self.online_users().await?;
         Ok(filter_followed(online, &followed))
     }

@@ -6,6 +6,7 @@
 //! connection joins at most `MAX_SUBSCRIPTIONS_PER_CONNECTION` rooms.
 
 use super::{check_id, limits::Limit, model::Actor, Core};
+use crate::domain::UserId;
 use crate::{
     error::{AppError, AppResult, Field},
     fanout::ConnId,
@@ -72,7 +73,7 @@ impl Core {
     }
 
     /// Users with a connection in the chat's room on any instance; members only.
-    pub async fn active_members(&self, actor: &Actor, chat: &str) -> AppResult<Vec<String>> {
+    pub async fn active_members(&self, actor: &Actor, chat: &str) -> AppResult<Vec<UserId>> {
         check_id(Field::Chat, chat)?;
         self.require_member(chat, &actor.user_id).await?;
         self.shared.room_users(chat).await.map_err(AppError::Internal)

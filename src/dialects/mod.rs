@@ -130,11 +130,11 @@ pub fn attachment_json(a: &AttachmentInfo) -> Value {
 const MAX_MENTIONS: usize = 1000;
 
 /// `metadata.mentions`: the user ids a message mentions (anything else there is ignored).
-pub fn mentions(metadata: Option<&Value>) -> Vec<String> {
+pub fn mentions(metadata: Option<&Value>) -> Vec<crate::domain::UserId> {
     metadata
         .and_then(|m| m.get("mentions"))
         .and_then(Value::as_array)
-        .map(|ids| ids.iter().filter_map(Value::as_str).take(MAX_MENTIONS).map(str::to_string).collect())
+        .map(|ids| ids.iter().filter_map(Value::as_str).take(MAX_MENTIONS).map(Into::into).collect())
         .unwrap_or_default()
 }
 

@@ -263,7 +263,7 @@ impl Mrezhen {
         };
         // Only who this connection may see (and itself): see `Core::visible_to`.
         let mut followed = link.app.core.hub.watching(link.conn);
-        followed.insert(link.user().to_string());
+        followed.insert((link.user().to_string()).into());
         let mut users = crate::core::presence::filter_followed(roster.as_ref().clone(), &followed);
         users.retain(|u| online || *u != p.user_id);
         if online && !users.contains(&p.user_id) {

@@ -9,6 +9,7 @@
 //! follows the presence of everyone its user shares a conversation with, since the running
 //! service's clients never subscribe.
 
+use crate::domain::UserId;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -90,7 +91,7 @@ struct PresenceUpdate {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UserRefs {
-    user_ids: Vec<String>,
+    user_ids: Vec<UserId>,
 }
 
 #[derive(Deserialize)]

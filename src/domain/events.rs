@@ -10,7 +10,7 @@ use super::{calls::*, chat::Role, ids::*, message::*, presence::*};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NotificationData {
-    Mention { chat_id: ChatId, message_id: String, sender_id: UserId },
+    Mention { chat_id: ChatId, message_id: MessageId, sender_id: UserId },
     MissedCall { call_id: String, chat_id: ChatId, caller_id: UserId, call_kind: CallKind },
     AddedToChat { chat_id: ChatId, added_by: UserId, role: Role },
 }

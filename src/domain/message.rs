@@ -6,12 +6,12 @@ use serde_json::Value;
 
 use super::{
     chat::Profile,
-    ids::{ChatId, DeviceId, UserId},
+    ids::{ChatId, DeviceId, MessageId, UserId},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Message {
-    pub id: String,
+    pub id: MessageId,
     pub chat_id: ChatId,
     pub seq: i64,
     pub sender_id: UserId,
@@ -21,7 +21,7 @@ pub struct Message {
     pub sender_device: Option<DeviceId>,
     pub kind: String,
     pub content: String,
-    pub reply_to_id: Option<String>,
+    pub reply_to_id: Option<MessageId>,
     pub metadata: Option<Value>,
     pub temp_id: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -85,7 +85,7 @@ pub enum ReceiptKind {
 pub struct Receipt {
     pub kind: ReceiptKind,
     pub chat_id: ChatId,
-    pub message_id: String,
+    pub message_id: MessageId,
     pub seq: i64,
     pub user_id: UserId,
     pub at: DateTime<Utc>,
@@ -94,7 +94,7 @@ pub struct Receipt {
 /// A reaction added (`added`) or removed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Reaction {
-    pub message_id: String,
+    pub message_id: MessageId,
     pub chat_id: ChatId,
     pub user_id: UserId,
     /// The reacting user's display name, when their token gave one.
@@ -109,7 +109,7 @@ pub struct Reaction {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MessageDeleted {
     pub chat_id: ChatId,
-    pub message_id: String,
+    pub message_id: MessageId,
     pub seq: i64,
     pub deleted_by: UserId,
     pub for_everyone: bool,

@@ -3,7 +3,9 @@
 //! `super::sync`'s).
 
 use std::{
+    borrow::Borrow,
     collections::{HashMap, HashSet},
+    hash::Hash,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, OnceLock,
@@ -202,10 +204,10 @@ impl Hub {
     /// can send anything, so no event of theirs can outrun the registration.
     pub fn register(&self, conn: Arc<dyn Connection>) -> ConnId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let user = conn.user_id().to_string();
+        let user = UserId::from(conn.user_id());
         let entry = Arc::new(Entry {
             user: user.clone(),
-            device: conn.device_id().to_string(),
+            device: DeviceId::from(conn.device_id()),
             conn,
             sync: Mutex::new(SyncState::new()),
             chats: Mutex::new(HashSet::new()),
@@ -258,8 +260,8 @@ impl Hub {
 
     pub fn join_chat(&self, id: ConnId, chat: &str) {
         if let Some(entry) = self.conns.get(&id) {
-            lock(&entry.chats).insert(chat.to_string());
-            self.chats.entry(chat.to_string()).or_default().insert(id);
+            lock(&entry.chats).insert(ChatId::from(chat));
+            self.chats.entry(ChatId::from(chat)).or_default().insert(id);
         }
     }
 
@@ -288,8 +290,8 @@ impl Hub {
         if !chats.contains(chat) && chats.len() >= cap {
             return false;
         }
-        chats.insert(chat.to_string());
-        self.chats.entry(chat.to_string()).or_default().insert(id);
+        chats.insert(chat.to_string().into());
+        self.chats.entry(chat.to_string().into()).or_default().insert(id);
         true
     }
 
@@ -346,11 +348,11 @@ impl Hub {
     }
 
     fn targets(&self, audience: &Audience) -> Vec<ConnId> {
-        let from = |map: &DashMap<String, HashSet<ConnId>>, key: &str, out: &mut Vec<ConnId>| {
+        fn from<K: Hash + Eq + Borrow<str>>(map: &DashMap<K, HashSet<ConnId>>, key: &str, out: &mut Vec<ConnId>) {
             if let Some(set) = map.get(key) {
                 out.extend(set.iter().copied());
             }
-        };
+        }
         let mut out = Vec::new();
         match audience {
             Audience::Users(users) => {
@@ -629,7 +631,7 @@ async fn close_gaps_of(
     left
 }
 
-fn remove_member(map: &DashMap<String, HashSet<ConnId>>, key: &str, id: ConnId) {
+fn remove_member<K: Hash + Eq + Borrow<str>>(map: &DashMap<K, HashSet<ConnId>>, key: &str, id: ConnId) {
     map.remove_if_mut(key, |_, set| {
         set.remove(&id);
         set.is_empty()

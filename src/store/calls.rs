@@ -2,6 +2,7 @@
 //! call row locked (PostgreSQL `FOR UPDATE`; SQLite has one writer at a time), so two devices
 //! answering at once, or an answer racing the ring timeout, cannot both win.
 
+use crate::domain::UserId;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
@@ -30,15 +31,15 @@ pub const LIVE_STATES: [&str; 2] = ["ringing", "joined"];
 pub async fn create<E>(
     db: &DatabaseConnection,
     new: call::Model,
-    users: &[String],
-    plan: impl FnOnce(&HashSet<String>) -> Result<Vec<String>, E>,
+    users: &[UserId],
+    plan: impl FnOnce(&HashSet<String>) -> Result<Vec<UserId>, E>,
 ) -> Result<CallRecord, E>
 where
     E: From<DbErr>,
 {
     let txn = super::begin_write(db).await?;
     if is_postgres(&txn) {
-        let mut sorted = users.to_vec();
+        let mut sorted: Vec<&str> = users.iter().map(UserId::as_str).collect();
         sorted.sort();
         sorted.dedup();
         // Locks in one global order, so concurrent calls between the same people cannot
@@ -79,7 +80,7 @@ where
     }];
     participants.extend(callees.into_iter().map(|u| call_participant::Model {
         call_id: new.id.clone(),
-        user_id: u,
+        user_id: u.into_string(),
         role: "callee".into(),
         state: "ringing".into(),
     }));
@@ -95,11 +96,11 @@ where
     Ok(CallRecord { call: new, participants })
 }
 
-async fn busy_among(db: &impl ConnectionTrait, users: &[String]) -> Result<HashSet<String>, DbErr> {
+async fn busy_among(db: &impl ConnectionTrait, users: &[UserId]) -> Result<HashSet<String>, DbErr> {
     let rows: Vec<String> = call_participant::Entity::find()
         .select_only()
         .column(call_participant::Column::UserId)
-        .filter(call_participant::Column::UserId.is_in(users.iter().cloned()))
+        .filter(call_participant::Column::UserId.is_in(users.iter().map(UserId::as_str)))
         .filter(call_participant::Column::State.is_in(LIVE_STATES))
         .into_tuple()
         .all(db)

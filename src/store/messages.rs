@@ -1,5 +1,6 @@
 //! Messages: the batched, gapless append and the reads by `seq`.
 
+use crate::domain::UserId;
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
@@ -37,7 +38,7 @@ pub enum Appended {
     /// Stored, with the conversation's members as the transaction saw them: who must hear of it.
     New {
         message: message::Model,
-        members: Arc<[String]>,
+        members: Arc<[UserId]>,
     },
     /// The same sender already stored this `temp_id` in this conversation.
     Duplicate(message::Model),
@@ -110,7 +111,7 @@ async fn append(
             results.push(Appended::NoConversation);
             continue;
         };
-        if !audience.contains(&new.sender_id) {
+        if !audience.iter().any(|m| *m == new.sender_id) {
             results.push(Appended::NotMember);
             continue;
         }
@@ -232,7 +233,7 @@ async fn sent_before(txn: &DatabaseTransaction, batch: &[&NewMessage]) -> Result
 }
 
 /// The members of each conversation, in the order they joined.
-async fn members_of(txn: &DatabaseTransaction, ids: &[&str]) -> Result<HashMap<String, Arc<[String]>>, DbErr> {
+async fn members_of(txn: &DatabaseTransaction, ids: &[&str]) -> Result<HashMap<String, Arc<[UserId]>>, DbErr> {
     let rows: Vec<(String, String)> = member::Entity::find()
         .select_only()
         .column(member::Column::ConversationId)
@@ -243,9 +244,9 @@ async fn members_of(txn: &DatabaseTransaction, ids: &[&str]) -> Result<HashMap<S
         .into_tuple()
         .all(txn)
         .await?;
-    let mut grouped: HashMap<String, Vec<String>> = HashMap::with_capacity(ids.len());
+    let mut grouped: HashMap<String, Vec<UserId>> = HashMap::with_capacity(ids.len());
     for (conversation, user) in rows {
-        grouped.entry(conversation).or_default().push(user);
+        grouped.entry(conversation).or_default().push(user.into());
     }
     Ok(grouped.into_iter().map(|(c, users)| (c, users.into())).collect())
 }

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::shared::{PresenceRecord, SharedResult, SharedState};
+use crate::domain::{ChatId, UserId};
 
 /// How long an instance's entry lives without renewal.
 pub const ENTRY_TTL: Duration = Duration::from_secs(30);
@@ -135,7 +136,7 @@ impl SharedState for RedisState {
         Ok(self.leave(&self.key(&["online", user]), &self.instance).await? == 0)
     }
 
-    async fn online(&self, users: &[String]) -> SharedResult<Vec<bool>> {
+    async fn online(&self, users: &[UserId]) -> SharedResult<Vec<bool>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
@@ -155,7 +156,7 @@ impl SharedState for RedisState {
         Ok(())
     }
 
-    async fn presence(&self, users: &[String]) -> SharedResult<Vec<Option<PresenceRecord>>> {
+    async fn presence(&self, users: &[UserId]) -> SharedResult<Vec<Option<PresenceRecord>>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
@@ -173,11 +174,11 @@ impl SharedState for RedisState {
         self.leave(&self.key(&["room", chat]), &self.room_member(user)).await.map(|_| ())
     }
 
-    async fn room_users(&self, chat: &str) -> SharedResult<Vec<String>> {
+    async fn room_users(&self, chat: &str) -> SharedResult<Vec<UserId>> {
         let mut conn = self.pool.get().await?;
         let members: Vec<String> = conn.zrangebyscore(self.key(&["room", chat]), now_ms(), "+inf").await?;
-        let mut users: Vec<String> =
-            members.into_iter().filter_map(|m| m.split_once('\u{1f}').map(|(u, _)| u.to_string())).collect();
+        let mut users: Vec<UserId> =
+            members.into_iter().filter_map(|m| m.split_once('\u{1f}').map(|(u, _)| UserId::from(u))).collect();
         users.sort();
         users.dedup();
         Ok(users)
@@ -205,7 +206,7 @@ impl SharedState for RedisState {
         Ok(removed > 0)
     }
 
-    async fn renew(&self, users: &[String], rooms: &[(String, String)]) -> SharedResult<()> {
+    async fn renew(&self, users: &[UserId], rooms: &[(ChatId, UserId)]) -> SharedResult<()> {
         if users.is_empty() && rooms.is_empty() {
             return Ok(());
         }
@@ -230,8 +231,8 @@ impl SharedState for RedisState {
         Ok(())
     }
 
-    async fn online_users(&self) -> SharedResult<Vec<String>> {
-        self.roster().await
+    async fn online_users(&self) -> SharedResult<Vec<UserId>> {
+        Ok(self.roster().await?.into_iter().map(UserId::from).collect())
     }
 
     async fn take_slot(&self, key: &str, limit: u32, window: Duration) -> SharedResult<Option<Duration>> {

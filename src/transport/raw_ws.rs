@@ -332,7 +332,7 @@ pub async fn accept<D: Dialect>(
     let (synced, on_synced) = oneshot::channel();
     let receipts = Arc::new(RawReceipts::default());
     let hub_side = Arc::new(RawConnection {
-        user: identity.user_id.clone(),
+        user: identity.user_id.clone().into(),
         device: identity.device().to_string(),
         out: out.clone(),
         synced: Mutex::new(Some(synced)),

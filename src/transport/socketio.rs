@@ -126,7 +126,7 @@ pub fn jwt_identity(app: &AppState, auth: Option<&Value>, parts: &http::request:
     let mut identity = app.verifier.verify(token.as_deref())?;
     if identity.device_id.is_none() {
         if let Some(device) = auth.and_then(|a| a.get("deviceId")) {
-            identity.device_id = Some(crate::auth::device_from_handshake(device)?);
+            identity.device_id = Some(crate::auth::device_from_handshake(device)?.into());
         }
     }
     Ok(identity)
@@ -178,7 +178,7 @@ async fn admit<P: SocketIoProfile>(
     let receipts = app.transport.sessions.claim(s.id.as_str(), began_on_websocket(s.req_parts()).as_ref());
     let hub_side = Arc::new(SocketConnection::<P> {
         socket: s.clone(),
-        user: identity.user_id.clone(),
+        user: identity.user_id.clone().into(),
         device: identity.device().to_string(),
         receipts: receipts.clone(),
         _profile: std::marker::PhantomData,

@@ -65,6 +65,10 @@ pub struct RateLimits {
     pub reactions: RateSpec,
     /// `RATE_LIMIT_KEY_BUNDLE`: Socialink prekey bundles one user may fetch.
     pub key_bundle: RateSpec,
+    /// `RATE_LIMIT_SUBSCRIPTIONS`: ids one user may name in subscription-like requests
+    /// (`presence:subscribe`, `chat:join`, `chat:join-multiple`), each id counted: every id
+    /// costs a lookup and a place in a connection's state.
+    pub subscriptions: RateSpec,
     /// Socket.IO connection attempts per client IP (`RATE_LIMIT_MAX_CONNECTIONS` per
     /// `RATE_LIMIT_CONNECTION_WINDOW`), counted before the token is checked.
     pub connections: RateSpec,
@@ -81,6 +85,15 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 60;
 /// client (an ack, a receipt, a short message) fits in one read, and an idle connection costs
 /// 3.5 KiB less than with socketioxide's 4 KiB (measured at 19,000 connections).
 pub const DEFAULT_WS_READ_BUFFER_SIZE: usize = 512;
+
+/// Largest image decoded by default: 50 megapixels, above the 48-megapixel photos of today's
+/// phones (8000 × 6000), far below what a small file can claim (a 62 KB PNG declared
+/// 8000 × 8000, a 7 MB one 40000 × 40000).
+pub const DEFAULT_IMAGE_MAX_PIXELS: u64 = 50_000_000;
+
+/// Most memory one image decode may allocate by default: a 50-megapixel image in 8-bit RGBA
+/// (200 MB) and some; 16-bit images of that size are refused.
+pub const DEFAULT_IMAGE_DECODE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Where a development secret is in use, the server says so loudly at start.
 pub const DEV_JWT_SECRET: &str = "switchboard-dev-secret-change-me";
@@ -134,6 +147,16 @@ pub struct Config {
     /// to fit, keeping their aspect ratio.
     pub image_max_width: u32,
     pub image_max_height: u32,
+    /// `IMAGE_MAX_PIXELS`: the largest image (width × height, read from its header) that is
+    /// decoded at all; a bigger one is refused before any pixel memory is allocated.
+    pub image_max_pixels: u64,
+    /// `IMAGE_DECODE_MAX_BYTES`: the most memory one image decode may allocate.
+    pub image_decode_max_bytes: u64,
+    /// `REST_MAX_BODY_SIZE`: largest JSON body of a REST request, in bytes (413 beyond).
+    pub rest_max_body_size: usize,
+    /// `MAX_SUBSCRIPTIONS_PER_CONNECTION`: users whose presence one connection follows, and
+    /// chat rooms it joins, at most (each counted on its own).
+    pub max_subscriptions_per_connection: usize,
     /// `MAX_ATTACHMENTS_PER_MESSAGE`.
     pub max_attachments_per_message: usize,
     /// `VERIFY_DEVICE_REQUIRED`: device keys are handed to other users only once their owner
@@ -355,6 +378,7 @@ impl Config {
             call_initiate: src.parse(&["RATE_LIMIT_CALL_INITIATE"], RateSpec::new(5, 60))?,
             reactions: src.parse(&["RATE_LIMIT_REACTIONS"], RateSpec::new(50, 60))?,
             key_bundle: src.parse(&["RATE_LIMIT_KEY_BUNDLE"], RateSpec::new(60, 60))?,
+            subscriptions: src.parse(&["RATE_LIMIT_SUBSCRIPTIONS"], RateSpec::new(2000, 60))?,
             connections: RateSpec {
                 count: src.positive(&["RATE_LIMIT_MAX_CONNECTIONS"], DEFAULT_MAX_CONNECTIONS)?,
                 window: src.positive_millis(&["RATE_LIMIT_CONNECTION_WINDOW"], 60_000)?,
@@ -403,6 +427,10 @@ impl Config {
             media_dir: src.string(&["MEDIA_DIR"], "./media").into(),
             image_max_width: src.positive(&["IMAGE_MAX_WIDTH"], 2048u32)?,
             image_max_height: src.positive(&["IMAGE_MAX_HEIGHT"], 2048u32)?,
+            image_max_pixels: src.positive(&["IMAGE_MAX_PIXELS"], DEFAULT_IMAGE_MAX_PIXELS)?,
+            image_decode_max_bytes: src.positive(&["IMAGE_DECODE_MAX_BYTES"], DEFAULT_IMAGE_DECODE_MAX_BYTES)?,
+            rest_max_body_size: src.positive(&["REST_MAX_BODY_SIZE"], 1_048_576usize)?,
+            max_subscriptions_per_connection: src.positive(&["MAX_SUBSCRIPTIONS_PER_CONNECTION"], 1000usize)?,
             max_attachments_per_message: src.positive(&["MAX_ATTACHMENTS_PER_MESSAGE"], 10usize)?,
             verify_device_required: src.flag(&["VERIFY_DEVICE_REQUIRED"], true)?,
             key_rotation_days: src.parse(&["KEY_ROTATION_DAYS"], 90u32)?,

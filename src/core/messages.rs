@@ -196,7 +196,7 @@ fn shape(draft: &mut Draft, attachments: &[AttachmentInfo], location: Option<Loc
     let stored = draft.metadata.as_ref().and_then(|m| m.get("location")).cloned();
     let location = match (location, stored) {
         (Some(location), _) => location,
-        (None, Some(value)) => serde_json::from_value::<Location>(value)
+        (None, Some(value)) => crate::payload::strict::<Location>(&value)
             .map_err(|e| AppError::validation(format!("metadata.location: {e}")))?,
         (None, None) => {
             return Err(AppError::validation("a location message needs location { latitude, longitude }"));

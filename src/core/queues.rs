@@ -407,5 +407,3 @@ fn check_sealed(draft: &SealedDraft) -> AppResult<()> {
     }
     Ok(())
 }
-
-

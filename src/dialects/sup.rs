@@ -26,16 +26,12 @@ use crate::{
             Call, CallEndReason, CallOrigin, CallSignal, ChatField, ChatUpdated, Event, Message, Notification,
             NotificationData, Presence, Reaction, ReactionSummary, ReceiptKind,
         },
-        presence::MAX_WATCH,
     },
     error::{AppError, AppResult, Field},
     transport::AppState,
 };
 
 pub struct Sup;
-
-/// The most chats `chat:join-multiple` takes at once.
-const MAX_JOIN_MULTIPLE: usize = 500;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -95,7 +91,7 @@ struct PresenceUpdate {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UserRefs {
-    user_ids: Vec<String>,
+    user_ids: Vec<UserId>,
 }
 
 #[derive(Deserialize)]
@@ -483,16 +479,6 @@ fn presence_json(p: &Presence) -> Value {
     })
 }
 
-fn user_ids(refs: UserRefs) -> AppResult<Vec<UserId>> {
-    if refs.user_ids.len() > MAX_WATCH {
-        return Err(AppError::validation(format!("userIds takes at most {MAX_WATCH} ids")));
-    }
-    for id in &refs.user_ids {
-        crate::core::check_id(Field::Users, id)?;
-    }
-    Ok(refs.user_ids.into_iter().map(UserId::from).collect())
-}
-
 /// SUP's names of request fields, in error messages.
 pub fn field_name(field: Field) -> &'static str {
     crate::dialects::camel_case_field(field, "chatId")
@@ -580,8 +566,8 @@ impl SocketIoProfile for Sup {
     fn prepare(app: &Arc<AppState>, session: &Session) -> impl std::future::Future<Output = AppResult<()>> + Send {
         let (app, session) = (app.clone(), session.clone());
         async move {
-            let contacts = app.core.contacts(&session.actor(), MAX_WATCH).await?;
-            app.core.hub.watch(session.conn, &contacts);
+            let circle = app.core.presence_circle(&session.identity.user_id, false).await?;
+            app.core.hub.watch(session.conn, &circle);
             Ok(())
         }
     }
@@ -647,16 +633,18 @@ impl SocketIoProfile for Sup {
             let p = app.core.update_presence(&session.actor(), &req.status, req.custom_status).await?;
             Ok(presence_json(&p))
         });
+        // Only users who share a conversation with the caller are followed; the others come
+        // back in `hidden` (see `Core::visible_to`).
         h.on("presence:subscribe", |app: Arc<AppState>, session: Session, req: UserRefs, _| async move {
-            let ids = user_ids(req)?;
-            app.core.hub.watch(session.conn, &ids);
-            let current = app.core.presence_of(&ids).await?;
-            Ok(json!({ "presence": current.iter().map(presence_json).collect::<Vec<_>>() }))
+            let watched = app.core.watch_presence(&session.actor(), session.conn, &req.user_ids).await?;
+            Ok(json!({
+                "presence": watched.presence.iter().map(presence_json).collect::<Vec<_>>(),
+                "hidden": watched.hidden,
+            }))
         });
         h.on("presence:unsubscribe", |app: Arc<AppState>, session: Session, req: UserRefs, _| async move {
-            let ids = user_ids(req)?;
-            app.core.hub.unwatch(session.conn, &ids);
-            Ok(json!({ "userIds": ids }))
+            app.core.unwatch_presence(session.conn, &req.user_ids)?;
+            Ok(json!({ "userIds": req.user_ids }))
         });
 
         h.on("chat:join", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
@@ -668,13 +656,10 @@ impl SocketIoProfile for Sup {
             Ok(json!({ "chatId": req.chat_id }))
         });
         h.on("chat:join-multiple", |app: Arc<AppState>, session: Session, req: ChatRefs, _| async move {
-            if req.chat_ids.len() > MAX_JOIN_MULTIPLE {
-                return Err(AppError::validation(format!("chatIds takes at most {MAX_JOIN_MULTIPLE} ids")));
-            }
             let mut joined = Vec::new();
             let mut failed = Vec::new();
-            for chat in req.chat_ids {
-                match app.core.join_chat(&session.actor(), session.conn, &chat).await {
+            for (chat, result) in app.core.join_chats(&session.actor(), session.conn, &req.chat_ids).await? {
+                match result {
                     Ok(()) => joined.push(chat),
                     Err(e) => failed.push(json!({ "chatId": chat, "error": e.body_in(field_name) })),
                 }

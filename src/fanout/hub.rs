@@ -282,6 +282,41 @@ impl Hub {
         }
     }
 
+    /// Joins the chat's room unless the connection is already in `cap` rooms. Returns false
+    /// when refused (the connection is not in the room).
+    pub fn join_chat_bounded(&self, id: ConnId, chat: &str, cap: usize) -> bool {
+        let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else { return false };
+        let mut chats = lock(&entry.chats);
+        if !chats.contains(chat) && chats.len() >= cap {
+            return false;
+        }
+        chats.insert(chat.to_string().into());
+        self.chats.entry(chat.to_string().into()).or_default().insert(id);
+        true
+    }
+
+    /// Follows the presence of `users`, unless the connection would then follow more than
+    /// `cap` users: then nothing changes and the error says how many it follows.
+    pub fn watch_bounded(&self, id: ConnId, users: &[UserId], cap: usize) -> Result<(), usize> {
+        let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else { return Ok(()) };
+        let mut watching = lock(&entry.watching);
+        let new = users.iter().filter(|u| !watching.contains(*u)).collect::<HashSet<_>>().len();
+        if watching.len() + new > cap {
+            return Err(watching.len());
+        }
+        for user in users {
+            if watching.insert(user.clone()) {
+                self.watchers.entry(user.clone()).or_default().insert(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whose presence the connection follows.
+    pub fn watching(&self, id: ConnId) -> HashSet<UserId> {
+        self.conns.get(&id).map(|e| lock(&e.watching).clone()).unwrap_or_default()
+    }
+
     pub fn watch(&self, id: ConnId, users: &[UserId]) {
         if let Some(entry) = self.conns.get(&id) {
             let mut watching = lock(&entry.watching);

@@ -124,6 +124,39 @@ pub enum Added {
     NoSuchConversation,
 }
 
+/// Which of `chats` have `user` as a member, and which of the others exist at all: two
+/// queries however many chats are named (a client joining hundreds of rooms at once).
+pub async fn memberships(
+    db: &DatabaseConnection,
+    user_id: &str,
+    chats: &[String],
+) -> Result<(Vec<String>, Vec<String>), DbErr> {
+    if chats.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let member_of: Vec<String> = member::Entity::find()
+        .select_only()
+        .column(member::Column::ConversationId)
+        .filter(member::Column::UserId.eq(user_id))
+        .filter(member::Column::ConversationId.is_in(chats.iter().cloned()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let others: Vec<String> = chats.iter().filter(|c| !member_of.contains(c)).cloned().collect();
+    let existing: Vec<String> = if others.is_empty() {
+        Vec::new()
+    } else {
+        conversation::Entity::find()
+            .select_only()
+            .column(conversation::Column::Id)
+            .filter(conversation::Column::Id.is_in(others))
+            .into_tuple()
+            .all(db)
+            .await?
+    };
+    Ok((member_of, existing))
+}
+
 /// Adds a member whose cursors start at the current end of the conversation: a newcomer reads
 /// history on request instead of having the whole backlog pushed at them. One transaction that
 /// first bumps the conversation's epoch (which also locks its row on PostgreSQL), so that the

@@ -17,11 +17,12 @@
 //!   server pings every `WS_PING_INTERVAL` and closes a connection that has sent nothing, not
 //!   even a pong, since the previous ping; a write that cannot complete within two intervals
 //!   means a stalled peer and ends the connection too. An optional idle timeout closes a
-//!   connection whose client sent no frame for that long.
+//!   connection whose client sent no frame for that long. A connection whose token expires
+//!   is closed with 4001 (`token expired`), and frames read after that are not handed on
+//!   (see [`super::expiry`]).
 //! * **Graceful shutdown.** [`Registry::close_all`] closes every connection with a close frame
 //!   (1001) and waits briefly for the answers.
 
-use crate::domain::UserId;
 use std::{
     future::Future,
     sync::{
@@ -71,6 +72,9 @@ pub mod close {
     /// A live connection whose send queue filled up (a dialect that disconnects slow
     /// consumers).
     pub const SLOW: u16 = 1008;
+    /// The connection's token expired: get a new one and reconnect (an application code,
+    /// in the 4000–4999 range RFC 6455 leaves to applications; 4001 as HTTP's 401).
+    pub const TOKEN_EXPIRED: u16 = 4001;
 }
 
 /// The subprotocol a browser names to carry its token as `access_token, <jwt>`.
@@ -84,11 +88,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// What the dialect remembers per connection.
     type State: Send + Sync + 'static;
 
-    /// Presence keys every connection watches from its start, before its user is announced
-    /// (`fanout::EVERYONE` to hear everyone's).
-    fn watches(&self) -> &'static [&'static str] {
-        &[]
-    }
+    /// Whether every connection follows, from its start and before its user is announced,
+    /// the presence of the people its user may see (`Core::presence_circle`: who shares a
+    /// conversation with them) and its own.
+    const FOLLOWS_PRESENCE: bool = false;
     /// Closes a connection whose client sent no frame for this long; `None` never does.
     fn idle_timeout(&self, _app: &AppState) -> Option<Duration> {
         None
@@ -356,7 +359,11 @@ pub async fn accept<D: Dialect>(
     let (mut parts, _body) = req.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
+        // Not a WebSocket upgrade (a plain GET of `/ws`): said in the envelope.
+        Err(rejection) => {
+            let message = format!("this endpoint takes WebSocket upgrades only: {}", rejection.body_text());
+            return AppError::BadRequest { status: rejection.status().as_u16(), message }.into_response();
+        }
     };
     if let Some(refusal) = refuse_rate(&app, &parts) {
         return refusal;
@@ -412,12 +419,16 @@ pub async fn accept<D: Dialect>(
     let identity = Arc::new(identity);
     // Taken before registration: whatever was stored before it was waiting for this connection.
     let opened = Utc::now();
-    let registered = match open(&app, &identity, hub_side, dialect.watches()).await {
+    let registered = match open(&app, &identity, hub_side, D::FOLLOWS_PRESENCE).await {
         Ok(registered) => registered,
         Err(e) => {
             e.log_if_internal("raw websocket connect");
             app.metrics.connection_refused(Refusal::ServerError);
-            return (StatusCode::SERVICE_UNAVAILABLE, "server error, please retry").into_response();
+            let body = serde_json::json!({
+                "success": false,
+                "error": { "code": "INTERNAL_ERROR", "message": "server error, please retry" },
+            });
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
         }
     };
     let link = Link { app: app.clone(), identity, conn: registered.id(), opened, out, receipts, ctl };
@@ -439,8 +450,8 @@ fn refuse_rate(app: &AppState, parts: &Parts) -> Option<Response> {
     };
     let wait = app.core.limits.check_connection(ip).err()?;
     app.metrics.connection_refused(Refusal::RateLimited);
-    let body = format!("too many connection attempts, retry in {} ms", wait.as_millis().max(1));
-    Some((StatusCode::TOO_MANY_REQUESTS, body).into_response())
+    let retry_after_ms = wait.as_millis().max(1) as u64;
+    Some(AppError::RateLimited { what: "connection attempts", retry_after_ms }.into_response())
 }
 
 /// The token of `Sec-WebSocket-Protocol: access_token, <jwt>`.
@@ -466,16 +477,16 @@ struct Registered {
     armed: bool,
 }
 
-/// Opens the connection with the core, watching what the dialect watches from the start (so
-/// that it hears its own arrival), and starts its catch-up.
+/// Opens the connection with the core, following presence from the start when the dialect
+/// does (so that it hears its own arrival), and starts its catch-up.
 async fn open(
     app: &Arc<AppState>,
     identity: &Identity,
     conn: Arc<RawConnection>,
-    watches: &[&str],
+    follows_presence: bool,
 ) -> Result<Registered, AppError> {
-    let keys: Vec<UserId> = watches.iter().map(|w| UserId::from(*w)).collect();
-    let guard = app.core.open_connection(identity, conn, &keys).await?;
+    let circle = if follows_presence { app.core.presence_circle(&identity.user_id, true).await? } else { Vec::new() };
+    let guard = app.core.open_connection(identity, conn, &circle).await?;
     app.raw_ws.open.fetch_add(1, Ordering::SeqCst);
     app.metrics.connection_opened();
     guard.start();
@@ -553,6 +564,8 @@ async fn serve<D: Dialect>(
     let mut stop = app.raw_ws.stop.subscribe();
     let mut on_synced = Some(on_synced);
     let mut closing = None;
+    let token_expires = token_deadline(&link.identity);
+    tokio::pin!(token_expires);
     // Queued items taken off the queue so far, in queue order (see `RawReceipts`).
     let mut written: u64 = 0;
     if *stop.borrow_and_update() {
@@ -563,6 +576,7 @@ async fn serve<D: Dialect>(
             biased;
             _ = stop.changed() => Step::Close(close::GOING_AWAY, "server shutting down"),
             Some((code, reason)) = control.recv() => Step::Close(code, reason),
+            _ = &mut token_expires => Step::Close(close::TOKEN_EXPIRED, "token expired"),
             _ = reader_finished.changed() => Step::End,
             _ = ping.tick() => Step::Ping,
             out = queue.recv() => out.map_or(Step::End, Step::Out),
@@ -650,6 +664,18 @@ async fn write_backlog<D: Dialect>(
     }
 }
 
+/// Resolves when the connection's token expires (see [`super::expiry`]); never for an
+/// identity that does not expire.
+async fn token_deadline(identity: &Identity) {
+    match identity.expires_at {
+        Some(at) => {
+            let left = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(left).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when the first catch-up is done (true), or never again once it was reported.
 async fn synced(on_synced: &mut Option<oneshot::Receiver<()>>) -> bool {
     let Some(rx) = on_synced.as_mut() else {
@@ -704,6 +730,11 @@ async fn read<D: Dialect>(
             }
         };
         heard.store(true, Ordering::SeqCst);
+        // Nothing is taken from a client whose token expired; the writer closes with 4001.
+        if matches!(msg, WsMessage::Text(_) | WsMessage::Binary(_)) && link.identity.expired() {
+            let _ = ctl.send((close::TOKEN_EXPIRED, "token expired"));
+            continue;
+        }
         match msg {
             WsMessage::Text(text) => dialect.frame(&link, &state, text.as_str()).await,
             WsMessage::Binary(bytes) => dialect.frame(&link, &state, &String::from_utf8_lossy(&bytes)).await,

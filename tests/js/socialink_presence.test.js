@@ -22,8 +22,9 @@ for (const backend of backends()) {
     });
     after(async () => { await Promise.all([srv.stop(), brief.stop()]); });
 
-    it('online, status, offline: read back by anyone, counted, unknown users are Offline', async () => {
-      const [alice, bob, nobody] = [uid('alice'), uid('bob'), uid('nobody')];
+    it('online, status, offline: read back by those who share a conversation, counted, unknown users are Offline', async () => {
+      const [alice, bob, nobody, stranger] = [uid('alice'), uid('bob'), uid('nobody'), uid('stranger')];
+      await createChat(srv.url, token(alice), 'direct', [bob]);
       assert.deepEqual(await presence(srv, bob, nobody), { user_id: nobody, status: 'Offline', last_seen: null, custom_status: null });
       const before = await onlineCount(srv, bob);
 
@@ -34,6 +35,9 @@ for (const backend of backends()) {
       assert.equal(p.status, 'Online');
       assert.ok(!Number.isNaN(Date.parse(p.last_seen)));
       assert.equal(await onlineCount(srv, bob), before + 1);
+      // Someone who shares no conversation with alice sees her as an unknown user (the
+      // core's visibility rule), though the count includes her.
+      assert.deepEqual(await presence(srv, stranger, alice), { user_id: alice, status: 'Offline', last_seen: null, custom_status: null });
 
       const status = await v1(srv, alice, 'PUT', `/presence/status/${alice}`, { custom_status: 'at lunch', status: 'away' });
       assert.equal(status.status, 200);
@@ -85,7 +89,8 @@ for (const backend of backends()) {
     });
 
     it('bulk answers in request order, as a bare array or {user_ids}, at most 500', async () => {
-      const [alice, bob, ghost] = [uid('alice'), uid('bob'), uid('ghost')];
+      const [alice, bob, ghost, carol] = [uid('alice'), uid('bob'), uid('ghost'), uid('carol')];
+      await createChat(srv.url, token(alice), 'direct', [bob]);
       await v1(srv, alice, 'PUT', `/presence/online/${alice}`);
       const bob1 = await connect(srv.url, { namespace: '/sup', auth: { token: token(bob) } });
       try {
@@ -95,6 +100,9 @@ for (const backend of backends()) {
           assert.equal(res.body.count, 3);
           assert.deepEqual(res.body.presences.map((p) => [p.user_id, p.status]), [[ghost, 'Offline'], [alice, 'Online'], [bob, 'Online']]);
         }
+        // carol shares nothing with bob: he reads as an unknown user to her.
+        const hers = await v1(srv, carol, 'POST', '/presence/bulk', [bob, carol]);
+        assert.deepEqual(hers.body.presences.map((p) => [p.user_id, p.status, p.last_seen]), [[bob, 'Offline', null], [carol, 'Offline', null]]);
         const many = Array.from({ length: 501 }, (_, i) => `u${i}`);
         assert.equal((await v1(srv, alice, 'POST', '/presence/bulk', many)).status, 400);
         assert.equal((await v1(srv, alice, 'POST', '/presence/bulk', many.slice(0, 500))).body.count, 500);

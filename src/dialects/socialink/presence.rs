@@ -103,21 +103,22 @@ async fn status(
     Ok(Json(json!({ "success": true })))
 }
 
-/// `GET /presence/{user_id}`: any authenticated user; unknown users are `Offline`.
-async fn show(State(app): State<Arc<AppState>>, Caller(_): Caller, Path(user_id): Path<String>) -> Reply<Json<Value>> {
-    let found = app.core.presence_of(&[UserId::from(user_id)]).await?;
+/// `GET /presence/{user_id}`: any authenticated user may ask; someone the caller may not see
+/// (no shared conversation: the core's visibility rule) reads as an unknown user, `Offline`.
+async fn show(State(app): State<Arc<AppState>>, Caller(me): Caller, Path(user_id): Path<String>) -> Reply<Json<Value>> {
+    let found = app.core.presence_seen_by(&me, &[UserId::from(user_id)]).await?;
     let p = found.first().ok_or_else(|| AppError::Internal(anyhow::anyhow!("no presence for a user asked")))?;
     Ok(Json(presence_json(p)))
 }
 
 /// `POST /presence/bulk` `[user_id, …]` (or `{user_ids}`), at most 500, in request order.
-async fn bulk(State(app): State<Arc<AppState>>, Caller(_): Caller, bytes: Bytes) -> Reply<Json<Value>> {
+async fn bulk(State(app): State<Arc<AppState>>, Caller(me): Caller, bytes: Bytes) -> Reply<Json<Value>> {
     let IdList(ids) = IdList::read(&bytes, "user_ids")?;
     if ids.len() > MAX_BULK {
         return Err(AppError::validation(format!("at most {MAX_BULK} user ids per request")).into());
     }
     let ids: Vec<UserId> = ids.into_iter().map(UserId::from).collect();
-    let presences: Vec<Value> = app.core.presence_of(&ids).await?.iter().map(presence_json).collect();
+    let presences: Vec<Value> = app.core.presence_seen_by(&me, &ids).await?.iter().map(presence_json).collect();
     Ok(Json(json!({ "count": presences.len(), "presences": presences })))
 }
 

@@ -142,6 +142,8 @@ fn error_frame(e: &AppError) -> String {
 
 impl Dialect for Socialink {
     type State = Conn;
+    /// `presence` frames reach the users who share a conversation with the user (§6).
+    const FOLLOWS_PRESENCE: bool = true;
 
     fn refusal(&self, status: StatusCode, err: &AppError) -> Response {
         let mut response = Rejection(clone_error(err)).into_response();

@@ -58,14 +58,17 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
 
 impl Claims {
     /// The identity these claims name: the user is `sub`, else `userId`; the device is
-    /// `deviceId`. Empty strings count as absent.
+    /// `deviceId`. Empty strings count as absent; the user and device ids must be subject ids
+    /// ([`check_subject`]).
     pub fn identity(self) -> Result<Identity, AppError> {
         let present = |v: Option<String>| v.filter(|s| !s.is_empty());
         let user_id = present(self.sub)
             .or_else(|| present(self.user_id))
             .ok_or_else(|| AppError::Unauthorized(NO_USER_ID.into()))?;
-        if user_id.len() > 128 {
-            return Err(AppError::Unauthorized("token subject must be 1 to 128 characters".into()));
+        check_subject(&user_id).map_err(|why| AppError::Unauthorized(format!("token subject {why}")))?;
+        let device_id = present(self.device_id);
+        if let Some(device) = &device_id {
+            check_subject(device).map_err(|why| AppError::Unauthorized(format!("token deviceId {why}")))?;
         }
         // Anonymous session members are users named `session:…` (domain::session); no token
         // may speak as one of them.
@@ -74,19 +77,91 @@ impl Claims {
         }
         // A NUL cannot be stored on PostgreSQL (the claims are written to the user row); it is
         // refused the same on both databases.
-        let texts =
-            [Some(&user_id), self.device_id.as_ref(), self.username.as_ref(), self.name.as_ref(), self.avatar.as_ref()];
+        let texts = [self.username.as_ref(), self.name.as_ref(), self.avatar.as_ref()];
         if texts.into_iter().flatten().any(|t| t.contains('\0')) {
             return Err(AppError::Unauthorized("token claims must not contain NUL characters".into()));
         }
-        let device_id = present(self.device_id);
-        if device_id.as_ref().is_some_and(|d| d.len() > 128 || d.chars().any(char::is_control)) {
-            return Err(AppError::Unauthorized(
-                "token deviceId must be 1 to 128 characters without control characters".into(),
-            ));
-        }
-        Ok(Identity { user_id, device_id, username: self.username, name: self.name, avatar: self.avatar })
+        Ok(Identity {
+            user_id: user_id.into(),
+            device_id: device_id.map(Into::into),
+            username: self.username,
+            name: self.name,
+            avatar: self.avatar,
+            expires_at: expiry(self.exp),
+        })
     }
+}
+
+/// A device id a client named at connect (Socket.IO `auth.deviceId`): a string that is a
+/// subject id ([`check_subject`]).
+pub fn device_from_handshake(value: &serde_json::Value) -> Result<String, AppError> {
+    let refused = |why: &str| AppError::validation(format!("auth.deviceId {why}"));
+    let id = value.as_str().ok_or_else(|| refused("must be a string"))?;
+    check_subject(id).map_err(refused)?;
+    Ok(id.to_string())
+}
+
+/// Longest subject id (user or device), in bytes: what a column and a log line hold.
+pub const MAX_SUBJECT_LEN: usize = 128;
+
+/// The one rule for ids that name a principal (a token's user and device, a device a client
+/// names at connect): 1 to [`MAX_SUBJECT_LEN`] bytes of printable text, with no whitespace at
+/// either end. Refused: control characters (NUL, newlines, escapes), invisible formatting
+/// characters (bidirectional overrides and isolates such as U+202E, zero-width spaces and
+/// joiners, the BOM), line and paragraph separators, and ids that are only spaces. Such an id
+/// would show one user as another in every client that prints it (an RTL override turns
+/// `alice\u{202E}nimda` into what reads as `alice` + `admin` reversed), break log lines, or
+/// differ from what a person typed only by what nobody can see. Surrounding whitespace is
+/// refused rather than trimmed: `" alice"` is another principal to the issuer that signed it,
+/// and must not become `alice` here.
+pub fn check_subject(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() || id.len() > MAX_SUBJECT_LEN {
+        return Err("must be 1 to 128 characters");
+    }
+    if id.trim() != id {
+        return Err("must not begin or end with whitespace");
+    }
+    if let Some(c) = id.chars().find(|c| !printable(*c)) {
+        return Err(if c.is_control() {
+            "must not contain control characters (NUL, newlines, escapes)"
+        } else {
+            "must not contain invisible formatting characters (direction overrides, zero-width characters)"
+        });
+    }
+    Ok(())
+}
+
+/// Visible text or an ordinary space: not a control character, not an invisible format
+/// character (Unicode category Cf, the ones that matter listed), not a line or paragraph
+/// separator, and not a noncharacter.
+fn printable(c: char) -> bool {
+    if c.is_control() {
+        return false;
+    }
+    !matches!(c,
+        '\u{00AD}'                     // soft hyphen
+        | '\u{061C}'                   // Arabic letter mark
+        | '\u{115F}' | '\u{1160}'       // Hangul fillers
+        | '\u{180E}'                   // Mongolian vowel separator
+        | '\u{200B}'..='\u{200F}'       // zero-width space, (non-)joiner, LRM, RLM
+        | '\u{2028}'..='\u{202E}'       // line / paragraph separator, embeddings, overrides
+        | '\u{2060}'..='\u{206F}'       // word joiner, invisible operators, isolates
+        | '\u{3164}' | '\u{FFA0}'       // Hangul fillers
+        | '\u{FE00}'..='\u{FE0F}'       // variation selectors
+        | '\u{FEFF}'                   // BOM / zero-width no-break space
+        | '\u{FFF0}'..='\u{FFFB}'       // specials, interlinear annotation
+        | '\u{FFFE}' | '\u{FFFF}'
+        | '\u{E0000}'..='\u{E007F}'     // tags
+    ) && !(('\u{FDD0}'..='\u{FDEF}').contains(&c))
+}
+
+/// How long past its `exp` a token is still accepted (clock skew between issuer and server).
+pub const LEEWAY_SECS: u64 = 5;
+
+/// When a token whose `exp` is `exp` stops being accepted: `exp` plus the leeway.
+fn expiry(exp: u64) -> Option<chrono::DateTime<chrono::Utc>> {
+    let until = i64::try_from(exp.saturating_add(LEEWAY_SECS)).ok()?;
+    chrono::DateTime::from_timestamp(until, 0)
 }
 
 /// Verifies tokens with the configured key(s).
@@ -101,7 +176,7 @@ impl Verifier {
             let mut v = Validation::new(alg);
             // The user may be `sub` or `userId`: checked after decoding (`Claims::identity`).
             v.set_required_spec_claims(&["exp"]);
-            v.leeway = 5;
+            v.leeway = LEEWAY_SECS;
             if let Some(iss) = &cfg.jwt_issuer {
                 // `set_issuer` alone checks `iss` only when a token has one.
                 v.set_required_spec_claims(&["exp", "iss"]);
@@ -297,6 +372,55 @@ mod tests {
         ] {
             assert_eq!(refusal(v.verify(Some(&sign(claims)))), NO_USER_ID);
         }
+    }
+
+    #[test]
+    fn subjects_must_be_printable_trimmed_and_bounded() {
+        let v = verifier(None);
+        for good in ["alice", "u-42", "Zoë Ü", "用户", "a b", "x".repeat(128).as_str()] {
+            let token = sign(serde_json::json!({ "sub": good, "exp": in_an_hour() }));
+            assert_eq!(v.verify(Some(&token)).expect(good).user_id, good);
+        }
+        for bad in [
+            "a\u{0}b",
+            "line\nbreak",
+            "tab\t",
+            "   ",
+            " alice",
+            "alice ",
+            "evil\u{202E}nimda",
+            "zero\u{200B}width",
+            "iso\u{2066}late",
+            "bom\u{FEFF}",
+            "sep\u{2028}",
+            "esc\u{1B}[31m",
+            &"x".repeat(129),
+        ] {
+            let token = sign(serde_json::json!({ "sub": bad, "exp": in_an_hour() }));
+            let refused = refusal(v.verify(Some(&token)));
+            assert!(refused.starts_with("token subject"), "{bad:?}: {refused}");
+            // The same rule holds for a userId token and for the device a token names.
+            let token = sign(serde_json::json!({ "userId": bad, "exp": in_an_hour() }));
+            assert!(refusal(v.verify(Some(&token))).starts_with("token subject"), "{bad:?}");
+            let token = sign(serde_json::json!({ "sub": "ok", "deviceId": bad, "exp": in_an_hour() }));
+            assert!(refusal(v.verify(Some(&token))).starts_with("token deviceId"), "{bad:?}");
+            assert!(device_from_handshake(&serde_json::json!(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_identity_expires_with_its_token_plus_the_leeway() {
+        let v = verifier(None);
+        let now = in_an_hour() - 3600;
+        let id = v.verify(Some(&sign(serde_json::json!({ "sub": "u1", "exp": now + 60 })))).expect("valid");
+        let at = id.expires_at.expect("expires").timestamp() as u64;
+        assert_eq!(at, now + 60 + LEEWAY_SECS);
+        assert!(!id.expired());
+        // Within the leeway: accepted, and already past its exp by a second.
+        let id = v.verify(Some(&sign(serde_json::json!({ "sub": "u1", "exp": now - 1 })))).expect("leeway");
+        assert!(!id.expired());
+        let gone = Identity { expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)), ..id };
+        assert!(gone.expired());
     }
 
     #[test]

@@ -63,6 +63,12 @@ pub struct RateLimits {
     pub presence_update: RateSpec,
     pub call_initiate: RateSpec,
     pub reactions: RateSpec,
+    /// `RATE_LIMIT_KEY_BUNDLE`: Socialink prekey bundles one user may fetch.
+    pub key_bundle: RateSpec,
+    /// `RATE_LIMIT_SUBSCRIPTIONS`: ids one user may name in subscription-like requests
+    /// (`presence:subscribe`, `chat:join`, `chat:join-multiple`), each id counted: every id
+    /// costs a lookup and a place in a connection's state.
+    pub subscriptions: RateSpec,
     /// Socket.IO connection attempts per client IP (`RATE_LIMIT_MAX_CONNECTIONS` per
     /// `RATE_LIMIT_CONNECTION_WINDOW`), counted before the token is checked.
     pub connections: RateSpec,
@@ -82,6 +88,15 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 60;
 /// client (an ack, a receipt, a short message) fits in one read, and an idle connection costs
 /// 3.5 KiB less than with socketioxide's 4 KiB (measured at 19,000 connections).
 pub const DEFAULT_WS_READ_BUFFER_SIZE: usize = 512;
+
+/// Largest image decoded by default: 50 megapixels, above the 48-megapixel photos of today's
+/// phones (8000 × 6000), far below what a small file can claim (a 62 KB PNG declared
+/// 8000 × 8000, a 7 MB one 40000 × 40000).
+pub const DEFAULT_IMAGE_MAX_PIXELS: u64 = 50_000_000;
+
+/// Most memory one image decode may allocate by default: a 50-megapixel image in 8-bit RGBA
+/// (200 MB) and some; 16-bit images of that size are refused.
+pub const DEFAULT_IMAGE_DECODE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Where a development secret is in use, the server says so loudly at start.
 pub const DEV_JWT_SECRET: &str = "switchboard-dev-secret-change-me";
@@ -123,6 +138,9 @@ pub struct Config {
     /// zero turns editing off.
     pub message_edit_window: Duration,
     pub max_group_size: usize,
+    /// `SOCIALINK_MAX_GROUP_SIZE`: most members of a group made or grown through Socialink's
+    /// REST API, the creator included (the seed's 1,500).
+    pub socialink_max_group_size: usize,
     /// `MEDIA_MAX_SIZE`: largest attachment upload, in bytes.
     pub media_max_size: u64,
     /// `MEDIA_DIR`: where uploaded attachments (and their thumbnails) are stored. With several
@@ -132,6 +150,16 @@ pub struct Config {
     /// to fit, keeping their aspect ratio.
     pub image_max_width: u32,
     pub image_max_height: u32,
+    /// `IMAGE_MAX_PIXELS`: the largest image (width × height, read from its header) that is
+    /// decoded at all; a bigger one is refused before any pixel memory is allocated.
+    pub image_max_pixels: u64,
+    /// `IMAGE_DECODE_MAX_BYTES`: the most memory one image decode may allocate.
+    pub image_decode_max_bytes: u64,
+    /// `REST_MAX_BODY_SIZE`: largest JSON body of a REST request, in bytes (413 beyond).
+    pub rest_max_body_size: usize,
+    /// `MAX_SUBSCRIPTIONS_PER_CONNECTION`: users whose presence one connection follows, and
+    /// chat rooms it joins, at most (each counted on its own).
+    pub max_subscriptions_per_connection: usize,
     /// `MAX_ATTACHMENTS_PER_MESSAGE`.
     pub max_attachments_per_message: usize,
     /// `VERIFY_DEVICE_REQUIRED`: device keys are handed to other users only once their owner
@@ -141,6 +169,9 @@ pub struct Config {
     /// keys never fall due.
     pub key_rotation_days: u32,
     pub presence_timeout: Duration,
+    /// `OFFLINE_QUEUE_TTL_DAYS`: how long a Socialink queue entry waits for its device's
+    /// acknowledgement before it is dropped.
+    pub offline_queue_ttl: Duration,
     /// `MAX_IDLE_TIME`: a socket that sends no event for this long is disconnected; zero
     /// turns the idle timeout off.
     pub max_idle_time: Duration,
@@ -355,6 +386,8 @@ impl Config {
             presence_update: src.parse(&["RATE_LIMIT_PRESENCE_UPDATE"], RateSpec::new(20, 60))?,
             call_initiate: src.parse(&["RATE_LIMIT_CALL_INITIATE"], RateSpec::new(5, 60))?,
             reactions: src.parse(&["RATE_LIMIT_REACTIONS"], RateSpec::new(50, 60))?,
+            key_bundle: src.parse(&["RATE_LIMIT_KEY_BUNDLE"], RateSpec::new(60, 60))?,
+            subscriptions: src.parse(&["RATE_LIMIT_SUBSCRIPTIONS"], RateSpec::new(2000, 60))?,
             connections: RateSpec {
                 count: src.positive(&["RATE_LIMIT_MAX_CONNECTIONS"], DEFAULT_MAX_CONNECTIONS)?,
                 window: src.positive_millis(&["RATE_LIMIT_CONNECTION_WINDOW"], 60_000)?,
@@ -399,14 +432,22 @@ impl Config {
                 src.parse::<u64>(&["MESSAGE_EDIT_WINDOW_MINUTES"], 15)?.saturating_mul(60),
             ),
             max_group_size: src.positive(&["MAX_GROUP_SIZE"], 256usize)?,
+            socialink_max_group_size: src.positive(&["SOCIALINK_MAX_GROUP_SIZE"], 1500usize)?,
             media_max_size: src.positive(&["MEDIA_MAX_SIZE"], 10_485_760u64)?,
             media_dir: src.string(&["MEDIA_DIR"], "./media").into(),
             image_max_width: src.positive(&["IMAGE_MAX_WIDTH"], 2048u32)?,
             image_max_height: src.positive(&["IMAGE_MAX_HEIGHT"], 2048u32)?,
+            image_max_pixels: src.positive(&["IMAGE_MAX_PIXELS"], DEFAULT_IMAGE_MAX_PIXELS)?,
+            image_decode_max_bytes: src.positive(&["IMAGE_DECODE_MAX_BYTES"], DEFAULT_IMAGE_DECODE_MAX_BYTES)?,
+            rest_max_body_size: src.positive(&["REST_MAX_BODY_SIZE"], 1_048_576usize)?,
+            max_subscriptions_per_connection: src.positive(&["MAX_SUBSCRIPTIONS_PER_CONNECTION"], 1000usize)?,
             max_attachments_per_message: src.positive(&["MAX_ATTACHMENTS_PER_MESSAGE"], 10usize)?,
             verify_device_required: src.flag(&["VERIFY_DEVICE_REQUIRED"], true)?,
             key_rotation_days: src.parse(&["KEY_ROTATION_DAYS"], 90u32)?,
             presence_timeout: Duration::from_secs(src.parse(&["PRESENCE_TIMEOUT_SECONDS"], 300u64)?),
+            offline_queue_ttl: Duration::from_secs(
+                src.positive::<u64>(&["OFFLINE_QUEUE_TTL_DAYS"], 30)?.saturating_mul(24 * 3600),
+            ),
             max_idle_time: src.millis(&["MAX_IDLE_TIME"], 1_800_000)?,
             call_ring_timeout: src.positive_millis(&["CALL_RING_TIMEOUT"], 30_000)?,
             trusted_proxies,
@@ -418,7 +459,11 @@ impl Config {
             shutdown_grace: src.millis(&["SHUTDOWN_GRACE"], 10_000)?,
             sqlite_mmap_size: src.parse(&["SQLITE_MMAP_SIZE"], crate::store::DEFAULT_SQLITE_MMAP_SIZE)?,
             raw_ws: RawWsSettings {
-                ping_interval: src.positive_millis(&["WS_PING_INTERVAL"], 30_000)?,
+                // Socialink names the same heartbeat `WS_HEARTBEAT_INTERVAL`, in seconds.
+                ping_interval: match src.raw(&["WS_PING_INTERVAL"]) {
+                    Some(_) => src.positive_millis(&["WS_PING_INTERVAL"], 30_000)?,
+                    None => Duration::from_secs(src.positive(&["WS_HEARTBEAT_INTERVAL"], 30u64)?),
+                },
                 send_queue: src.positive(&["WS_SEND_QUEUE"], 256usize)?,
                 mrezhen_frames: RateSpec {
                     count: src.positive(&["RATE_LIMIT_MESSAGES"], 30u32)?,

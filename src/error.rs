@@ -8,6 +8,10 @@ use serde::Serialize;
 pub enum AppError {
     #[error("{0}")]
     Unauthorized(String),
+    /// The token of an open connection (or of a request) is past its `exp`: the client must
+    /// get a fresh token and reconnect. Its own code, so a client can tell it from a bad token.
+    #[error("{0}")]
+    TokenExpired(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -39,6 +43,17 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     UnknownType(String),
+    /// A body that is not JSON at all (HTTP 400).
+    #[error("{0}")]
+    InvalidJson(String),
+    /// A request the HTTP layer cannot route or read (a path that is not UTF-8, a body of
+    /// the wrong media type, a URI over the limit): `VALIDATION_FAILED` with its own status.
+    #[error("{message}")]
+    BadRequest { status: u16, message: String },
+    /// No route has this path (404), or none takes this method on it (405): `NOT_FOUND`,
+    /// with the status that says which.
+    #[error("{message}")]
+    NoRoute { status: u16, message: String },
     /// The database refused a write (a disk fault, say). The cause was logged where it
     /// happened (`store::health`); the client learns only that nothing was stored and that
     /// trying again is safe.
@@ -55,9 +70,13 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthorized(_) => "UNAUTHORIZED",
+            AppError::TokenExpired(_) => "TOKEN_EXPIRED",
             AppError::Forbidden(_) => "FORBIDDEN",
-            AppError::NotFound(_) => "NOT_FOUND",
-            AppError::Validation(_) | AppError::InvalidField { .. } => "VALIDATION_FAILED",
+            AppError::NotFound(_) | AppError::NoRoute { .. } => "NOT_FOUND",
+            AppError::Validation(_) | AppError::InvalidField { .. } | AppError::BadRequest { .. } => {
+                "VALIDATION_FAILED"
+            }
+            AppError::InvalidJson(_) => "INVALID_JSON",
             AppError::EmptyContent(_) => "EMPTY_CONTENT",
             AppError::ContentTooLong(_) | AppError::TooLarge(_) => "CONTENT_TOO_LONG",
             AppError::SelfMessage(_) => "SELF_MESSAGE",
@@ -73,7 +92,9 @@ impl AppError {
     /// The HTTP status for REST responses.
     pub fn http_status(&self) -> u16 {
         match self {
-            AppError::Unauthorized(_) => 401,
+            AppError::Unauthorized(_) | AppError::TokenExpired(_) => 401,
+            AppError::InvalidJson(_) => 400,
+            AppError::BadRequest { status, .. } | AppError::NoRoute { status, .. } => *status,
             AppError::Forbidden(_) => 403,
             AppError::NotFound(_) => 404,
             AppError::Validation(_)

@@ -19,7 +19,8 @@
 //!                registered in `dialects::DIALECTS`
 //! http/          router assembly, /health, /metrics, static files
 //! telemetry/     logs and metrics
-//! auth.rs        JWT verification and minting
+//! auth.rs        JWT verification and minting; the one rule for subject ids
+//! payload.rs     decoding what clients send: objects only, at every depth, no NUL
 //! cluster.rs     in-process shared state, or Redis state and the Redis bus
 //! ```
 
@@ -32,6 +33,7 @@ pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod payload;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
@@ -144,6 +146,7 @@ impl Application {
                 let _ = accepting_stopped.await;
             });
         let server = tokio::spawn(async move { server.await });
+        let expiry = transport::expiry::spawn(io.clone(), namespaces.clone());
         let idle = transport::idle::spawn(io.clone(), namespaces, state.clone());
 
         shutdown.await;
@@ -155,6 +158,7 @@ impl Application {
         if let Some(idle) = idle {
             idle.abort();
         }
+        expiry.abort();
         state.inflight.wait_idle(state.config.shutdown_grace).await;
         state.core.drain_writes().await;
         // A client whose buffer stays full is given as long to take what fills its holes as

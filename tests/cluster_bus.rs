@@ -56,7 +56,7 @@ async fn a_raw_connection_on_another_instance_gets_messages_over_the_bus() {
     let id = b.state.core.hub.register(rec.clone());
     b.state.core.hub.start_sync(id);
     // Watch alice's presence from instance B; join the chat room for typing.
-    b.state.core.hub.watch(id, std::slice::from_ref(&alice));
+    b.state.core.hub.watch(id, &[switchboard::domain::UserId::from(&alice)]);
     b.state.core.join_chat(&Actor::rest(&bob), id, &chat).await.expect("join");
 
     let core_a = a.state.core.clone();

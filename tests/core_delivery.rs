@@ -53,7 +53,7 @@ impl Connection for Recorder {
             return Err(SendFailure::Full);
         }
         if let Event::MessageCreated(m) = event {
-            self.got.lock().unwrap().push((m.chat_id.clone(), m.seq));
+            self.got.lock().unwrap().push((m.chat_id.to_string(), m.seq));
         }
         Ok(())
     }
@@ -294,8 +294,13 @@ async fn a_message_held_back_while_a_device_syncs_reaches_it_even_if_another_dev
         let second = Recorder::new(&alice);
         let id2 = core.hub.register(second.clone());
         // Sent from the first device: it records the seq as its own; the second holds it back.
-        let actor =
-            Actor { user_id: alice.clone(), device: String::new(), username: None, avatar: None, conn: Some(id1) };
+        let actor = Actor {
+            user_id: alice.as_str().into(),
+            device: Default::default(),
+            username: None,
+            avatar: None,
+            conn: Some(id1),
+        };
         let seq = core.send_message(&actor, draft(&chat, "from my phone", None), None).await.unwrap().seq;
         core.hub.start_sync(id2);
         eventually("the held-back message at the second device", || second.seqs(&chat) == vec![seq]).await;

@@ -73,7 +73,7 @@ async fn conversations_are_validated() {
             assert_eq!(res["success"], false);
             assert_eq!(res["error"]["code"], code);
         }
-        // A body that is not JSON at all gets the same envelope.
+        // A body that is not JSON at all gets the same envelope, as INVALID_JSON (400).
         let res = app
             .http
             .post(format!("{}/api/conversations", app.url))
@@ -83,9 +83,9 @@ async fn conversations_are_validated() {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status().as_u16(), 422);
+        assert_eq!(res.status().as_u16(), 400);
         let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "VALIDATION_FAILED");
+        assert_eq!(body["error"]["code"], "INVALID_JSON");
         // Note to self is reused like a direct conversation.
         let one = app.chat(&alice, "self", &[]).await;
         let two = app.chat(&alice, "self", &[]).await;

@@ -23,6 +23,9 @@ pub struct Model {
     pub ended_at: Option<DateTimeUtc>,
     /// Talk time, from answer to end; 0 for a call that was never answered.
     pub duration_ms: Option<i64>,
+    /// The caller's WebRTC offer and the answer, as JSON text of what the clients sent.
+    pub offer: Option<String>,
+    pub answer: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

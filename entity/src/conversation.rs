@@ -19,6 +19,9 @@ pub struct Model {
     /// Highest `seq` handed out; incremented in the same transaction as the message insert,
     /// which is what keeps `seq` gapless.
     pub last_seq: i64,
+    /// Membership epoch of a group: bumped by one with every member added or removed, in the
+    /// same transaction.
+    pub epoch: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

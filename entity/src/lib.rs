@@ -5,6 +5,7 @@
 
 pub mod attachment;
 pub mod call;
+pub mod call_ice_candidate;
 pub mod call_participant;
 pub mod conversation;
 pub mod device_key;

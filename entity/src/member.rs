@@ -19,6 +19,9 @@ pub struct Model {
     /// unread counts start after it.
     pub cleared_seq: i64,
     pub joined_at: DateTimeUtc,
+    /// Who added the member; `None` for a conversation's creator (and rows from before this
+    /// was recorded).
+    pub added_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

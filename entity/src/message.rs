@@ -32,6 +32,13 @@ pub struct Model {
     /// The member it is addressed to (`''`: everyone). Only they, and the sender, get it;
     /// part of the resend key with `temp_id`, so one `temp_id` names one copy per recipient.
     pub recipient_id: String,
+    /// How `content` is written: `None` is text; `base64` is bytes (Socialink's ciphertext) as
+    /// standard padded base64, which other dialects show as is.
+    pub content_encoding: Option<String>,
+    /// Socialink's ephemeral key, standard base64 (`None`: empty).
+    pub ephemeral_key: Option<String>,
+    /// A self-destructing message: gone from every read after this, then deleted.
+    pub expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,7 +8,9 @@ mod m20261122_000001_core;
 mod m20261201_000002_calls_reactions_notifications;
 mod m20261215_000003_spark;
 mod m20261216_000004_devices;
+mod m20261217_000005_socialink_social;
 mod m20261220_000005_sessions;
+mod m20261220_000005_socialink;
 
 pub struct Migrator;
 
@@ -20,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_calls_reactions_notifications::Migration),
             Box::new(m20261215_000003_spark::Migration),
             Box::new(m20261216_000004_devices::Migration),
+            Box::new(m20261217_000005_socialink_social::Migration),
+            Box::new(m20261220_000005_socialink::Migration),
             Box::new(m20261220_000005_sessions::Migration),
         ]
     }

@@ -103,13 +103,18 @@ impl Core {
         let sniffed = media::sniff(&upload.bytes, upload.declared_type.as_deref(), requested)?;
         let (bytes, width, height, thumbnail) = match sniffed.image {
             Some(format) => {
-                let (max_w, max_h) = (self.config.image_max_width, self.config.image_max_height);
+                let limits = media::ImageLimits {
+                    max_width: self.config.image_max_width,
+                    max_height: self.config.image_max_height,
+                    max_pixels: self.config.image_max_pixels,
+                    decode_max_bytes: self.config.image_decode_max_bytes,
+                };
                 let _turn = image_jobs()
                     .acquire()
                     .await
                     .map_err(|e| AppError::Internal(anyhow::anyhow!("image job queue closed: {e}")))?;
                 let original = upload.bytes;
-                let done = tokio::task::spawn_blocking(move || media::process_image(&original, format, max_w, max_h))
+                let done = tokio::task::spawn_blocking(move || media::process_image(&original, format, &limits))
                     .await
                     .map_err(|e| AppError::Internal(anyhow::anyhow!("image processing task failed: {e}")))??;
                 (done.bytes, Some(done.width), Some(done.height), Some(done.thumbnail))
@@ -118,7 +123,7 @@ impl Core {
         };
         let row = entity::attachment::Model {
             id: uuid::Uuid::now_v7().to_string(),
-            uploader_id: actor.user_id.clone(),
+            uploader_id: actor.user_id.clone().into(),
             kind: sniffed.kind.as_str().to_string(),
             content_type: sniffed.content_type.to_string(),
             file_name: clean_file_name(upload.file_name.as_deref()),

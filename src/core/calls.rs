@@ -18,14 +18,17 @@ use super::{
     conversations::ConversationRequest,
     limits::Limit,
     model::{
-        Actor, Audience, Call, CallEndReason, CallKind, CallOrigin, CallSignal, CallStatus, ConversationKind, Event,
-        NotificationData, Profile, UserId,
+        Actor, Audience, Call, CallChange, CallEndReason, CallKind, CallOrigin, CallSignal, CallStatus,
+        ConversationKind, Event, IceCandidate, NotificationData, Profile, UserId,
     },
     Core, DEFAULT_PAGE, MAX_PAGE,
 };
 use crate::{
     error::{AppError, AppResult, Field},
-    store::{self, calls::CallRecord},
+    store::{
+        self,
+        calls::{CallRecord, IceAdded},
+    },
 };
 
 /// Largest offer, answer or candidate, serialized. A video offer listing many codecs runs to
@@ -33,6 +36,9 @@ use crate::{
 const MAX_SIGNAL_BYTES: usize = 64 * 1024;
 /// Longest `reason` a callee may give for declining.
 const MAX_REASON_CHARS: usize = 200;
+/// Most ICE candidates stored per call. A call gathers a few dozen; the cap bounds what one
+/// call may store (at most this many times `MAX_SIGNAL_BYTES`).
+pub const MAX_ICE_PER_CALL: u64 = 500;
 
 const CALLER: &str = "caller";
 const CALLEE: &str = "callee";
@@ -95,12 +101,13 @@ impl Core {
                         },
                     )
                     .await?;
-                conversation.id
+                conversation.id.into()
             }
             _ => return Err(AppError::validation("give either chatId or calleeId")),
         };
         let members = store::conversations::members(&self.db, &chat_id).await?;
-        let callees: Vec<UserId> = members.into_iter().map(|m| m.user_id).filter(|u| *u != actor.user_id).collect();
+        let callees: Vec<UserId> =
+            members.into_iter().map(|m| UserId::from(m.user_id)).filter(|u| *u != actor.user_id).collect();
         if callees.is_empty() {
             return Err(AppError::validation("there is nobody else in this conversation to call"));
         }
@@ -113,7 +120,7 @@ impl Core {
         let new = entity::call::Model {
             id,
             conversation_id: chat_id,
-            caller_id: actor.user_id.clone(),
+            caller_id: actor.user_id.clone().into(),
             call_type: kind.as_str().to_string(),
             status: CallStatus::Ringing.as_str().to_string(),
             answered_by: None,
@@ -123,13 +130,18 @@ impl Core {
             answered_at: None,
             ended_at: None,
             duration_ms: None,
+            offer: req.offer.as_ref().map(Value::to_string),
+            answer: None,
         };
         let caller = actor.user_id.clone();
-        let record = store::calls::create(&self.db, new, &everyone, |busy: &HashSet<String>| {
-            if busy.contains(&caller) {
+        let record = store::calls::create(&self.db, new, &everyone, |busy: &HashSet<String>, chat_busy| {
+            if chat_busy {
+                return Err(AppError::Conflict("this conversation already has a call going on".into()));
+            }
+            if busy.contains(caller.as_str()) {
                 return Err(AppError::Conflict("you are already in a call".into()));
             }
-            let free: Vec<UserId> = callees.iter().filter(|u| !busy.contains(*u)).cloned().collect();
+            let free: Vec<UserId> = callees.iter().filter(|u| !busy.contains(u.as_str())).cloned().collect();
             if free.is_empty() {
                 return Err(AppError::Conflict("busy".into()));
             }
@@ -142,6 +154,7 @@ impl Core {
             CallSignal::Incoming { call: call.clone(), caller: actor.profile(), offer: req.offer },
             actor,
         );
+        self.announce_call(CallChange::Initiated, &call).await;
         let id = call.id.clone();
         self.later(self.config.call_ring_timeout, move |core| async move { core.ring_timed_out(&id).await });
         Ok(call)
@@ -158,8 +171,9 @@ impl Core {
             let status = status_of(rec)?;
             ringing_callee(rec, &me, status)?;
             rec.call.status = CallStatus::Active.as_str().into();
-            rec.call.answered_by = Some(me.clone());
+            rec.call.answered_by = Some(me.clone().into());
             rec.call.answered_at = Some(now);
+            rec.call.answer = answer.as_ref().map(Value::to_string);
             for p in &mut rec.participants {
                 if p.user_id == me {
                     p.state = JOINED.into();
@@ -197,6 +211,7 @@ impl Core {
             },
             actor,
         );
+        self.announce_call(CallChange::Answered, &call).await;
         Ok(call)
     }
 
@@ -218,6 +233,7 @@ impl Core {
         let call = to_call(&record)?;
         let origin = self.origin(&call).await;
         self.announce_decline(&call, &origin, actor, reason, status);
+        self.announce_call(CallChange::Declined, &call).await;
         Ok(call)
     }
 
@@ -251,6 +267,11 @@ impl Core {
         .ok_or_else(call_not_found)?;
         let call = to_call(&record)?;
         let origin = self.origin(&call).await;
+        let change = match &ending {
+            Ending::Cancelled(_) => CallChange::Missed,
+            Ending::Declined(_) => CallChange::Declined,
+            Ending::HungUp => CallChange::Ended,
+        };
         match ending {
             Ending::Cancelled(missed) => {
                 let mut everyone = call.callee_ids.clone();
@@ -267,6 +288,7 @@ impl Core {
                 self.signal(parties, ended(&call, &origin, CallEndReason::Hangup), actor);
             }
         }
+        self.announce_call(change, &call).await;
         Ok(call)
     }
 
@@ -289,16 +311,23 @@ impl Core {
         let to: Vec<UserId> = match (status, mine.role.as_str(), mine.state.as_str()) {
             (CallStatus::Ringing, CALLER, _) => ringing_callees(&record),
             (CallStatus::Ringing, CALLEE, RINGING) | (CallStatus::Active, CALLEE, JOINED) => {
-                vec![record.call.caller_id.clone()]
+                vec![UserId::from(&record.call.caller_id)]
             }
-            (CallStatus::Active, CALLER, _) => record.call.answered_by.iter().cloned().collect(),
+            (CallStatus::Active, CALLER, _) => record.call.answered_by.iter().map(UserId::from).collect(),
             _ => return Err(AppError::Forbidden("you are not in this call".into())),
         };
+        // Stored before it is relayed, so that whoever hears of it can also list it.
+        match store::calls::add_ice(&self.db, call_id, &actor.user_id, candidate.to_string(), MAX_ICE_PER_CALL).await? {
+            IceAdded::Stored => {}
+            IceAdded::Full => {
+                return Err(AppError::Conflict(format!("a call holds at most {MAX_ICE_PER_CALL} ICE candidates")))
+            }
+        }
         self.signal(
             to,
             CallSignal::IceCandidate {
                 call_id: record.call.id.clone(),
-                chat_id: record.call.conversation_id.clone(),
+                chat_id: record.call.conversation_id.clone().into(),
                 user_id: actor.user_id.clone(),
                 candidate,
             },
@@ -393,11 +422,12 @@ impl Core {
         // Stored first, as for a cancelled call.
         self.notify_missed(&call, &missed).await;
         self.hub.publish(&Audience::Users(everyone), Event::Call(ended(&call, &origin, CallEndReason::Missed)), None);
+        self.announce_call(CallChange::Missed, &call).await;
     }
 
     async fn end_calls_of_absent(&self, user: &str) {
         // Back on any instance means still in the call.
-        match self.shared.online(&[user.to_string()]).await {
+        match self.shared.online(&[UserId::from(user)]).await {
             Ok(online) if online.first().copied().unwrap_or(false) => return,
             Ok(_) => {}
             Err(e) => return tracing::warn!(cause = %e, "could not check presence of a call participant"),
@@ -428,6 +458,7 @@ impl Core {
                             Event::Call(ended(&call, &origin, CallEndReason::Disconnected)),
                             None,
                         );
+                        self.announce_call(CallChange::Ended, &call).await;
                     }
                     Err(e) => e.log_if_internal("absent call participant"),
                 },
@@ -489,8 +520,8 @@ impl Core {
     /// The call's caller and kind, as each of its signals repeats them: the caller's profile
     /// as last seen at a connect (the one answering or hanging up is usually someone else).
     async fn origin(&self, call: &Call) -> CallOrigin {
-        let caller = match store::users::get_many(&self.db, std::slice::from_ref(&call.caller_id)).await {
-            Ok(rows) => rows.first().map(Profile::of).unwrap_or_default(),
+        let caller = match store::users::get_many(&self.db, &[call.caller_id.to_string()]).await {
+            Ok(rows) => rows.first().map(store::convert::profile).unwrap_or_default(),
             Err(e) => {
                 // The signal matters more than the name shown with it.
                 tracing::warn!(cause = %e, "could not read the caller's profile");
@@ -498,6 +529,49 @@ impl Core {
             }
         };
         CallOrigin { caller_id: call.caller_id.clone(), caller, kind: call.kind }
+    }
+
+    /// A call for a member of its chat: `NOT_FOUND` unknown, `FORBIDDEN` for anyone else.
+    pub async fn call_for_member(&self, actor: &Actor, call_id: &str) -> AppResult<Call> {
+        check_id(Field::Call, call_id).map_err(|_| call_not_found())?;
+        let record = store::calls::get(&self.db, call_id).await?.ok_or_else(call_not_found)?;
+        self.require_member(&record.call.conversation_id, &actor.user_id).await?;
+        to_call(&record)
+    }
+
+    /// A call's stored ICE candidates in arrival order (only `from`'s when given), for a
+    /// member of its chat.
+    pub async fn ice_candidates(
+        &self,
+        actor: &Actor,
+        call_id: &str,
+        from: Option<&str>,
+    ) -> AppResult<Vec<IceCandidate>> {
+        let call = self.call_for_member(actor, call_id).await?;
+        let rows = store::calls::ice_candidates(&self.db, &call.id, from).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| IceCandidate {
+                call_id: row.call_id,
+                user_id: row.user_id.into(),
+                // Stored as the JSON text of what was sent; text that is not JSON (a row
+                // written by hand) reads as a string.
+                candidate: serde_json::from_str(&row.candidate).unwrap_or(Value::String(row.candidate)),
+                at: row.created_at,
+            })
+            .collect())
+    }
+
+    /// Tells every member of the call's chat what just happened to it, with the whole call.
+    async fn announce_call(&self, change: CallChange, call: &Call) {
+        match store::conversations::members(&self.db, &call.chat_id).await {
+            Ok(members) => {
+                let users = members.into_iter().map(|m| UserId::from(m.user_id)).collect();
+                self.hub.publish(&Audience::Users(users), Event::CallChanged(change, call.clone()), None);
+            }
+            // The parties were signalled already; only the members' overview misses this one.
+            Err(e) => AppError::from(e).log_if_internal("announce call"),
+        }
     }
 
     fn signal(&self, to: Vec<UserId>, signal: CallSignal, actor: &Actor) {
@@ -508,7 +582,7 @@ impl Core {
     }
 
     /// Runs `task` after `delay`, unless the core is gone by then.
-    fn later<F, Fut>(&self, delay: Duration, task: F)
+    pub(crate) fn later<F, Fut>(&self, delay: Duration, task: F)
     where
         F: FnOnce(Arc<Core>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -570,7 +644,11 @@ fn participant<'a>(rec: &'a CallRecord, user: &str) -> Option<&'a entity::call_p
 }
 
 fn ringing_callees(rec: &CallRecord) -> Vec<UserId> {
-    rec.participants.iter().filter(|p| p.role == CALLEE && p.state == RINGING).map(|p| p.user_id.clone()).collect()
+    rec.participants
+        .iter()
+        .filter(|p| p.role == CALLEE && p.state == RINGING)
+        .map(|p| UserId::from(&p.user_id))
+        .collect()
 }
 
 /// Marks `user` as having declined; the call is rejected when nobody is left ringing.
@@ -619,13 +697,13 @@ fn to_call(rec: &CallRecord) -> AppResult<Call> {
     let bad = |what: &str| AppError::Internal(anyhow::anyhow!("stored call {} has a bad {what}", rec.call.id));
     Ok(Call {
         id: rec.call.id.clone(),
-        chat_id: rec.call.conversation_id.clone(),
-        caller_id: rec.call.caller_id.clone(),
-        callee_ids: rec.participants.iter().filter(|p| p.role == CALLEE).map(|p| p.user_id.clone()).collect(),
+        chat_id: rec.call.conversation_id.clone().into(),
+        caller_id: rec.call.caller_id.clone().into(),
+        callee_ids: rec.participants.iter().filter(|p| p.role == CALLEE).map(|p| UserId::from(&p.user_id)).collect(),
         kind: CallKind::parse(&rec.call.call_type).ok_or_else(|| bad("call type"))?,
         status: status_of(rec)?,
-        answered_by: rec.call.answered_by.clone(),
-        ended_by: rec.call.ended_by.clone(),
+        answered_by: rec.call.answered_by.clone().map(Into::into),
+        ended_by: rec.call.ended_by.clone().map(Into::into),
         end_reason: rec
             .call
             .end_reason
@@ -636,5 +714,7 @@ fn to_call(rec: &CallRecord) -> AppResult<Call> {
         answered_at: rec.call.answered_at,
         ended_at: rec.call.ended_at,
         duration_ms: rec.call.duration_ms,
+        offer: rec.call.offer.as_deref().and_then(|text| serde_json::from_str(text).ok()),
+        answer: rec.call.answer.as_deref().and_then(|text| serde_json::from_str(text).ok()),
     })
 }

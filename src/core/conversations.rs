@@ -1,5 +1,6 @@
 //! Creating conversations and managing their members.
 
+use crate::domain::UserId;
 use std::collections::BTreeSet;
 
 use chrono::Utc;
@@ -16,7 +17,7 @@ use crate::{
     error::{AppError, AppResult, Field},
     store::{
         self,
-        conversations::{Created, DetailsUpdate, NewConversation},
+        conversations::{Added, Created, DetailsUpdate, NewConversation},
     },
 };
 
@@ -26,6 +27,16 @@ pub struct DetailsChange {
     pub name: Option<Option<String>>,
     pub description: Option<Option<String>>,
     pub avatar: Option<Option<String>>,
+}
+
+/// The rules of a dialect's groups: how many members they hold (the creator included), and
+/// whether their owner is fixed. SUP and Spark use [`Core::group_rules`]; Socialink holds up
+/// to `SOCIALINK_MAX_GROUP_SIZE` and its owner can neither be removed nor leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupRules {
+    pub max_members: usize,
+    /// The owner may not leave (no heir is chosen); nobody may remove them anyway.
+    pub owner_stays: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +51,11 @@ pub struct ConversationRequest {
 }
 
 impl Core {
+    /// The group rules of `MAX_GROUP_SIZE`, with an owner who may leave (an heir takes over).
+    pub fn group_rules(&self) -> GroupRules {
+        GroupRules { max_members: self.config.max_group_size, owner_stays: false }
+    }
+
     /// Creates a conversation. A `direct` conversation for the same pair (and the `self`
     /// conversation of a user) is reused: the second call returns the first one, with
     /// `created == false`.
@@ -47,6 +63,16 @@ impl Core {
         &self,
         actor: &Actor,
         req: ConversationRequest,
+    ) -> AppResult<(Conversation, bool)> {
+        self.create_conversation_with(actor, req, self.group_rules()).await
+    }
+
+    /// [`Core::create_conversation`] with a dialect's own group rules.
+    pub async fn create_conversation_with(
+        &self,
+        actor: &Actor,
+        req: ConversationRequest,
+        rules: GroupRules,
     ) -> AppResult<(Conversation, bool)> {
         let me = actor.user_id.clone();
         let mut others = BTreeSet::new();
@@ -76,16 +102,13 @@ impl Core {
                 Some(format!("self:{me}"))
             }
             ConversationKind::Group => {
-                if others.len() + 1 > self.config.max_group_size {
-                    return Err(AppError::GroupFull(format!(
-                        "a group holds at most {} members",
-                        self.config.max_group_size
-                    )));
+                if others.len() + 1 > rules.max_members {
+                    return Err(group_full(rules));
                 }
                 None
             }
         };
-        let mut members = vec![(me.clone(), Role::Owner.as_str().to_string())];
+        let mut members = vec![(me.to_string(), Role::Owner.as_str().to_string())];
         members.extend(others.into_iter().map(|u| (u, Role::Member.as_str().to_string())));
         let ids: Vec<String> = members.iter().map(|(u, _)| u.clone()).collect();
         store::users::ensure(&self.db, &ids).await?;
@@ -99,7 +122,7 @@ impl Core {
                 avatar: req.avatar,
                 encrypted: req.encrypted,
                 direct_key,
-                created_by: me,
+                created_by: me.into(),
                 members,
             },
         )
@@ -112,7 +135,7 @@ impl Core {
         let conversation = self.conversation(actor, &model.id).await?;
         if is_new && req.kind == ConversationKind::Group {
             // Everyone but the creator joins as a plain member: one batch.
-            let added: Vec<String> =
+            let added: Vec<UserId> =
                 conversation.members.iter().filter(|m| m.user_id != actor.user_id).map(|m| m.user_id.clone()).collect();
             let data = NotificationData::AddedToChat {
                 chat_id: conversation.id.clone(),
@@ -152,6 +175,19 @@ impl Core {
         user_id: &str,
         role: Option<&str>,
     ) -> AppResult<Conversation> {
+        self.add_member_with(actor, chat, user_id, role, self.group_rules()).await
+    }
+
+    /// [`Core::add_member`] with a dialect's own group rules. The size check, the insert and
+    /// the epoch bump are one transaction.
+    pub async fn add_member_with(
+        &self,
+        actor: &Actor,
+        chat: &str,
+        user_id: &str,
+        role: Option<&str>,
+        rules: GroupRules,
+    ) -> AppResult<Conversation> {
         check_id(Field::User, user_id)?;
         let me = self.require_member(chat, &actor.user_id).await?;
         let conversation = self.conversation(actor, chat).await?;
@@ -169,30 +205,43 @@ impl Core {
         if conversation.members.iter().any(|m| m.user_id == user_id) {
             return Err(AppError::Conflict("user is already a member".into()));
         }
-        if conversation.members.len() >= self.config.max_group_size {
-            return Err(AppError::GroupFull(format!("a group holds at most {} members", self.config.max_group_size)));
+        if conversation.members.len() >= rules.max_members {
+            return Err(group_full(rules));
         }
         store::users::ensure(&self.db, &[user_id.to_string()]).await?;
-        if !store::conversations::add_member(&self.db, chat, user_id, role.as_str()).await? {
-            return Err(AppError::Conflict("user is already a member".into()));
-        }
+        let epoch = match store::conversations::add_member(
+            &self.db,
+            chat,
+            user_id,
+            role.as_str(),
+            &actor.user_id,
+            rules.max_members,
+        )
+        .await?
+        {
+            Added::Added { epoch } => epoch,
+            Added::AlreadyMember => return Err(AppError::Conflict("user is already a member".into())),
+            Added::Full => return Err(group_full(rules)),
+            Added::NoSuchConversation => return Err(AppError::NotFound("conversation not found".into())),
+        };
         let conversation = self.conversation(actor, chat).await?;
         self.publish_to_members(
             &conversation,
             None,
             Event::MemberJoined(MemberJoined {
-                chat_id: chat.to_string(),
-                user_id: user_id.to_string(),
+                chat_id: chat.into(),
+                user_id: user_id.into(),
                 role,
                 added_by: actor.user_id.clone(),
                 at: Utc::now(),
+                epoch,
             }),
             actor,
         );
         self.announce_update(&conversation, vec![ChatField::Members], actor);
         self.notify(
-            &[user_id.to_string()],
-            NotificationData::AddedToChat { chat_id: chat.to_string(), added_by: actor.user_id.clone(), role },
+            &[user_id.into()],
+            NotificationData::AddedToChat { chat_id: chat.into(), added_by: actor.user_id.clone(), role },
         )
         .await;
         Ok(conversation)
@@ -202,6 +251,18 @@ impl Core {
     /// Owners remove anyone, admins remove plain members, everyone may leave. When the owner
     /// leaves, the longest-standing admin (else member) becomes owner.
     pub async fn remove_member(&self, actor: &Actor, chat: &str, user_id: &str) -> AppResult<Conversation> {
+        self.remove_member_with(actor, chat, user_id, self.group_rules()).await
+    }
+
+    /// [`Core::remove_member`] with a dialect's own group rules (an owner who stays cannot
+    /// leave). The removal and the epoch bump are one transaction.
+    pub async fn remove_member_with(
+        &self,
+        actor: &Actor,
+        chat: &str,
+        user_id: &str,
+        rules: GroupRules,
+    ) -> AppResult<Conversation> {
         check_id(Field::User, user_id)?;
         let me = self.require_member(chat, &actor.user_id).await?;
         let before = self.conversation(actor, chat).await?;
@@ -214,6 +275,9 @@ impl Core {
             .find(|m| m.user_id == user_id)
             .ok_or_else(|| AppError::NotFound("user is not a member".into()))?;
         let leaving = user_id == actor.user_id;
+        if rules.owner_stays && target.role == Role::Owner {
+            return Err(AppError::Forbidden("the owner of a group cannot be removed or leave".into()));
+        }
         let allowed = leaving || me.role == Role::Owner || (me.role == Role::Admin && target.role == Role::Member);
         if !allowed {
             return Err(AppError::Forbidden("only owners, and admins for plain members, may remove members".into()));
@@ -225,9 +289,9 @@ impl Core {
                 others().find(|m| m.role == Role::Admin).or_else(|| others().next()).map(|m| m.user_id.clone())
             })
             .flatten();
-        if !store::conversations::remove_member(&self.db, chat, user_id, heir.as_deref()).await? {
+        let Some(epoch) = store::conversations::remove_member(&self.db, chat, user_id, heir.as_deref()).await? else {
             return Err(AppError::NotFound("user is not a member".into()));
-        }
+        };
         // The hub takes the user out of the chat's room on every instance when MemberLeft
         // passes through it; the shared room entry of this instance goes now, the others'
         // expire when their instances stop renewing them.
@@ -235,10 +299,11 @@ impl Core {
             tracing::warn!(cause = %e, "could not leave shared room");
         }
         let left = Event::MemberLeft(MemberLeft {
-            chat_id: chat.to_string(),
-            user_id: user_id.to_string(),
+            chat_id: chat.into(),
+            user_id: user_id.into(),
             removed_by: actor.user_id.clone(),
             at: Utc::now(),
+            epoch,
         });
         let mut changed = vec![ChatField::Members];
         if heir.is_some() {
@@ -247,7 +312,7 @@ impl Core {
         // The caller may no longer be a member: read as the system, not as them.
         let after = match before.members.iter().find(|m| m.user_id != user_id) {
             Some(remaining) => self.conversation(&Actor::rest(remaining.user_id.clone()), chat).await?,
-            None => Conversation { members: Vec::new(), ..before.clone() },
+            None => Conversation { members: Vec::new(), epoch, ..before.clone() },
         };
         // The removed user hears it too, so their devices can drop the chat.
         self.publish_to_members(&after, Some(user_id), left, actor);
@@ -293,8 +358,8 @@ impl Core {
 
     /// Publishes to every member's devices (plus `also`, e.g. a member who just left).
     fn publish_to_members(&self, conversation: &Conversation, also: Option<&str>, event: Event, actor: &Actor) {
-        let mut users: Vec<String> = conversation.members.iter().map(|m| m.user_id.clone()).collect();
-        users.extend(also.map(str::to_string));
+        let mut users: Vec<UserId> = conversation.members.iter().map(|m| m.user_id.clone()).collect();
+        users.extend(also.map(UserId::from));
         self.hub.publish(&Audience::Users(users), event, actor.conn);
     }
 
@@ -312,6 +377,10 @@ impl Core {
         };
         self.publish_to_members(conversation, None, Event::ChatUpdated(update), actor);
     }
+}
+
+fn group_full(rules: GroupRules) -> AppError {
+    AppError::GroupFull(format!("a group holds at most {} members", rules.max_members))
 }
 
 fn check_details(name: &Option<String>, description: &Option<String>, avatar: &Option<String>) -> AppResult<()> {

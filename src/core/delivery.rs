@@ -177,10 +177,11 @@ impl Ledger {
         let mut messages = Vec::new();
         let mut baselines = HashMap::new();
         for (chat, delivered, last_seq) in store::devices::cursors(&self.db, user, device).await? {
-            let mut from =
-                delivered.max(handed.get(&chat).copied().unwrap_or(0)).max(cursors.get(&chat).copied().unwrap_or(0));
+            let mut from = delivered
+                .max(handed.get(chat.as_str()).copied().unwrap_or(0))
+                .max(cursors.get(chat.as_str()).copied().unwrap_or(0));
             // What this connection is owed comes first, whatever other devices were handed.
-            if let Some(ceiling) = ceilings.get(&chat) {
+            if let Some(ceiling) = ceilings.get(chat.as_str()) {
                 from = from.min(*ceiling);
             }
             let room = limit.saturating_sub(messages.len());
@@ -188,7 +189,7 @@ impl Ledger {
                 let rows = store::messages::after(&self.db, &chat, from, room as u64).await?;
                 messages.extend(rows.into_iter().map(Message::from));
             }
-            baselines.insert(chat, from);
+            baselines.insert(ChatId::from(chat), from);
         }
         with_senders(&self.db, &mut messages).await?;
         Ok(Backlog { messages, baselines })
@@ -200,26 +201,23 @@ async fn with_senders(db: &Db, messages: &mut [Message]) -> Result<(), AppError>
     if messages.is_empty() {
         return Ok(());
     }
-    let mut senders: Vec<String> = messages.iter().map(|m| m.sender_id.clone()).collect();
+    let mut senders: Vec<UserId> = messages.iter().map(|m| m.sender_id.clone()).collect();
     senders.sort();
     senders.dedup();
-    let profiles: HashMap<String, Profile> =
-        store::users::get_many(db, &senders).await?.iter().map(|u| (u.id.clone(), Profile::of(u))).collect();
+    let profiles: HashMap<String, Profile> = store::users::get_many(db, &senders)
+        .await?
+        .iter()
+        .map(|u| (u.id.clone(), store::convert::profile(u)))
+        .collect();
     for m in messages {
-        m.sender = Some(profiles.get(&m.sender_id).cloned().unwrap_or_default());
+        m.sender = Some(profiles.get(m.sender_id.as_str()).cloned().unwrap_or_default());
     }
     Ok(())
 }
 
 impl DeliveryLedger for Ledger {
     fn opened(&self, conn: ConnId, user: &str, device: &str, receipts: Arc<dyn Receipts>) {
-        let marks = ConnMarks {
-            user: user.to_string(),
-            device: device.to_string(),
-            receipts,
-            open: true,
-            chats: HashMap::new(),
-        };
+        let marks = ConnMarks { user: user.into(), device: device.into(), receipts, open: true, chats: HashMap::new() };
         self.marks.insert(conn, marks);
     }
 
@@ -229,7 +227,7 @@ impl DeliveryLedger for Ledger {
         let needs = conn.receipts.position();
         let mark = match conn.chats.get_mut(chat) {
             Some(mark) => mark,
-            None => conn.chats.entry(chat.to_string()).or_default(),
+            None => conn.chats.entry(chat.into()).or_default(),
         };
         if seq <= mark.handed {
             return;

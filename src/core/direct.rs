@@ -48,7 +48,7 @@ impl Core {
         }
         let chat_id = self.direct_conversation(actor, to).await?;
         let draft = Draft {
-            chat_id,
+            chat_id: chat_id.into(),
             content,
             kind: "text".into(),
             reply_to_id: None,
@@ -108,12 +108,12 @@ impl Core {
         if !members.iter().any(|m| m.user_id == user) {
             return Ok(None);
         }
-        Ok(members.into_iter().map(|m| m.user_id).find(|m| m != user))
+        Ok((members.into_iter().map(|m| m.user_id).find(|m| m != user)).map(Into::into))
     }
 
     /// Whether `user` has an open connection on any instance.
     pub async fn is_online(&self, user: &str) -> AppResult<bool> {
-        let online = self.shared.online(&[user.to_string()]).await.map_err(AppError::Internal)?;
+        let online = self.shared.online(&[UserId::from(user)]).await.map_err(AppError::Internal)?;
         Ok(online.first().copied().unwrap_or(false))
     }
 

@@ -95,23 +95,28 @@ impl Core {
         let members = self.members_of(&row.conversation_id, &actor.user_id).await?;
         let now = Utc::now();
         let mut deleted = MessageDeleted {
-            chat_id: row.conversation_id.clone(),
-            message_id: row.id.clone(),
+            chat_id: row.conversation_id.clone().into(),
+            message_id: row.id.clone().into(),
             seq: row.seq,
             deleted_by: actor.user_id.clone(),
             for_everyone,
             at: now,
+            expired: false,
         };
         if for_everyone {
             if row.sender_id != actor.user_id {
                 return Err(AppError::Forbidden("only the sender may delete a message for everyone".into()));
             }
             if store::edits::delete_for_everyone(&self.db, message_id, now).await?.is_some() {
+                // Gone from every Socialink device queue too.
+                store::queues::drop_message(&self.db, message_id).await?;
                 self.hub.publish(&Audience::Users(members), Event::MessageDeleted(deleted.clone()), actor.conn);
             } else {
                 deleted.at = row.deleted_at.unwrap_or(now);
             }
         } else if store::edits::hide(&self.db, message_id, &row.conversation_id, &actor.user_id, now).await? {
+            // Gone from the caller's Socialink device queues too.
+            store::queues::drop_for_user(&self.db, message_id, &actor.user_id).await?;
             // Only the caller's other devices need to drop it.
             let me = Audience::Users(vec![actor.user_id.clone()]);
             self.hub.publish(&me, Event::MessageDeleted(deleted.clone()), actor.conn);

@@ -54,7 +54,7 @@ impl FrameLimit {
                 if self.refused.len() >= REFUSALS_KEPT {
                     self.refused.retain(|_, until| *until > now);
                 }
-                self.refused.insert(user.to_string(), now + wait);
+                self.refused.insert(user.into(), now + wait);
                 Err(self.refusal(wait))
             }
             Err(e) => {

@@ -1,6 +1,7 @@
 //! History as one member sees it: pages of a conversation newest first, the conversation list
 //! with last messages and unread counts, and leaving or clearing a conversation.
 
+use crate::domain::UserId;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -199,7 +200,11 @@ impl Core {
 impl Core {
     /// Up to `limit` people who share a conversation with the caller (whose presence a
     /// Spark client follows).
-    pub async fn contacts(&self, actor: &Actor, limit: usize) -> AppResult<Vec<String>> {
-        Ok(store::history::contacts(&self.db, &actor.user_id, limit as u64).await?)
+    pub async fn contacts(&self, actor: &Actor, limit: usize) -> AppResult<Vec<UserId>> {
+        Ok(store::history::contacts(&self.db, &actor.user_id, limit as u64)
+            .await?
+            .into_iter()
+            .map(UserId::from)
+            .collect())
     }
 }

@@ -21,6 +21,11 @@ pub enum Limit {
     PresenceUpdate,
     CallInitiate,
     Reactions,
+    /// Socialink prekey bundles fetched, per requester (`RATE_LIMIT_KEY_BUNDLE`), so that one
+    /// account cannot drain another's one-time prekeys.
+    KeyBundle,
+    /// Ids named in subscription-like requests (presence watches, chat room joins).
+    Subscriptions,
 }
 
 impl Limit {
@@ -35,6 +40,8 @@ impl Limit {
             Limit::PresenceUpdate => "presence updates",
             Limit::CallInitiate => "calls",
             Limit::Reactions => "reactions",
+            Limit::KeyBundle => "key bundle requests",
+            Limit::Subscriptions => "subscriptions",
         }
     }
 }
@@ -48,6 +55,10 @@ pub struct Limiters {
     presence_update: DefaultKeyedRateLimiter<String>,
     call_initiate: DefaultKeyedRateLimiter<String>,
     reactions: DefaultKeyedRateLimiter<String>,
+    key_bundle: DefaultKeyedRateLimiter<String>,
+    subscriptions: DefaultKeyedRateLimiter<String>,
+    /// The burst of `subscriptions`: the most ids one request may name.
+    subscriptions_burst: u32,
     connections: DefaultKeyedRateLimiter<IpAddr>,
     session_joins: DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -72,6 +83,9 @@ impl Limiters {
             presence_update: keyed(limits.presence_update),
             call_initiate: keyed(limits.call_initiate),
             reactions: keyed(limits.reactions),
+            key_bundle: keyed(limits.key_bundle),
+            subscriptions: keyed(limits.subscriptions),
+            subscriptions_burst: limits.subscriptions.count,
             connections: keyed(limits.connections),
             session_joins: keyed(limits.session_joins),
         })
@@ -100,6 +114,8 @@ impl Limiters {
             Limit::PresenceUpdate => &self.presence_update,
             Limit::CallInitiate => &self.call_initiate,
             Limit::Reactions => &self.reactions,
+            Limit::KeyBundle => &self.key_bundle,
+            Limit::Subscriptions => &self.subscriptions,
         }
     }
 
@@ -113,6 +129,27 @@ impl Limiters {
         })
     }
 
+    /// Takes `n` tokens at once for `user` (a request naming `n` ids), or says how long to
+    /// wait. A request naming more than the whole bucket can never pass, and is refused as
+    /// too large rather than told to wait.
+    pub fn check_n(&self, limit: Limit, user: &str, n: usize) -> Result<(), AppError> {
+        let Some(n) = u32::try_from(n).ok().and_then(NonZeroU32::new) else {
+            return if n == 0 { Ok(()) } else { Err(AppError::validation("too many ids in one request")) };
+        };
+        let key = user.to_string();
+        match self.limiter(limit).check_key_n(&key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(AppError::RateLimited {
+                what: limit.what(),
+                retry_after_ms: not_until.wait_time_from(self.clock.now()).as_millis() as u64,
+            }),
+            Err(_) => Err(AppError::validation(format!(
+                "one request may name at most {} ids (RATE_LIMIT_SUBSCRIPTIONS)",
+                self.subscriptions_burst
+            ))),
+        }
+    }
+
     /// Forgets users whose buckets are full again; run periodically.
     pub fn prune(&self) {
         for l in [
@@ -123,6 +160,8 @@ impl Limiters {
             &self.presence_update,
             &self.call_initiate,
             &self.reactions,
+            &self.key_bundle,
+            &self.subscriptions,
         ] {
             l.retain_recent();
             l.shrink_to_fit();

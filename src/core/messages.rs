@@ -1,12 +1,13 @@
 //! Sending and reading messages.
 
+use crate::domain::UserId;
 use chrono::Utc;
 use serde_json::Value;
 
 use super::{
     check_id,
     limits::Limit,
-    model::{Actor, AttachmentInfo, Location, Message, NotificationData, UserId},
+    model::{Actor, AttachmentInfo, Location, Message, NotificationData},
     writer::{Outcome, Pending, SendTicket},
     Core, MAX_PAGE,
 };
@@ -31,7 +32,7 @@ pub struct Draft {
     pub temp_id: Option<String>,
     /// Users the message mentions (the profile finds them in its own payload); members among
     /// them other than the sender get a notification.
-    pub mentions: Vec<String>,
+    pub mentions: Vec<UserId>,
 }
 
 /// What a message may carry besides its text (Spark's `send_message`): the client's encryption
@@ -130,8 +131,8 @@ impl Core {
             new: NewMessage {
                 id: uuid::Uuid::now_v7().to_string(),
                 conversation_id: draft.chat_id,
-                sender_id: actor.user_id.clone(),
-                sender_device_id: actor.device.clone(),
+                sender_id: actor.user_id.clone().into(),
+                sender_device_id: actor.device.clone().into(),
                 kind: draft.kind,
                 content: draft.content,
                 reply_to_id: draft.reply_to_id,
@@ -145,7 +146,10 @@ impl Core {
                     Some(serde_json::to_value(&attachments).map_err(|e| AppError::Internal(e.into()))?)
                 },
                 attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
-                recipient_id: recipient,
+                recipient_id: recipient.map(Into::into),
+                content_encoding: None,
+                ephemeral_key: None,
+                expires_at: None,
             },
             origin: actor.conn,
             sender: actor.profile(),
@@ -155,7 +159,7 @@ impl Core {
         }
         match self.writer.append(pending, ticket).await? {
             Outcome::Stored(msg, members) => {
-                let mentioned: Vec<String> =
+                let mentioned: Vec<UserId> =
                     members.iter().filter(|u| **u != actor.user_id && mentions.contains(u)).cloned().collect();
                 if !mentioned.is_empty() {
                     let data = NotificationData::Mention {
@@ -220,7 +224,7 @@ fn shape(draft: &mut Draft, attachments: &[AttachmentInfo], location: Option<Loc
     let stored = draft.metadata.as_ref().and_then(|m| m.get("location")).cloned();
     let location = match (location, stored) {
         (Some(location), _) => location,
-        (None, Some(value)) => serde_json::from_value::<Location>(value)
+        (None, Some(value)) => crate::payload::strict::<Location>(&value)
             .map_err(|e| AppError::validation(format!("metadata.location: {e}")))?,
         (None, None) => {
             return Err(AppError::validation("a location message needs location { latitude, longitude }"));

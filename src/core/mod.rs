@@ -18,7 +18,9 @@ pub mod media;
 pub mod messages;
 pub mod model;
 pub mod notifications;
+pub mod prekeys;
 pub mod presence;
+pub mod queues;
 pub mod reactions;
 pub mod receipts;
 pub mod rooms;
@@ -26,6 +28,7 @@ pub mod sessions;
 pub mod typing;
 mod writer;
 
+use crate::domain::UserId;
 use std::sync::{Arc, Weak};
 
 use tokio::task::JoinHandle;
@@ -107,6 +110,7 @@ impl Core {
         core.resume_calls();
         let sweeper = sessions::spawn_sweeper(&core);
         core.background.lock().unwrap_or_else(|p| p.into_inner()).push(sweeper);
+        core.background.lock().unwrap_or_else(|p| p.into_inner()).push(queues::spawn_sweeper(Arc::downgrade(&core)));
         Ok(core)
     }
 
@@ -187,9 +191,9 @@ impl Core {
 
     /// The members of `chat`, for a member (who needs the audience of what they do there);
     /// `FORBIDDEN` for anyone else, `NOT_FOUND` when the chat does not exist.
-    pub async fn members_of(&self, chat: &str, user: &str) -> AppResult<Vec<String>> {
-        let members: Vec<String> =
-            store::conversations::members(&self.db, chat).await?.into_iter().map(|m| m.user_id).collect();
+    pub async fn members_of(&self, chat: &str, user: &str) -> AppResult<Vec<UserId>> {
+        let members: Vec<UserId> =
+            store::conversations::members(&self.db, chat).await?.into_iter().map(|m| UserId::from(m.user_id)).collect();
         if members.iter().any(|m| m == user) {
             return Ok(members);
         }

@@ -89,7 +89,7 @@ fn to_row(n: &Notification) -> AppResult<entity::notification::Model> {
         serde_json::to_value(&n.data).map_err(|e| AppError::Internal(anyhow::anyhow!("notification data: {e}")))?;
     Ok(entity::notification::Model {
         id: n.id.clone(),
-        user_id: n.user_id.clone(),
+        user_id: n.user_id.clone().into(),
         kind: n.data.kind().to_string(),
         data,
         read: n.read,
@@ -103,7 +103,7 @@ fn from_row(row: entity::notification::Model) -> AppResult<Notification> {
         .map_err(|e| AppError::Internal(anyhow::anyhow!("stored notification {}: {e}", row.id)))?;
     Ok(Notification {
         id: row.id,
-        user_id: row.user_id,
+        user_id: row.user_id.into(),
         data,
         read: row.read,
         created_at: row.created_at,

@@ -2,6 +2,7 @@
 //! (online, away, busy, or offline to appear invisible) and custom status; last seen is kept
 //! durably on disconnect. Watchers (`presence:subscribe`) hear every change, on every instance.
 
+use crate::domain::DeviceId;
 use chrono::Utc;
 
 use super::{
@@ -10,7 +11,7 @@ use super::{
     Core,
 };
 use crate::{
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Field},
     fanout::Departure,
     store::{self, shared::PresenceRecord},
 };
@@ -26,10 +27,14 @@ pub struct Identity {
     pub user_id: UserId,
     /// The device the token names (`deviceId`), if any; a connection without one is its
     /// user's default device.
-    pub device_id: Option<String>,
+    pub device_id: Option<DeviceId>,
     pub username: Option<String>,
     pub name: Option<String>,
     pub avatar: Option<String>,
+    /// When the token this identity came from stops being valid (its `exp`, plus the leeway
+    /// the verifier allows); `None` for identities that do not expire (anonymous sessions).
+    /// A connection is closed when it passes, and refuses what its client sends afterwards.
+    pub expires_at: Option<chrono::DateTime<Utc>>,
 }
 
 impl Identity {
@@ -37,7 +42,7 @@ impl Identity {
     pub fn actor(&self, conn: Option<ConnId>) -> Actor {
         Actor {
             user_id: self.user_id.clone(),
-            device: self.device().to_string(),
+            device: self.device().into(),
             username: self.username.clone().or_else(|| self.name.clone()),
             avatar: self.avatar.clone(),
             conn,
@@ -50,15 +55,9 @@ impl Identity {
         self.device_id.as_deref().unwrap_or(store::devices::DEFAULT_DEVICE)
     }
 
-    /// A device id a client named at connect (Socket.IO `auth.deviceId`): a string of 1 to 128
-    /// characters without control characters.
-    pub fn device_from_handshake(value: &serde_json::Value) -> AppResult<String> {
-        match value.as_str() {
-            Some(id) if !id.is_empty() && id.chars().count() <= 128 && !id.chars().any(char::is_control) => {
-                Ok(id.to_string())
-            }
-            _ => Err(AppError::validation("auth.deviceId must be 1 to 128 characters without control characters")),
-        }
+    /// Whether the token behind this identity has expired.
+    pub fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= Utc::now())
     }
 }
 
@@ -146,11 +145,22 @@ impl Core {
         status: &str,
         custom_status: Option<String>,
     ) -> AppResult<Presence> {
+        self.update_presence_with(actor, status, custom_status, MAX_CUSTOM_STATUS).await
+    }
+
+    /// [`Core::update_presence`] with a dialect's own longest custom status (Socialink: 255).
+    pub async fn update_presence_with(
+        &self,
+        actor: &Actor,
+        status: &str,
+        custom_status: Option<String>,
+        max_custom_status: usize,
+    ) -> AppResult<Presence> {
         self.limits.check(Limit::PresenceUpdate, &actor.user_id)?;
         let status = PresenceStatus::parse(status)
             .ok_or_else(|| AppError::validation("status must be one of online, away, busy, offline"))?;
-        if custom_status.as_ref().is_some_and(|c| c.chars().count() > MAX_CUSTOM_STATUS) {
-            return Err(AppError::validation(format!("customStatus is longer than {MAX_CUSTOM_STATUS} characters")));
+        if custom_status.as_ref().is_some_and(|c| c.chars().count() > max_custom_status) {
+            return Err(AppError::validation(format!("custom status is longer than {max_custom_status} characters")));
         }
         let p = Presence { user_id: actor.user_id.clone(), status, custom_status, last_seen: Some(Utc::now()) };
         self.shared.set_presence(&actor.user_id, &record(&p)).await.map_err(AppError::Internal)?;
@@ -187,7 +197,212 @@ impl Core {
         Ok(out)
     }
 
+    /// The user's chosen status and custom status as last set (`None`: never set).
+    pub async fn chosen_presence(&self, user: &str) -> AppResult<Option<(PresenceStatus, Option<String>)>> {
+        let kept = self.shared.presence(&[user.to_string().into()]).await.map_err(AppError::Internal)?;
+        Ok(kept
+            .into_iter()
+            .next()
+            .flatten()
+            .map(|r| (PresenceStatus::parse(&r.status).unwrap_or(PresenceStatus::Online), r.custom_status)))
+    }
+
+    /// Online without a connection (Socialink's REST `online`): the user counts as online, with
+    /// `status`, for `PRESENCE_TIMEOUT_SECONDS` unless renewed, or for as long as they have a
+    /// connection. When it lapses without a connection left, they are announced offline.
+    pub async fn online_for_a_while(&self, actor: &Actor, status: PresenceStatus) -> AppResult<Presence> {
+        self.limits.check(Limit::PresenceUpdate, &actor.user_id)?;
+        store::users::ensure(&self.db, std::slice::from_ref(&actor.user_id)).await?;
+        let now = Utc::now();
+        let timeout = self.config.presence_timeout;
+        let until = now + chrono::Duration::from_std(timeout).unwrap_or_default();
+        self.shared.online_until(&actor.user_id, until).await.map_err(AppError::Internal)?;
+        let custom_status = self.chosen_presence(&actor.user_id).await?.and_then(|(_, custom)| custom);
+        let p = Presence { user_id: actor.user_id.clone(), status, custom_status, last_seen: Some(now) };
+        self.shared.set_presence(&actor.user_id, &record(&p)).await.map_err(AppError::Internal)?;
+        self.announce(p.clone());
+        let user = actor.user_id.clone();
+        // A little after the end, so that the entry has surely lapsed when it is checked.
+        self.later(timeout + std::time::Duration::from_millis(50), move |core| async move {
+            core.online_lapsed(&user).await
+        });
+        Ok(p)
+    }
+
+    /// Offline now (Socialink's REST `offline`): ends "online for a while"; a user who still
+    /// has connections appears offline from then on (as SUP's `offline` status), until they
+    /// choose another status.
+    pub async fn go_offline(&self, actor: &Actor) -> AppResult<Presence> {
+        self.limits.check(Limit::PresenceUpdate, &actor.user_id)?;
+        let now = Utc::now();
+        let offline_everywhere = self.shared.clear_online_until(&actor.user_id).await.map_err(AppError::Internal)?;
+        let custom_status = self.chosen_presence(&actor.user_id).await?.and_then(|(_, custom)| custom);
+        let p = Presence {
+            user_id: actor.user_id.clone(),
+            status: PresenceStatus::Offline,
+            custom_status: if offline_everywhere { None } else { custom_status },
+            last_seen: Some(now),
+        };
+        if !offline_everywhere {
+            self.shared.set_presence(&actor.user_id, &record(&p)).await.map_err(AppError::Internal)?;
+        }
+        store::users::set_last_seen(&self.db, &actor.user_id, now).await?;
+        self.announce(p.clone());
+        Ok(p)
+    }
+
+    /// How many users are online, in any dialect.
+    pub async fn online_count(&self) -> AppResult<usize> {
+        Ok(self.shared.online_users().await.map_err(AppError::Internal)?.len())
+    }
+
+    /// An "online for a while" may have lapsed: announce the user offline if nothing keeps
+    /// them online any more (a renewal, a connection).
+    async fn online_lapsed(&self, user: &str) {
+        match self.shared.online(&[user.to_string().into()]).await {
+            Ok(online) if online.first().copied().unwrap_or(false) => {}
+            Ok(_) => {
+                let now = Utc::now();
+                let p = Presence {
+                    user_id: user.to_string().into(),
+                    status: PresenceStatus::Offline,
+                    custom_status: None,
+                    last_seen: Some(now),
+                };
+                self.announce(p);
+                if let Err(e) = store::users::set_last_seen(&self.db, user, now).await {
+                    tracing::warn!(cause = %e, "could not store last seen");
+                }
+            }
+            Err(e) => tracing::warn!(cause = %e, "could not check presence"),
+        }
+    }
+
     fn announce(&self, p: Presence) {
         self.hub.publish(&Audience::PresenceWatchers(p.user_id.clone()), Event::Presence(p), None);
     }
+}
+
+/// What [`Core::watch_presence`] did.
+pub struct Watched {
+    /// The current presence of the users now followed.
+    pub presence: Vec<Presence>,
+    /// The users named whose presence the caller may not see (see [`Core::visible_to`]).
+    pub hidden: Vec<UserId>,
+}
+
+/// Presence visibility, the one rule every dialect and transport goes through: a user's
+/// presence (status, custom status, last seen) is visible to themselves and to the users who
+/// share a conversation with them, of any kind. There is no separate allow-list: opening a
+/// direct conversation with someone is how two users let each other see their presence.
+impl Core {
+    /// Which of `users` the caller may see the presence of, in the order named, each once.
+    pub async fn visible_to(&self, actor: &Actor, users: &[UserId]) -> AppResult<Vec<UserId>> {
+        let others: Vec<UserId> = users.iter().filter(|u| **u != actor.user_id).cloned().collect();
+        let shared = store::history::shared_with(&self.db, &actor.user_id, &others).await?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(users
+            .iter()
+            .filter(|u| **u == actor.user_id || shared.contains(u))
+            .filter(|u| seen.insert((*u).clone()))
+            .cloned()
+            .collect())
+    }
+
+    /// Follows the presence of `users` on connection `conn` (SUP's `presence:subscribe`):
+    /// at most [`MAX_WATCH`] ids a call, each id drawn from the user's `subscriptions` bucket,
+    /// only users the caller may see (the others are returned as `hidden`), and at most
+    /// `MAX_SUBSCRIPTIONS_PER_CONNECTION` followed by one connection in all.
+    pub async fn watch_presence(&self, actor: &Actor, conn: ConnId, users: &[UserId]) -> AppResult<Watched> {
+        check_ids(users)?;
+        self.limits.check_n(Limit::Subscriptions, &actor.user_id, users.len())?;
+        let visible = self.visible_to(actor, users).await?;
+        let cap = self.config.max_subscriptions_per_connection;
+        self.hub.watch_bounded(conn, &visible, cap).map_err(|following| {
+            AppError::validation(format!(
+                "this connection follows the presence of {following} users; at most {cap} \
+                 (MAX_SUBSCRIPTIONS_PER_CONNECTION): unsubscribe from some first"
+            ))
+        })?;
+        let hidden = users.iter().filter(|u| !visible.contains(u)).cloned().collect();
+        Ok(Watched { presence: self.presence_of(&visible).await?, hidden })
+    }
+
+    /// The presence of `users` as `actor` may see it (REST reads): someone the caller may not
+    /// see reads as an unknown user does, offline with no custom status or last seen, so a
+    /// lookup tells nothing about them.
+    pub async fn presence_seen_by(&self, actor: &Actor, users: &[UserId]) -> AppResult<Vec<Presence>> {
+        check_ids(users)?;
+        let visible = self.visible_to(actor, users).await?;
+        let known = self.presence_of(&visible).await?;
+        Ok(users
+            .iter()
+            .map(|u| {
+                known.iter().find(|p| p.user_id == *u).cloned().unwrap_or_else(|| Presence {
+                    user_id: u.clone(),
+                    status: PresenceStatus::Offline,
+                    custom_status: None,
+                    last_seen: None,
+                })
+            })
+            .collect())
+    }
+
+    /// Stops following the presence of `users` on connection `conn`.
+    pub fn unwatch_presence(&self, conn: ConnId, users: &[UserId]) -> AppResult<()> {
+        check_ids(users)?;
+        self.hub.unwatch(conn, users);
+        Ok(())
+    }
+
+    /// The users a connection of `user` follows from its start, by the visibility rule: the
+    /// people who share a conversation with them (up to `MAX_SUBSCRIPTIONS_PER_CONNECTION`),
+    /// and the user themselves when `with_self` (a dialect that announces a user's own
+    /// arrival to them).
+    pub async fn presence_circle(&self, user: &str, with_self: bool) -> AppResult<Vec<UserId>> {
+        let cap = self.config.max_subscriptions_per_connection;
+        let mut circle = store::history::contacts(&self.db, user, cap as u64).await?;
+        if with_self {
+            circle.push(user.to_string());
+        }
+        Ok(circle.into_iter().map(Into::into).collect())
+    }
+
+    /// Connection `conn` of `actor` starts following the presence of `peer` when the rule
+    /// lets it (they now share a conversation: a first direct message), within the cap.
+    pub async fn follow_peer(&self, actor: &Actor, conn: ConnId, peer: &str) -> AppResult<()> {
+        if self.hub.watching(conn).contains(peer) {
+            return Ok(());
+        }
+        if store::history::share_a_conversation(&self.db, &actor.user_id, peer).await? {
+            let cap = self.config.max_subscriptions_per_connection;
+            // A connection at its cap simply does not follow one more.
+            let _ = self.hub.watch_bounded(conn, &[peer.to_string().into()], cap);
+        }
+        Ok(())
+    }
+
+    /// The users online on any instance whose presence connection `conn` of `user` may see
+    /// and follows (and the user), sorted: who is online, by the visibility rule.
+    pub async fn visible_online(&self, conn: ConnId, user: &str) -> AppResult<Vec<UserId>> {
+        let mut followed = self.hub.watching(conn);
+        followed.insert(user.to_string().into());
+        let online = self.online_users().await?;
+        Ok(filter_followed(online, &followed))
+    }
+}
+
+/// `online` (sorted) restricted to `followed`.
+pub fn filter_followed(online: Vec<UserId>, followed: &std::collections::HashSet<UserId>) -> Vec<UserId> {
+    online.into_iter().filter(|u| followed.contains(u)).collect()
+}
+
+fn check_ids(users: &[UserId]) -> AppResult<()> {
+    if users.len() > MAX_WATCH {
+        return Err(AppError::invalid(Field::Users, format!("takes at most {MAX_WATCH} ids")));
+    }
+    for id in users {
+        super::check_id(Field::Users, id)?;
+    }
+    Ok(())
 }

@@ -2,6 +2,8 @@
 //! members. A second identical reaction is refused with `CONFLICT` rather than silently
 //! accepted, so a client that shows an optimistic reaction learns its state was stale.
 
+use crate::domain::MessageId;
+use crate::domain::UserId;
 use chrono::Utc;
 
 use super::{
@@ -40,8 +42,8 @@ impl Core {
             return Err(AppError::NotFound("you have not reacted to this message with this emoji".into()));
         }
         let reaction = Reaction {
-            message_id: msg.id,
-            chat_id: msg.conversation_id.clone(),
+            message_id: msg.id.into(),
+            chat_id: msg.conversation_id.clone().into(),
             user_id: actor.user_id.clone(),
             user_name: actor.username.clone(),
             emoji: emoji.to_string(),
@@ -50,7 +52,7 @@ impl Core {
         };
         let members = store::conversations::members(&self.db, &msg.conversation_id).await?;
         self.hub.publish(
-            &Audience::Users(members.into_iter().map(|m| m.user_id).collect()),
+            &Audience::Users(members.into_iter().map(|m| UserId::from(m.user_id)).collect()),
             Event::Reaction(reaction.clone()),
             actor.conn,
         );
@@ -74,12 +76,12 @@ impl Core {
 
     /// Fills in the reactions of messages read from history.
     pub(crate) async fn with_reactions(&self, mut messages: Vec<Message>) -> AppResult<Vec<Message>> {
-        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        let ids: Vec<MessageId> = messages.iter().map(|m| m.id.clone()).collect();
         let rows = store::reactions::for_messages(&self.db, &ids).await?;
         for m in &mut messages {
             let mut summary = ReactionSummary::new();
             for r in rows.iter().filter(|r| r.message_id == m.id) {
-                summary.entry(r.emoji.clone()).or_default().push(r.user_id.clone());
+                summary.entry(r.emoji.clone()).or_default().push(r.user_id.clone().into());
             }
             m.reactions = Some(summary);
         }

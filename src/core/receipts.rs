@@ -36,14 +36,14 @@ impl Core {
         store::devices::advance(&self.db, &[(chat, actor.user_id.as_str(), actor.device.as_str(), msg.seq)]).await?;
         let receipt = Receipt {
             kind,
-            chat_id: chat.to_string(),
-            message_id: msg.id,
+            chat_id: chat.into(),
+            message_id: msg.id.into(),
             seq: msg.seq,
             user_id: actor.user_id.clone(),
             at: Utc::now(),
         };
         if msg.sender_id != actor.user_id {
-            self.hub.publish(&Audience::Users(vec![msg.sender_id]), Event::Receipt(receipt.clone()), actor.conn);
+            self.hub.publish(&Audience::Users(vec![msg.sender_id.into()]), Event::Receipt(receipt.clone()), actor.conn);
         }
         Ok(receipt)
     }

@@ -108,7 +108,7 @@ fn check_key_text(what: &str, key: &str) -> AppResult<()> {
 
 fn info(s: entity::session::Model) -> SessionInfo {
     SessionInfo {
-        chat_id: s.conversation_id,
+        chat_id: s.conversation_id.into(),
         name: s.name,
         mode: SessionMode::parse(&s.mode).unwrap_or(SessionMode::Group),
         active: s.active,
@@ -120,7 +120,7 @@ fn info(s: entity::session::Model) -> SessionInfo {
 
 fn member(m: entity::session_member::Model) -> SessionMember {
     SessionMember {
-        user_id: m.user_id,
+        user_id: m.user_id.into(),
         member_id: m.member_id,
         display_name: m.display_name,
         public_key: m.public_key,
@@ -141,7 +141,7 @@ impl Core {
         let created = store::sessions::create(
             &self.db,
             NewSession {
-                chat_id: chat.clone(),
+                chat_id: chat.clone().into(),
                 name: name.to_string(),
                 auth_key_hash: Some(hash_key(auth_key)),
                 mode: mode.as_str().to_string(),
@@ -180,12 +180,12 @@ impl Core {
                 let opened = store::sessions::create(
                     &self.db,
                     NewSession {
-                        chat_id: chat.clone(),
+                        chat_id: chat.clone().into(),
                         name: req.name.clone(),
                         auth_key_hash: req.auth_key.as_deref().filter(|k| !k.is_empty()).map(hash_key),
                         mode: req.mode.unwrap_or(SessionMode::Group).as_str().to_string(),
                         active: true,
-                        created_by: user.clone(),
+                        created_by: user.clone().into(),
                     },
                 )
                 .await?;
@@ -349,7 +349,7 @@ impl Core {
             check_key_text("encryptedKeys entry", key)?;
         }
         let by_user: HashMap<String, String> =
-            keys.iter().map(|(member, key)| (session_user_id(chat, member), key.clone())).collect();
+            keys.iter().map(|(member, key)| (session_user_id(chat, member).into_string(), key.clone())).collect();
         store::sessions::set_session_keys(&self.db, chat, &by_user).await?;
         self.session_active(chat).await;
         let everyone = self.members_of(chat, &actor.user_id).await?;
@@ -459,7 +459,7 @@ impl Core {
         if audience.is_empty() {
             return;
         }
-        let notice = SessionNotice { chat_id: chat.to_string(), at: Utc::now(), kind };
+        let notice = SessionNotice { chat_id: chat.to_string().into(), at: Utc::now(), kind };
         self.hub.publish(&Audience::Users(audience), Event::Session(notice), None);
     }
 }

@@ -3,6 +3,7 @@
 //! indicator lives in shared state with its own expiry, so a renewal on another instance
 //! outlives this instance's timer.
 
+use crate::domain::ChatId;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
@@ -15,6 +16,13 @@ use crate::error::{AppError, AppResult, Field};
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Core {
+    /// Who is typing in `chat` now, for a member.
+    pub async fn typing_in(&self, actor: &Actor, chat: &str) -> AppResult<Vec<String>> {
+        super::check_id(Field::Chat, chat)?;
+        self.require_member(chat, &actor.user_id).await?;
+        self.shared.typers(chat).await.map_err(AppError::Internal)
+    }
+
     pub async fn set_typing(&self, actor: &Actor, chat: &str, typing: bool) -> AppResult<()> {
         if typing {
             self.limits.check(Limit::Typing, &actor.user_id)?;
@@ -23,7 +31,7 @@ impl Core {
         let members = self.members_of(chat, &actor.user_id).await?;
         let event = |typing: bool| {
             Event::Typing(Typing {
-                chat_id: chat.to_string(),
+                chat_id: chat.into(),
                 user_id: actor.user_id.clone(),
                 username: actor.username.clone(),
                 typing,
@@ -31,7 +39,7 @@ impl Core {
             })
         };
         // The room (dialects with chat:join) and every member's following connections (Spark).
-        let audience = Audience::ChatFollowers(chat.to_string(), members);
+        let audience = Audience::ChatFollowers(ChatId::from(chat), members);
         if !typing {
             self.shared.clear_typing(chat, &actor.user_id, None).await.map_err(AppError::Internal)?;
             self.hub.publish(&audience, event(false), actor.conn);

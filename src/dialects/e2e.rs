@@ -13,6 +13,7 @@
 //! `user-joined`, `user-left`, `new-message`, `message-sent`, `session-key-available`,
 //! `user-typing`, `user-stopped-typing`, `download-notification`, `session-error`.
 
+use crate::domain::UserId;
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
@@ -134,7 +135,7 @@ async fn member_in(app: &AppState, session: &Session, raw_session: &Option<Strin
     let chat = session_chat_id(name);
     if let Some(actor) = session.binding.actor().await {
         if session_of_user(&actor.user_id).as_deref() == Some(chat.as_str()) {
-            return Ok((actor, chat));
+            return Ok((actor, chat.into()));
         }
     }
     if app.core.session_exists(&chat).await? {
@@ -285,7 +286,14 @@ impl SocketIoProfile for E2e {
     /// Sessions are anonymous: any client may connect (a token, if sent, is ignored); it is a
     /// visitor until it joins a session.
     fn authenticate(_app: &AppState, _auth: Option<&Value>, _parts: &http::request::Parts) -> AppResult<Identity> {
-        Ok(Identity { user_id: String::new(), device_id: None, username: None, name: None, avatar: None })
+        Ok(Identity {
+            user_id: UserId::default(),
+            device_id: None,
+            username: None,
+            name: None,
+            avatar: None,
+            expires_at: None,
+        })
     }
 
     /// Errors name fields as the web client sends them.
@@ -458,6 +466,7 @@ async fn join(app: Arc<AppState>, socket: SocketRef, session: Session, req: Join
         device_id: None,
         username: joined.member.display_name.clone(),
         name: None,
+        expires_at: None,
         avatar: None,
     };
     let metadata = json!({

@@ -4,6 +4,7 @@
 
 pub mod e2e;
 pub mod mrezhen;
+pub mod socialink;
 pub mod spark;
 pub mod sup;
 
@@ -50,6 +51,7 @@ pub const DIALECTS: &[Dialect] = &[
         intercept: None,
     },
     Dialect { name: "mrezhen", socket_io: None, routes: None, intercept: Some(mrezhen::intercept) },
+    Dialect { name: "socialink", socket_io: None, routes: Some(socialink::routes), intercept: None },
     Dialect { name: "e2e", socket_io: Some(("/e2e", mount::<e2e::E2e>)), routes: Some(e2e::routes), intercept: None },
 ];
 
@@ -132,11 +134,11 @@ pub fn attachment_json(a: &AttachmentInfo) -> Value {
 const MAX_MENTIONS: usize = 1000;
 
 /// `metadata.mentions`: the user ids a message mentions (anything else there is ignored).
-pub fn mentions(metadata: Option<&Value>) -> Vec<String> {
+pub fn mentions(metadata: Option<&Value>) -> Vec<crate::domain::UserId> {
     metadata
         .and_then(|m| m.get("mentions"))
         .and_then(Value::as_array)
-        .map(|ids| ids.iter().filter_map(Value::as_str).take(MAX_MENTIONS).map(str::to_string).collect())
+        .map(|ids| ids.iter().filter_map(Value::as_str).take(MAX_MENTIONS).map(Into::into).collect())
         .unwrap_or_default()
 }
 

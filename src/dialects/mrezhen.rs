@@ -18,7 +18,7 @@ use std::{
 };
 
 use axum::{extract::Request, http::header, middleware::Next, Router};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::{
     config::Config,
@@ -28,7 +28,6 @@ use crate::{
         Core,
     },
     error::AppError,
-    fanout::EVERYONE,
     transport::{
         raw_ws::{self, Delivery, Dialect, Link},
         AppState,
@@ -76,9 +75,10 @@ pub struct Conn {
 }
 
 /// A refusal as the client reads it: `{ type: "error", code, message }`.
-struct Refusal {
-    code: &'static str,
-    message: String,
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl Refusal {
@@ -101,10 +101,10 @@ fn ms(t: &chrono::DateTime<chrono::Utc>) -> i64 {
 impl Dialect for Mrezhen {
     type State = Conn;
 
-    fn watches(&self) -> &'static [&'static str] {
-        // Mrezhen announces every arrival and departure to everyone connected.
-        &[EVERYONE]
-    }
+    /// The running service announced every arrival and departure to everyone connected;
+    /// here a connection hears those of the people its user may see (who share a
+    /// conversation with them, see `Core::visible_to`), and its own.
+    const FOLLOWS_PRESENCE: bool = true;
 
     /// The running service's reasons.
     fn unauthorized(&self, err: &AppError) -> String {
@@ -147,7 +147,7 @@ impl Dialect for Mrezhen {
         if state.greeted.swap(true, Ordering::SeqCst) {
             return None;
         }
-        match link.app.core.online_users().await {
+        match link.app.core.visible_online(link.conn, link.user()).await {
             Ok(users) => Some(json!({ "type": "online_users", "users": users }).to_string()),
             Err(e) => {
                 e.log_if_internal("mrezhen online_users");
@@ -164,45 +164,23 @@ impl Mrezhen {
         if let Err(e) = self.frames.check(link.user()).await {
             return ("frame", Err(e.into()));
         }
-        let value: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(_) => return ("invalid", Err(Refusal::new("INVALID_JSON", "Invalid JSON"))),
+        let frame = match decode_frame(text) {
+            Ok(frame) => frame,
+            Err((kind, refusal)) => return (kind, Err(refusal)),
         };
-        let Value::Object(frame) = value else {
-            return ("invalid", Err(Refusal::new("INVALID_FORMAT", "Message must be a JSON object")));
-        };
-        if let Err(e) = crate::error::refuse_nul(&Value::Object(frame.clone())) {
-            return ("invalid", Err(e.into()));
-        }
-        let kind = match frame.get("type") {
-            None | Some(Value::Null) => return ("invalid", Err(Refusal::new("MISSING_TYPE", "Missing message type"))),
-            Some(Value::String(s)) if s.is_empty() => {
-                return ("invalid", Err(Refusal::new("MISSING_TYPE", "Missing message type")))
-            }
-            Some(Value::String(s)) => s.as_str(),
-            Some(_) => return ("unknown", Err(Refusal::new("UNKNOWN_TYPE", "Unknown message type"))),
-        };
-        match kind {
-            "direct_message" => ("direct_message", self.send(link, &frame).await),
-            "get_history" => ("get_history", self.history(link, &frame).await),
-            "get_online_users" => ("get_online_users", self.online(link).await),
-            "ping" => ("ping", Ok(json!({ "type": "pong", "timestamp": chrono::Utc::now().timestamp_millis() }))),
-            other => {
-                let shown: String = other.chars().take(64).collect();
-                ("unknown", Err(Refusal::new("UNKNOWN_TYPE", format!("Unknown message type: {shown}"))))
-            }
+        match frame {
+            Frame::Direct { to, content, temp_id } => ("direct_message", self.send(link, to, content, temp_id).await),
+            Frame::History { with, limit } => ("get_history", self.history(link, with, limit).await),
+            Frame::OnlineUsers => ("get_online_users", self.online(link).await),
+            Frame::Ping => ("ping", Ok(json!({ "type": "pong", "timestamp": chrono::Utc::now().timestamp_millis() }))),
         }
     }
 
     /// `direct_message {to, content, tempId?}` → `message_ack`.
-    async fn send(&self, link: &Link, frame: &Map<String, Value>) -> Result<Value, Refusal> {
-        let to = user_field(frame.get("to")).ok_or_else(|| Refusal::new("MISSING_RECIPIENT", "Missing recipient"))?;
-        let content = match frame.get("content") {
-            Some(Value::String(s)) => s.trim().to_string(),
-            _ => String::new(),
-        };
-        let temp_id = frame.get("tempId").and_then(Value::as_str).map(str::to_string);
+    async fn send(&self, link: &Link, to: String, content: String, temp_id: Option<String>) -> Result<Value, Refusal> {
         let sent = link.app.core.send_direct(&link.actor(), &to, content, MAX_CONTENT, temp_id, None).await?;
+        // They share a conversation now: this connection follows the peer's presence.
+        link.app.core.follow_peer(&link.actor(), link.conn, &to).await?;
         let m = &sent.message;
         let mut ack = json!({
             "type": "message_ack",
@@ -220,19 +198,14 @@ impl Mrezhen {
     }
 
     /// `get_history {with, limit?}` → `message_history`.
-    async fn history(&self, link: &Link, frame: &Map<String, Value>) -> Result<Value, Refusal> {
-        let with = user_field(frame.get("with")).ok_or_else(|| Refusal::new("MISSING_USER", "Missing user"))?;
-        let limit = match frame.get("limit").and_then(Value::as_f64) {
-            Some(n) if n.is_finite() && n >= 1.0 => (n as u64).min(HISTORY_MAX),
-            _ => HISTORY_DEFAULT,
-        };
+    async fn history(&self, link: &Link, with: String, limit: u64) -> Result<Value, Refusal> {
         let messages = link.app.core.direct_history(&link.actor(), &with, limit).await?;
         let messages: Vec<Value> = messages.iter().map(message_json).collect();
         Ok(json!({ "type": "message_history", "with": with, "messages": messages }))
     }
 
     async fn online(&self, link: &Link) -> Result<Value, Refusal> {
-        let users = link.app.core.online_users().await?;
+        let users = link.app.core.visible_online(link.conn, link.user()).await?;
         Ok(json!({ "type": "online_users", "users": users }))
     }
 
@@ -256,6 +229,13 @@ impl Mrezhen {
                     }
                 };
                 state.peers.lock().unwrap_or_else(|p| p.into_inner()).insert(m.chat_id.clone(), peer.clone());
+                // A first message from someone: they share a conversation now, so this
+                // connection follows their presence.
+                if let Some(peer) = &peer {
+                    if let Err(e) = link.app.core.follow_peer(&link.actor(), link.conn, peer).await {
+                        e.log_if_internal("mrezhen follow");
+                    }
+                }
                 peer
             }
         };
@@ -274,19 +254,90 @@ impl Mrezhen {
     /// `busy` is still online here).
     async fn presence(&self, link: &Link, p: &Presence, serial: u64) -> Option<String> {
         let online = p.status != PresenceStatus::Offline;
-        let mut users = match self.roster(&link.app.core, serial).await {
-            Ok(users) => users.as_ref().clone(),
+        let roster = match self.roster(&link.app.core, serial).await {
+            Ok(users) => users,
             Err(e) => {
                 e.log_if_internal("mrezhen presence");
                 return None;
             }
         };
+        // Only who this connection may see (and itself): see `Core::visible_to`.
+        let mut followed = link.app.core.hub.watching(link.conn);
+        followed.insert((link.user().to_string()).into());
+        let mut users = crate::core::presence::filter_followed(roster.as_ref().clone(), &followed);
         users.retain(|u| online || *u != p.user_id);
         if online && !users.contains(&p.user_id) {
             users.push(p.user_id.clone());
         }
         let status = if online { "online" } else { "offline" };
         Some(json!({ "type": "presence", "userId": p.user_id, "status": status, "onlineUsers": users }).to_string())
+    }
+}
+
+/// A client frame, decoded: what the dialect will ask the core.
+#[derive(Debug)]
+pub enum Frame {
+    /// `direct_message`: `to` and `content` trimmed; the content's length, the recipient and
+    /// the sender's rate are the core's to check.
+    Direct {
+        to: String,
+        content: String,
+        temp_id: Option<String>,
+    },
+    /// `get_history`, `limit` already clamped to 1..=200 (50 when absent or not a number).
+    History {
+        with: String,
+        limit: u64,
+    },
+    OnlineUsers,
+    Ping,
+}
+
+/// Decodes one text frame, in the running service's order of checks: JSON, an object, no
+/// NUL anywhere, a `type`, a known type, its fields. A refusal names the frame kind for
+/// metrics (`invalid`, `unknown`, or the type) and says why, in the protocol's codes. Pure:
+/// no state, no I/O (the decoder property test feeds it every shape of JSON).
+pub fn decode_frame(text: &str) -> Result<Frame, (&'static str, Refusal)> {
+    let invalid = |code, message: &str| ("invalid", Refusal::new(code, message));
+    let value: Value = serde_json::from_str(text).map_err(|_| invalid("INVALID_JSON", "Invalid JSON"))?;
+    let Value::Object(frame) = value else {
+        return Err(invalid("INVALID_FORMAT", "Message must be a JSON object"));
+    };
+    if let Err(e) = crate::error::refuse_nul(&Value::Object(frame.clone())) {
+        return Err(("invalid", e.into()));
+    }
+    let kind = match frame.get("type") {
+        None | Some(Value::Null) => return Err(invalid("MISSING_TYPE", "Missing message type")),
+        Some(Value::String(s)) if s.is_empty() => return Err(invalid("MISSING_TYPE", "Missing message type")),
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(("unknown", Refusal::new("UNKNOWN_TYPE", "Unknown message type"))),
+    };
+    match kind {
+        "direct_message" => {
+            let to = user_field(frame.get("to"))
+                .ok_or(("direct_message", Refusal::new("MISSING_RECIPIENT", "Missing recipient")))?;
+            let content = match frame.get("content") {
+                Some(Value::String(s)) => s.trim().to_string(),
+                _ => String::new(),
+            };
+            let temp_id = frame.get("tempId").and_then(Value::as_str).map(str::to_string);
+            Ok(Frame::Direct { to, content, temp_id })
+        }
+        "get_history" => {
+            let with =
+                user_field(frame.get("with")).ok_or(("get_history", Refusal::new("MISSING_USER", "Missing user")))?;
+            let limit = match frame.get("limit").and_then(Value::as_f64) {
+                Some(n) if n.is_finite() && n >= 1.0 => (n as u64).min(HISTORY_MAX),
+                _ => HISTORY_DEFAULT,
+            };
+            Ok(Frame::History { with, limit })
+        }
+        "get_online_users" => Ok(Frame::OnlineUsers),
+        "ping" => Ok(Frame::Ping),
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            Err(("unknown", Refusal::new("UNKNOWN_TYPE", format!("Unknown message type: {shown}"))))
+        }
     }
 }
 

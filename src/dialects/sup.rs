@@ -9,6 +9,7 @@
 //! follows the presence of everyone its user shares a conversation with, since the running
 //! service's clients never subscribe.
 
+use crate::domain::UserId;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -25,16 +26,12 @@ use crate::{
             Call, CallEndReason, CallOrigin, CallSignal, ChatField, ChatUpdated, Event, Message, Notification,
             NotificationData, Presence, Reaction, ReactionSummary, ReceiptKind,
         },
-        presence::MAX_WATCH,
     },
     error::{AppError, AppResult, Field},
     transport::AppState,
 };
 
 pub struct Sup;
-
-/// The most chats `chat:join-multiple` takes at once.
-const MAX_JOIN_MULTIPLE: usize = 500;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,7 +91,7 @@ struct PresenceUpdate {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UserRefs {
-    user_ids: Vec<String>,
+    user_ids: Vec<UserId>,
 }
 
 #[derive(Deserialize)]
@@ -482,16 +479,6 @@ fn presence_json(p: &Presence) -> Value {
     })
 }
 
-fn user_ids(refs: UserRefs) -> AppResult<Vec<String>> {
-    if refs.user_ids.len() > MAX_WATCH {
-        return Err(AppError::validation(format!("userIds takes at most {MAX_WATCH} ids")));
-    }
-    for id in &refs.user_ids {
-        crate::core::check_id(Field::Users, id)?;
-    }
-    Ok(refs.user_ids)
-}
-
 /// SUP's names of request fields, in error messages.
 pub fn field_name(field: Field) -> &'static str {
     crate::dialects::camel_case_field(field, "chatId")
@@ -518,6 +505,8 @@ impl SocketIoProfile for Sup {
             ),
             Event::Presence(p) => ("presence:update", presence_json(p)),
             Event::Call(signal) => call_signal(signal),
+            // SUP hears calls through the signals to the parties.
+            Event::CallChanged(..) => return None,
             Event::Reaction(r) => (if r.added { "reaction:new" } else { "reaction:remove" }, reaction_json(r)),
             Event::Notification(n) => ("notification:new", notification_json(n)),
             Event::MemberJoined(j) => (
@@ -548,6 +537,8 @@ impl SocketIoProfile for Sup {
                     "at": iso(&d.at),
                 }),
             ),
+            // Socialink's keyed devices; SUP has no such event.
+            Event::Device(_) => return None,
         })
     }
 
@@ -576,8 +567,8 @@ impl SocketIoProfile for Sup {
     fn prepare(app: &Arc<AppState>, session: &Session) -> impl std::future::Future<Output = AppResult<()>> + Send {
         let (app, session) = (app.clone(), session.clone());
         async move {
-            let contacts = app.core.contacts(&session.actor(), MAX_WATCH).await?;
-            app.core.hub.watch(session.conn, &contacts);
+            let circle = app.core.presence_circle(&session.identity.user_id, false).await?;
+            app.core.hub.watch(session.conn, &circle);
             Ok(())
         }
     }
@@ -643,16 +634,18 @@ impl SocketIoProfile for Sup {
             let p = app.core.update_presence(&session.actor(), &req.status, req.custom_status).await?;
             Ok(presence_json(&p))
         });
+        // Only users who share a conversation with the caller are followed; the others come
+        // back in `hidden` (see `Core::visible_to`).
         h.on("presence:subscribe", |app: Arc<AppState>, session: Session, req: UserRefs, _| async move {
-            let ids = user_ids(req)?;
-            app.core.hub.watch(session.conn, &ids);
-            let current = app.core.presence_of(&ids).await?;
-            Ok(json!({ "presence": current.iter().map(presence_json).collect::<Vec<_>>() }))
+            let watched = app.core.watch_presence(&session.actor(), session.conn, &req.user_ids).await?;
+            Ok(json!({
+                "presence": watched.presence.iter().map(presence_json).collect::<Vec<_>>(),
+                "hidden": watched.hidden,
+            }))
         });
         h.on("presence:unsubscribe", |app: Arc<AppState>, session: Session, req: UserRefs, _| async move {
-            let ids = user_ids(req)?;
-            app.core.hub.unwatch(session.conn, &ids);
-            Ok(json!({ "userIds": ids }))
+            app.core.unwatch_presence(session.conn, &req.user_ids)?;
+            Ok(json!({ "userIds": req.user_ids }))
         });
 
         h.on("chat:join", |app: Arc<AppState>, session: Session, req: ChatRef, _| async move {
@@ -664,13 +657,10 @@ impl SocketIoProfile for Sup {
             Ok(json!({ "chatId": req.chat_id }))
         });
         h.on("chat:join-multiple", |app: Arc<AppState>, session: Session, req: ChatRefs, _| async move {
-            if req.chat_ids.len() > MAX_JOIN_MULTIPLE {
-                return Err(AppError::validation(format!("chatIds takes at most {MAX_JOIN_MULTIPLE} ids")));
-            }
             let mut joined = Vec::new();
             let mut failed = Vec::new();
-            for chat in req.chat_ids {
-                match app.core.join_chat(&session.actor(), session.conn, &chat).await {
+            for (chat, result) in app.core.join_chats(&session.actor(), session.conn, &req.chat_ids).await? {
+                match result {
                     Ok(()) => joined.push(chat),
                     Err(e) => failed.push(json!({ "chatId": chat, "error": e.body_in(field_name) })),
                 }

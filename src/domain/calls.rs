@@ -134,6 +134,32 @@ pub struct Call {
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
+    /// The caller's offer and the callee's answer, as the clients sent them.
+    #[serde(default)]
+    pub offer: Option<Value>,
+    #[serde(default)]
+    pub answer: Option<Value>,
+}
+
+/// What just happened to a call, for dialects that tell every member of the chat about every
+/// transition (Socialink) rather than signalling only the parties concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallChange {
+    Initiated,
+    Answered,
+    /// A callee declined; the call itself stays `Ringing` while other callees still ring.
+    Declined,
+    Ended,
+    Missed,
+}
+
+/// An ICE candidate as stored: who sent it, in which call, in arrival order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IceCandidate {
+    pub call_id: String,
+    pub user_id: UserId,
+    pub candidate: Value,
+    pub at: DateTime<Utc>,
 }
 
 /// Who placed a call and what kind of call it is. Every signal of the call repeats it, so a

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::{ChatId, ConnId, UserId};
+use super::ids::{ChatId, ConnId, DeviceId, UserId};
 
 /// Who is acting: the verified token subject, and the connection it came through (so that
 /// a live event is not echoed to the connection that caused it).
@@ -11,7 +11,7 @@ use super::ids::{ChatId, ConnId, UserId};
 pub struct Actor {
     pub user_id: UserId,
     /// The device acting (`''`, the default device, when the connection named none).
-    pub device: String,
+    pub device: DeviceId,
     pub username: Option<String>,
     /// The avatar claim of the token, shown with what the actor sends.
     #[serde(default)]
@@ -21,7 +21,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn rest(user_id: impl Into<String>) -> Self {
-        Self { user_id: user_id.into(), device: String::new(), username: None, avatar: None, conn: None }
+        Self { user_id: UserId::new(user_id), device: DeviceId::default(), username: None, avatar: None, conn: None }
     }
 
     /// How the actor shows themselves to others.
@@ -36,12 +36,6 @@ impl Actor {
 pub struct Profile {
     pub name: Option<String>,
     pub avatar: Option<String>,
-}
-
-impl Profile {
-    pub fn of(user: &entity::user::Model) -> Self {
-        Profile { name: user.username.clone().or_else(|| user.name.clone()), avatar: user.avatar.clone() }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +121,9 @@ pub struct Conversation {
     pub encrypted: bool,
     pub created_by: UserId,
     pub last_seq: i64,
+    /// Membership epoch: one more with every member added or removed.
+    #[serde(default)]
+    pub epoch: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub members: Vec<Member>,
@@ -140,4 +137,7 @@ pub struct Member {
     pub name: Option<String>,
     pub avatar: Option<String>,
     pub joined_at: DateTime<Utc>,
+    /// Who added them (`None` for the creator).
+    #[serde(default)]
+    pub added_by: Option<UserId>,
 }

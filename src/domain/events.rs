@@ -3,14 +3,14 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{calls::*, chat::Role, ids::*, message::*, presence::*, session::SessionNotice};
+use super::{calls::*, chat::Role, ids::*, message::*, prekeys::DeviceNews, presence::*, session::SessionNotice};
 
 /// What a notification is about. Stored as JSON (serde's shape of this enum is the storage
 /// format; profiles choose the wire shape).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NotificationData {
-    Mention { chat_id: ChatId, message_id: String, sender_id: UserId },
+    Mention { chat_id: ChatId, message_id: MessageId, sender_id: UserId },
     MissedCall { call_id: String, chat_id: ChatId, caller_id: UserId, call_kind: CallKind },
     AddedToChat { chat_id: ChatId, added_by: UserId, role: Role },
 }
@@ -46,6 +46,9 @@ pub struct MemberJoined {
     pub added_by: UserId,
     #[serde(default = "Utc::now")]
     pub at: DateTime<Utc>,
+    /// The conversation's membership epoch after the change.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -56,6 +59,9 @@ pub struct MemberLeft {
     pub removed_by: UserId,
     #[serde(default = "Utc::now")]
     pub at: DateTime<Utc>,
+    /// The conversation's membership epoch after the change.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 /// Which details of a chat a [`ChatUpdated`] changed.
@@ -92,6 +98,8 @@ pub enum Event {
     Typing(Typing),
     Presence(Presence),
     Call(CallSignal),
+    /// A call changed state (or started): to every member of its chat.
+    CallChanged(CallChange, Call),
     Reaction(Reaction),
     Notification(Notification),
     MemberJoined(MemberJoined),
@@ -102,6 +110,8 @@ pub enum Event {
     MessageDeleted(MessageDeleted),
     /// Something happened in an anonymous session (joins, leaves, keys, typing, downloads).
     Session(SessionNotice),
+    /// About one keyed device (Socialink), for its owner's connections.
+    Device(DeviceNews),
 }
 
 /// Who receives an event. These are the rooms `user:{id}` and `chat:{id}` of the spec, plus
@@ -155,6 +165,9 @@ mod tests {
             }],
             sender: None,
             recipient: None,
+            encoding: Default::default(),
+            ephemeral_key: None,
+            expires_at: None,
         };
         let deleted = MessageDeleted {
             chat_id: "c1".into(),
@@ -163,6 +176,7 @@ mod tests {
             deleted_by: "u1".into(),
             for_everyone: true,
             at,
+            expired: false,
         };
         let events = vec![
             (Audience::Users(vec!["u1".into()]), Event::MessageEdited(message)),

@@ -6,12 +6,12 @@ use serde_json::Value;
 
 use super::{
     chat::Profile,
-    ids::{ChatId, DeviceId, UserId},
+    ids::{ChatId, DeviceId, MessageId, UserId},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Message {
-    pub id: String,
+    pub id: MessageId,
     pub chat_id: ChatId,
     pub seq: i64,
     pub sender_id: UserId,
@@ -21,7 +21,7 @@ pub struct Message {
     pub sender_device: Option<DeviceId>,
     pub kind: String,
     pub content: String,
-    pub reply_to_id: Option<String>,
+    pub reply_to_id: Option<MessageId>,
     pub metadata: Option<Value>,
     pub temp_id: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -46,9 +46,50 @@ pub struct Message {
     /// is not theirs to read), so `seq` stays gapless for everyone.
     #[serde(default)]
     pub recipient: Option<UserId>,
+    /// How `content` was written (each message keeps it, so bytes round-trip exactly).
+    #[serde(default)]
+    pub encoding: BodyEncoding,
+    /// Socialink's ephemeral key, standard padded base64; `None` when empty.
+    #[serde(default)]
+    pub ephemeral_key: Option<String>,
+    /// A self-destructing message: never read again after this time, then deleted.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// How a message's `content` is written. Text dialects (SUP, Spark, Mrezhen) write text;
+/// Socialink writes bytes (ciphertext), kept as standard padded base64 text, which is also
+/// what the text dialects show of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BodyEncoding {
+    #[default]
+    Text,
+    Base64,
+}
+
+impl BodyEncoding {
+    /// The stored marker: `None` for text.
+    pub fn stored(self) -> Option<&'static str> {
+        match self {
+            BodyEncoding::Text => None,
+            BodyEncoding::Base64 => Some("base64"),
+        }
+    }
+
+    pub fn from_stored(marker: Option<&str>) -> Self {
+        match marker {
+            Some("base64") => BodyEncoding::Base64,
+            _ => BodyEncoding::Text,
+        }
+    }
 }
 
 impl Message {
+    /// Whether a self-destructing message has expired at `now`.
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
     /// Whether `user` may be handed this message: it is addressed to everyone or to them, or
     /// they sent it.
     pub fn is_for(&self, user: &str) -> bool {
@@ -98,7 +139,7 @@ pub enum ReceiptKind {
 pub struct Receipt {
     pub kind: ReceiptKind,
     pub chat_id: ChatId,
-    pub message_id: String,
+    pub message_id: MessageId,
     pub seq: i64,
     pub user_id: UserId,
     pub at: DateTime<Utc>,
@@ -107,7 +148,7 @@ pub struct Receipt {
 /// A reaction added (`added`) or removed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Reaction {
-    pub message_id: String,
+    pub message_id: MessageId,
     pub chat_id: ChatId,
     pub user_id: UserId,
     /// The reacting user's display name, when their token gave one.
@@ -122,9 +163,12 @@ pub struct Reaction {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MessageDeleted {
     pub chat_id: ChatId,
-    pub message_id: String,
+    pub message_id: MessageId,
     pub seq: i64,
     pub deleted_by: UserId,
     pub for_everyone: bool,
     pub at: DateTime<Utc>,
+    /// It self-destructed (its `expires_at` passed) rather than being deleted by someone.
+    #[serde(default)]
+    pub expired: bool,
 }

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod events;
 pub mod ids;
 pub mod message;
+pub mod prekeys;
 pub mod presence;
 pub mod session;
 
@@ -15,5 +16,6 @@ pub use chat::*;
 pub use events::*;
 pub use ids::*;
 pub use message::*;
+pub use prekeys::*;
 pub use presence::*;
 pub use session::*;

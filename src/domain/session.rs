@@ -15,14 +15,14 @@ pub const SESSION_CHAT_PREFIX: &str = "session:";
 
 /// The conversation id of the session clients call `name`.
 pub fn session_chat_id(name: &str) -> ChatId {
-    format!("{SESSION_CHAT_PREFIX}{name}")
+    ChatId::new(format!("{SESSION_CHAT_PREFIX}{name}"))
 }
 
 /// The core user id of the member clients call `member` in session `chat`: namespaced by the
 /// session, so that a member is nobody outside it and never a JWT user
 /// (`session:{name}:{member}`; names have no colon).
 pub fn session_user_id(chat: &str, member: &str) -> UserId {
-    format!("{chat}:{member}")
+    UserId::new(format!("{chat}:{member}"))
 }
 
 /// The member id clients know, from a member's core user id in session `chat`; a user id of

@@ -3,7 +3,9 @@
 //! `super::sync`'s).
 
 use std::{
+    borrow::Borrow,
     collections::{HashMap, HashSet},
+    hash::Hash,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, OnceLock,
@@ -202,10 +204,10 @@ impl Hub {
     /// can send anything, so no event of theirs can outrun the registration.
     pub fn register(&self, conn: Arc<dyn Connection>) -> ConnId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let user = conn.user_id().to_string();
+        let user = UserId::from(conn.user_id());
         let entry = Arc::new(Entry {
             user: user.clone(),
-            device: conn.device_id().to_string(),
+            device: DeviceId::from(conn.device_id()),
             conn,
             sync: Mutex::new(SyncState::new()),
             chats: Mutex::new(HashSet::new()),
@@ -269,8 +271,8 @@ impl Hub {
 
     pub fn join_chat(&self, id: ConnId, chat: &str) {
         if let Some(entry) = self.conns.get(&id) {
-            lock(&entry.chats).insert(chat.to_string());
-            self.chats.entry(chat.to_string()).or_default().insert(id);
+            lock(&entry.chats).insert(ChatId::from(chat));
+            self.chats.entry(ChatId::from(chat)).or_default().insert(id);
         }
     }
 
@@ -289,6 +291,41 @@ impl Hub {
         for id in ids {
             self.leave_chat(id, chat);
         }
+    }
+
+    /// Joins the chat's room unless the connection is already in `cap` rooms. Returns false
+    /// when refused (the connection is not in the room).
+    pub fn join_chat_bounded(&self, id: ConnId, chat: &str, cap: usize) -> bool {
+        let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else { return false };
+        let mut chats = lock(&entry.chats);
+        if !chats.contains(chat) && chats.len() >= cap {
+            return false;
+        }
+        chats.insert(chat.to_string().into());
+        self.chats.entry(chat.to_string().into()).or_default().insert(id);
+        true
+    }
+
+    /// Follows the presence of `users`, unless the connection would then follow more than
+    /// `cap` users: then nothing changes and the error says how many it follows.
+    pub fn watch_bounded(&self, id: ConnId, users: &[UserId], cap: usize) -> Result<(), usize> {
+        let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else { return Ok(()) };
+        let mut watching = lock(&entry.watching);
+        let new = users.iter().filter(|u| !watching.contains(*u)).collect::<HashSet<_>>().len();
+        if watching.len() + new > cap {
+            return Err(watching.len());
+        }
+        for user in users {
+            if watching.insert(user.clone()) {
+                self.watchers.entry(user.clone()).or_default().insert(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whose presence the connection follows.
+    pub fn watching(&self, id: ConnId) -> HashSet<UserId> {
+        self.conns.get(&id).map(|e| lock(&e.watching).clone()).unwrap_or_default()
     }
 
     pub fn watch(&self, id: ConnId, users: &[UserId]) {
@@ -322,11 +359,11 @@ impl Hub {
     }
 
     fn targets(&self, audience: &Audience) -> Vec<ConnId> {
-        let from = |map: &DashMap<String, HashSet<ConnId>>, key: &str, out: &mut Vec<ConnId>| {
+        fn from<K: Hash + Eq + Borrow<str>>(map: &DashMap<K, HashSet<ConnId>>, key: &str, out: &mut Vec<ConnId>) {
             if let Some(set) = map.get(key) {
                 out.extend(set.iter().copied());
             }
-        };
+        }
         let mut out = Vec::new();
         match audience {
             Audience::Users(users) => {
@@ -613,7 +650,7 @@ async fn close_gaps_of(
     left
 }
 
-fn remove_member(map: &DashMap<String, HashSet<ConnId>>, key: &str, id: ConnId) {
+fn remove_member<K: Hash + Eq + Borrow<str>>(map: &DashMap<K, HashSet<ConnId>>, key: &str, id: ConnId) {
     map.remove_if_mut(key, |_, set| {
         set.remove(&id);
         set.is_empty()

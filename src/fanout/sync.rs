@@ -85,7 +85,7 @@ impl SyncState {
 
     fn owe(&mut self, chat: &str, seq: i64) {
         self.missed = true;
-        self.owed.entry(chat.to_string()).and_modify(|s| *s = (*s).min(seq)).or_insert(seq);
+        self.owed.entry(ChatId::from(chat)).and_modify(|s| *s = (*s).min(seq)).or_insert(seq);
     }
 
     /// A live message for this connection.
@@ -96,7 +96,7 @@ impl SyncState {
             }
             return Live::HeldBack;
         }
-        let handed = self.handed.entry(chat.to_string()).or_insert_with(|| Handed::starting_at(seq - 1));
+        let handed = self.handed.entry(ChatId::from(chat)).or_insert_with(|| Handed::starting_at(seq - 1));
         if handed.contains(seq) {
             Live::Have
         } else {
@@ -108,7 +108,7 @@ impl SyncState {
     /// `seq` below which the connection has everything of the chat, and whether a gap is open
     /// above it. A chat without a baseline starts right below the message.
     pub(super) fn sent(&mut self, chat: &str, seq: i64) -> (i64, bool) {
-        let handed = self.handed.entry(chat.to_string()).or_insert_with(|| Handed::starting_at(seq - 1));
+        let handed = self.handed.entry(ChatId::from(chat)).or_insert_with(|| Handed::starting_at(seq - 1));
         handed.insert(seq);
         (handed.contiguous, !handed.above.is_empty())
     }
@@ -116,7 +116,7 @@ impl SyncState {
     /// The connection was handed everything of `chat` up to `seq` by other means (a history
     /// its dialect sends when it joins). Returns the new contiguous point.
     pub(super) fn handed_upto(&mut self, chat: &str, seq: i64) -> i64 {
-        let handed = self.handed.entry(chat.to_string()).or_insert_with(|| Handed::starting_at(seq));
+        let handed = self.handed.entry(chat.to_string().into()).or_insert_with(|| Handed::starting_at(seq));
         if seq > handed.contiguous {
             handed.contiguous = seq;
             handed.above = handed.above.split_off(&(seq + 1));
@@ -236,7 +236,7 @@ mod tests {
         let mut s = SyncState::new();
         let mut owed = HashMap::new();
         s.begin_round(&mut owed);
-        s.set_baselines(HashMap::from([("c".to_string(), 10)]));
+        s.set_baselines(HashMap::from([(ChatId::from("c"), 10)]));
         assert!(s.finish_round());
         s
     }
@@ -316,7 +316,7 @@ mod tests {
         let mut s = live();
         assert_eq!(s.on_live("c", 12), Live::Send);
         assert_eq!(s.sent("c", 12), (10, true), "11 is missing");
-        assert_eq!(s.gaps(), vec![("c".to_string(), 10, 12)]);
+        assert_eq!(s.gaps(), vec![(ChatId::from("c"), 10, 12)]);
         let before = s.contiguous("c");
         assert!(s.gap_stuck("c", before), "nothing moved: 11 is owed");
         let mut owed = HashMap::new();

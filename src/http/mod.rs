@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+pub mod edges;
+
 use axum::{
-    extract::State,
+    extract::{DefaultBodyLimit, State},
     http::{header, HeaderValue, Method, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::get,
@@ -13,7 +15,7 @@ use axum::{
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{dialects, error::AppError, transport::AppState};
+use crate::{dialects, transport::AppState};
 
 /// The Socket.IO browser client, as the Node server serves it at `/socket.io/socket.io.js`
 /// (socket.io-client 4.8.1, MIT licence, from its npm package).
@@ -28,21 +30,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }));
-    let router =
-        dialects::routes(router, &state).layer(axum::middleware::from_fn(refuse_nul_in_uri)).with_state(state.clone());
+    let router = dialects::routes(router, &state)
+        // Every route's JSON body is bounded (uploads set their own, larger limit).
+        .layer(DefaultBodyLimit::max(state.config.rest_max_body_size))
+        .fallback(edges::no_route)
+        .method_not_allowed_fallback(edges::method_not_allowed)
+        .layer(axum::middleware::from_fn(edges::check_uri))
+        .with_state(state.clone());
     dialects::intercept(router, &state)
-}
-
-/// Path ids and query values reach statements too: a `%00` anywhere in them is refused here,
-/// once, for every route, as the same `VALIDATION_FAILED` a body with a NUL gets.
-async fn refuse_nul_in_uri(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    // A raw NUL cannot be in a URI (hyper refuses it); `%00` is its only spelling there.
-    let encoded_nul = |part: &str| part.contains("%00");
-    let uri = req.uri();
-    if encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul) {
-        return AppError::contains_nul().into_response();
-    }
-    next.run(req).await
 }
 
 /// CORS from `CORS_ORIGIN`: `*` allows any origin (without credentials, as browsers

@@ -2,13 +2,15 @@
 //! call row locked (PostgreSQL `FOR UPDATE`; SQLite has one writer at a time), so two devices
 //! answering at once, or an answer racing the ring timeout, cannot both win.
 
+use crate::domain::UserId;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use entity::{call, call_participant, user};
+use entity::{call, call_ice_candidate, call_participant, user};
 use sea_orm::{
     ActiveValue::{Set, Unchanged},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use super::is_postgres;
@@ -25,20 +27,21 @@ pub const LIVE_STATES: [&str; 2] = ["ringing", "joined"];
 
 /// Creates a call in one write transaction. The rows of `users` (caller and candidate callees)
 /// are locked first, so two calls to the same person cannot both find them free; `plan` gets
-/// the users among them who are already in a live call and returns the callees to ring, or
-/// refuses. The caller is stored as `joined`, the callees as `ringing`.
+/// the users among them who are already in a live call, and whether the conversation has a
+/// live call, and returns the callees to ring, or refuses. The caller is stored as `joined`,
+/// the callees as `ringing`.
 pub async fn create<E>(
     db: &DatabaseConnection,
     new: call::Model,
-    users: &[String],
-    plan: impl FnOnce(&HashSet<String>) -> Result<Vec<String>, E>,
+    users: &[UserId],
+    plan: impl FnOnce(&HashSet<String>, bool) -> Result<Vec<UserId>, E>,
 ) -> Result<CallRecord, E>
 where
     E: From<DbErr>,
 {
     let txn = super::begin_write(db).await?;
     if is_postgres(&txn) {
-        let mut sorted = users.to_vec();
+        let mut sorted: Vec<&str> = users.iter().map(UserId::as_str).collect();
         sorted.sort();
         sorted.dedup();
         // Locks in one global order, so concurrent calls between the same people cannot
@@ -54,7 +57,13 @@ where
             .await?;
     }
     let busy: HashSet<String> = busy_among(&txn, users).await?;
-    let callees = plan(&busy)?;
+    let chat_busy = call::Entity::find()
+        .filter(call::Column::ConversationId.eq(new.conversation_id.clone()))
+        .filter(call::Column::Status.is_in(["ringing", "active"]))
+        .count(&txn)
+        .await?
+        > 0;
+    let callees = plan(&busy, chat_busy)?;
     call::Entity::insert(call::ActiveModel {
         id: Set(new.id.clone()),
         conversation_id: Set(new.conversation_id.clone()),
@@ -68,6 +77,8 @@ where
         answered_at: Set(None),
         ended_at: Set(None),
         duration_ms: Set(None),
+        offer: Set(new.offer.clone()),
+        answer: Set(None),
     })
     .exec_without_returning(&txn)
     .await?;
@@ -79,7 +90,7 @@ where
     }];
     participants.extend(callees.into_iter().map(|u| call_participant::Model {
         call_id: new.id.clone(),
-        user_id: u,
+        user_id: u.into_string(),
         role: "callee".into(),
         state: "ringing".into(),
     }));
@@ -95,11 +106,11 @@ where
     Ok(CallRecord { call: new, participants })
 }
 
-async fn busy_among(db: &impl ConnectionTrait, users: &[String]) -> Result<HashSet<String>, DbErr> {
+async fn busy_among(db: &impl ConnectionTrait, users: &[UserId]) -> Result<HashSet<String>, DbErr> {
     let rows: Vec<String> = call_participant::Entity::find()
         .select_only()
         .column(call_participant::Column::UserId)
-        .filter(call_participant::Column::UserId.is_in(users.iter().cloned()))
+        .filter(call_participant::Column::UserId.is_in(users.iter().map(UserId::as_str)))
         .filter(call_participant::Column::State.is_in(LIVE_STATES))
         .into_tuple()
         .all(db)
@@ -144,6 +155,8 @@ where
             answered_at: Set(c.answered_at),
             ended_at: Set(c.ended_at),
             duration_ms: Set(c.duration_ms),
+            offer: Set(c.offer),
+            answer: Set(c.answer),
         })
         .exec(&txn)
         .await?;
@@ -237,4 +250,65 @@ pub async fn live_for_user(db: &DatabaseConnection, user: &str) -> Result<Vec<Ca
     }
     let calls = call::Entity::find().filter(call::Column::Id.is_in(ids)).all(db).await?;
     with_participants(db, calls).await
+}
+
+/// What [`add_ice`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IceAdded {
+    Stored,
+    /// The call already holds `max` candidates.
+    Full,
+}
+
+/// Stores an ICE candidate after the call's others, numbered in arrival order. One write
+/// transaction with the call row locked (PostgreSQL), so concurrent candidates of one call
+/// get distinct numbers.
+pub async fn add_ice(
+    db: &DatabaseConnection,
+    call_id: &str,
+    user_id: &str,
+    candidate: String,
+    max: u64,
+) -> Result<IceAdded, DbErr> {
+    let txn = super::begin_write(db).await?;
+    if is_postgres(&txn) {
+        call::Entity::find_by_id(call_id.to_string()).lock_exclusive().one(&txn).await?;
+    }
+    let last: Option<i32> = call_ice_candidate::Entity::find()
+        .select_only()
+        .column_as(call_ice_candidate::Column::Seq.max(), "last")
+        .filter(call_ice_candidate::Column::CallId.eq(call_id))
+        .into_tuple::<Option<i32>>()
+        .one(&txn)
+        .await?
+        .flatten();
+    let last = last.unwrap_or(0);
+    if last as u64 >= max {
+        txn.rollback().await?;
+        return Ok(IceAdded::Full);
+    }
+    call_ice_candidate::Entity::insert(call_ice_candidate::ActiveModel {
+        call_id: Set(call_id.to_string()),
+        seq: Set(last + 1),
+        user_id: Set(user_id.to_string()),
+        candidate: Set(candidate),
+        created_at: Set(Utc::now()),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(IceAdded::Stored)
+}
+
+/// A call's ICE candidates in arrival order, only `from`'s when given.
+pub async fn ice_candidates(
+    db: &DatabaseConnection,
+    call_id: &str,
+    from: Option<&str>,
+) -> Result<Vec<call_ice_candidate::Model>, DbErr> {
+    let mut query = call_ice_candidate::Entity::find().filter(call_ice_candidate::Column::CallId.eq(call_id));
+    if let Some(from) = from {
+        query = query.filter(call_ice_candidate::Column::UserId.eq(from));
+    }
+    query.order_by_asc(call_ice_candidate::Column::Seq).all(db).await
 }

@@ -3,8 +3,8 @@
 use chrono::Utc;
 use entity::{conversation, member};
 use sea_orm::{
-    sea_query::{Expr, OnConflict},
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Expr, ExprTrait, OnConflict},
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
 
@@ -45,8 +45,9 @@ pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Cre
         avatar: Set(new.avatar),
         encrypted: Set(new.encrypted),
         direct_key: Set(new.direct_key.clone()),
-        created_by: Set(new.created_by),
+        created_by: Set(new.created_by.clone()),
         last_seq: Set(0),
+        epoch: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
     })
@@ -64,8 +65,11 @@ pub async fn create(db: &DatabaseConnection, new: NewConversation) -> Result<Cre
     for (user_id, _) in &new.members {
         super::devices::start_member(&txn, &new.id, user_id, 0).await?;
     }
+    let creator = new.created_by.clone();
     let rows = new.members.into_iter().map(|(user_id, role)| member::ActiveModel {
         conversation_id: Set(new.id.clone()),
+        // The creator added everyone else.
+        added_by: Set((user_id != creator).then(|| creator.clone())),
         user_id: Set(user_id),
         role: Set(role),
         delivered_seq: Set(0),
@@ -107,16 +111,75 @@ pub async fn member(
     member::Entity::find_by_id((conversation_id.to_string(), user_id.to_string())).one(db).await
 }
 
+/// What [`add_member`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Added; the conversation's membership epoch is now this.
+    Added {
+        epoch: i64,
+    },
+    AlreadyMember,
+    /// The conversation already has `max_members` members.
+    Full,
+    NoSuchConversation,
+}
+
+/// Which of `chats` have `user` as a member, and which of the others exist at all: two
+/// queries however many chats are named (a client joining hundreds of rooms at once).
+pub async fn memberships(
+    db: &DatabaseConnection,
+    user_id: &str,
+    chats: &[String],
+) -> Result<(Vec<String>, Vec<String>), DbErr> {
+    if chats.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let member_of: Vec<String> = member::Entity::find()
+        .select_only()
+        .column(member::Column::ConversationId)
+        .filter(member::Column::UserId.eq(user_id))
+        .filter(member::Column::ConversationId.is_in(chats.iter().cloned()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let others: Vec<String> = chats.iter().filter(|c| !member_of.contains(c)).cloned().collect();
+    let existing: Vec<String> = if others.is_empty() {
+        Vec::new()
+    } else {
+        conversation::Entity::find()
+            .select_only()
+            .column(conversation::Column::Id)
+            .filter(conversation::Column::Id.is_in(others))
+            .into_tuple()
+            .all(db)
+            .await?
+    };
+    Ok((member_of, existing))
+}
+
 /// Adds a member whose cursors start at the current end of the conversation: a newcomer reads
-/// history on request instead of having the whole backlog pushed at them.
-/// Returns false when the user already was a member.
+/// history on request instead of having the whole backlog pushed at them. One transaction that
+/// first bumps the conversation's epoch (which also locks its row on PostgreSQL), so that the
+/// size check, the insert and the epoch cannot race another add or remove.
 pub async fn add_member(
     db: &DatabaseConnection,
     conversation_id: &str,
     user_id: &str,
     role: &str,
-) -> Result<bool, DbErr> {
-    let last_seq = get(db, conversation_id).await?.map(|c| c.last_seq).unwrap_or(0);
+    added_by: &str,
+    max_members: usize,
+) -> Result<Added, DbErr> {
+    let txn = super::begin_write(db).await?;
+    let Some(epoch) = bump_epoch(&txn, conversation_id).await? else {
+        return Ok(Added::NoSuchConversation);
+    };
+    let count = member::Entity::find().filter(member::Column::ConversationId.eq(conversation_id)).count(&txn).await?;
+    if count >= max_members as u64 {
+        txn.rollback().await?;
+        return Ok(Added::Full);
+    }
+    let last_seq =
+        conversation::Entity::find_by_id(conversation_id.to_string()).one(&txn).await?.map(|c| c.last_seq).unwrap_or(0);
     let inserted = member::Entity::insert(member::ActiveModel {
         conversation_id: Set(conversation_id.to_string()),
         user_id: Set(user_id.to_string()),
@@ -126,22 +189,35 @@ pub async fn add_member(
         // History starts at the beginning: a newcomer may read back (it is only not pushed).
         cleared_seq: Set(0),
         joined_at: Set(Utc::now()),
+        added_by: Set(Some(added_by.to_string())),
     })
     .on_conflict(OnConflict::columns([member::Column::ConversationId, member::Column::UserId]).do_nothing().to_owned())
-    .exec_without_returning(db)
+    .exec_without_returning(&txn)
     .await?;
-    if inserted > 0 {
-        super::devices::start_member(db, conversation_id, user_id, last_seq).await?;
+    if inserted == 0 {
+        txn.rollback().await?;
+        return Ok(Added::AlreadyMember);
     }
-    touch(db, conversation_id).await?;
-    Ok(inserted > 0)
+    super::devices::start_member(&txn, conversation_id, user_id, last_seq).await?;
+    txn.commit().await?;
+    Ok(Added::Added { epoch })
 }
 
-pub async fn touch(db: &DatabaseConnection, conversation_id: &str) -> Result<(), DbErr> {
-    let mut active: conversation::ActiveModel =
-        conversation::ActiveModel { id: Set(conversation_id.to_string()), ..Default::default() };
-    active.updated_at = Set(Utc::now());
-    active.update(db).await.map(|_| ())
+/// Adds one to the conversation's epoch and touches it; the new epoch, `None` when there is no
+/// such conversation.
+async fn bump_epoch<C: ConnectionTrait>(db: &C, conversation_id: &str) -> Result<Option<i64>, DbErr> {
+    let updated = conversation::Entity::update_many()
+        .col_expr(conversation::Column::Epoch, Expr::col(conversation::Column::Epoch).add(1))
+        .col_expr(conversation::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(conversation::Column::Id.eq(conversation_id))
+        .exec(db)
+        .await?
+        .rows_affected;
+    if updated == 0 {
+        return Ok(None);
+    }
+    let epoch = conversation::Entity::find_by_id(conversation_id.to_string()).one(db).await?.map(|c| c.epoch);
+    Ok(epoch)
 }
 
 /// Moves a cursor forward, never back. Read also moves delivered (read implies delivered).
@@ -216,14 +292,14 @@ pub async fn cursors(db: &DatabaseConnection, user_id: &str) -> Result<Vec<(Stri
 }
 
 /// Removes a member; when `promote` names another member, they become `owner` in the same
-/// transaction (a group never loses its last owner). Returns false when the user was not a
-/// member.
+/// transaction (a group never loses its last owner). The conversation's epoch goes up by one
+/// in that transaction. Returns the new epoch, `None` when the user was not a member.
 pub async fn remove_member(
     db: &DatabaseConnection,
     conversation_id: &str,
     user_id: &str,
     promote: Option<&str>,
-) -> Result<bool, DbErr> {
+) -> Result<Option<i64>, DbErr> {
     let txn = super::begin_write(db).await?;
     let deleted = member::Entity::delete_many()
         .filter(member::Column::ConversationId.eq(conversation_id))
@@ -232,7 +308,7 @@ pub async fn remove_member(
         .await?
         .rows_affected;
     if deleted == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     super::devices::forget_member(&txn, conversation_id, user_id).await?;
     if let Some(heir) = promote {
@@ -243,13 +319,9 @@ pub async fn remove_member(
             .exec(&txn)
             .await?;
     }
-    conversation::Entity::update_many()
-        .col_expr(conversation::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(conversation::Column::Id.eq(conversation_id))
-        .exec(&txn)
-        .await?;
+    let epoch = bump_epoch(&txn, conversation_id).await?;
     txn.commit().await?;
-    Ok(true)
+    Ok(epoch)
 }
 
 /// New values for a conversation's details; `None` leaves a field as it is, `Some(None)`

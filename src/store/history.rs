@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use entity::{conversation, hidden_message, member, message};
+
+use crate::domain::UserId;
 use sea_orm::{
     sea_query::{Alias, Expr, ExprTrait, Query, SelectStatement},
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -161,6 +163,28 @@ pub async fn share_a_conversation(db: &DatabaseConnection, a: &str, b: &str) -> 
         .one(db)
         .await?;
     Ok(found.is_some())
+}
+
+/// Which of `candidates` share a conversation with `user` (one query, however many).
+pub async fn shared_with(db: &DatabaseConnection, user: &str, candidates: &[UserId]) -> Result<Vec<UserId>, DbErr> {
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mine = Query::select()
+        .column((member::Entity, member::Column::ConversationId))
+        .from(member::Entity)
+        .and_where(Expr::col((member::Entity, member::Column::UserId)).eq(user))
+        .to_owned();
+    member::Entity::find()
+        .select_only()
+        .column(member::Column::UserId)
+        .distinct()
+        .filter(Expr::col((member::Entity, member::Column::ConversationId)).in_subquery(mine))
+        .filter(member::Column::UserId.is_in(candidates.iter().map(UserId::as_str)))
+        .into_tuple::<String>()
+        .all(db)
+        .await
+        .map(|users| users.into_iter().map(UserId::from).collect())
 }
 
 /// Up to `limit` other users sharing a conversation with `user`.

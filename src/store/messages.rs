@@ -1,5 +1,6 @@
 //! Messages: the batched, gapless append and the reads by `seq`.
 
+use crate::domain::UserId;
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
@@ -33,13 +34,17 @@ pub struct NewMessage {
     pub attachment_ids: Vec<String>,
     /// The member it is addressed to (`None`: everyone).
     pub recipient_id: Option<String>,
+    /// `base64` when `content` holds bytes (see `BodyEncoding`); `None` for text.
+    pub content_encoding: Option<String>,
+    pub ephemeral_key: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub enum Appended {
     /// Stored, with the conversation's members as the transaction saw them: who must hear of it.
     New {
         message: message::Model,
-        members: Arc<[String]>,
+        members: Arc<[UserId]>,
     },
     /// The same sender already stored this `temp_id` for the same recipient in this conversation.
     Duplicate(message::Model),
@@ -112,7 +117,7 @@ async fn append(
             results.push(Appended::NoConversation);
             continue;
         };
-        if !audience.contains(&new.sender_id) {
+        if !audience.iter().any(|m| *m == new.sender_id) {
             results.push(Appended::NotMember);
             continue;
         }
@@ -143,6 +148,9 @@ async fn append(
             attachments: new.attachments.clone(),
             sender_device_id: Some(new.sender_device_id.clone()),
             recipient_id: recipient,
+            content_encoding: new.content_encoding.clone(),
+            ephemeral_key: new.ephemeral_key.clone(),
+            expires_at: new.expires_at,
         };
         rows.push(message::ActiveModel::from(model.clone()));
         links.extend(new.attachment_ids.iter().map(|attachment| message_attachment::ActiveModel {
@@ -187,6 +195,14 @@ async fn append(
     for chunk in links.chunks(1000) {
         message_attachment::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
     }
+    let stored: Vec<&message::Model> = results
+        .iter()
+        .filter_map(|r| match r {
+            Appended::New { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    super::queues::enqueue(&txn, &stored).await?;
     let now = batch.iter().map(|m| m.created_at).max().unwrap_or_else(Utc::now);
     let advanced: Vec<(&str, i64)> =
         last_seq.iter().filter(|(id, seq)| before.get(*id) != Some(*seq)).map(|(id, seq)| (*id, *seq)).collect();
@@ -243,7 +259,7 @@ async fn sent_before(txn: &DatabaseTransaction, batch: &[&NewMessage]) -> Result
 }
 
 /// The members of each conversation, in the order they joined.
-async fn members_of(txn: &DatabaseTransaction, ids: &[&str]) -> Result<HashMap<String, Arc<[String]>>, DbErr> {
+async fn members_of(txn: &DatabaseTransaction, ids: &[&str]) -> Result<HashMap<String, Arc<[UserId]>>, DbErr> {
     let rows: Vec<(String, String)> = member::Entity::find()
         .select_only()
         .column(member::Column::ConversationId)
@@ -254,9 +270,9 @@ async fn members_of(txn: &DatabaseTransaction, ids: &[&str]) -> Result<HashMap<S
         .into_tuple()
         .all(txn)
         .await?;
-    let mut grouped: HashMap<String, Vec<String>> = HashMap::with_capacity(ids.len());
+    let mut grouped: HashMap<String, Vec<UserId>> = HashMap::with_capacity(ids.len());
     for (conversation, user) in rows {
-        grouped.entry(conversation).or_default().push(user);
+        grouped.entry(conversation).or_default().push(user.into());
     }
     Ok(grouped.into_iter().map(|(c, users)| (c, users.into())).collect())
 }

@@ -14,6 +14,8 @@ pub mod media;
 pub mod messages;
 mod nodelay;
 pub mod notifications;
+pub mod prekeys;
+pub mod queues;
 pub mod reactions;
 pub mod redis;
 pub mod sessions;

@@ -56,12 +56,12 @@ pub async fn delete_all(db: &DatabaseConnection, user: &str) -> Result<u64, DbEr
 }
 
 /// How many unread notifications each of `users` has (users with none are left out).
-pub async fn count_unread(db: &DatabaseConnection, users: &[String]) -> Result<Vec<(String, u64)>, DbErr> {
+pub async fn count_unread(db: &DatabaseConnection, users: &[impl AsRef<str>]) -> Result<Vec<(String, u64)>, DbErr> {
     let rows: Vec<(String, i64)> = notification::Entity::find()
         .select_only()
         .column(notification::Column::UserId)
         .column_as(notification::Column::Id.count(), "unread")
-        .filter(notification::Column::UserId.is_in(users.iter().cloned()))
+        .filter(notification::Column::UserId.is_in(users.iter().map(|u| u.as_ref())))
         .filter(notification::Column::Read.eq(false))
         .group_by(notification::Column::UserId)
         .into_tuple()

@@ -46,12 +46,15 @@ pub async fn remove(db: &DatabaseConnection, message_id: &str, user_id: &str, em
 }
 
 /// Every reaction to these messages, oldest first.
-pub async fn for_messages(db: &DatabaseConnection, message_ids: &[String]) -> Result<Vec<reaction::Model>, DbErr> {
+pub async fn for_messages(
+    db: &DatabaseConnection,
+    message_ids: &[impl AsRef<str>],
+) -> Result<Vec<reaction::Model>, DbErr> {
     if message_ids.is_empty() {
         return Ok(Vec::new());
     }
     reaction::Entity::find()
-        .filter(reaction::Column::MessageId.is_in(message_ids.iter().cloned()))
+        .filter(reaction::Column::MessageId.is_in(message_ids.iter().map(|id| id.as_ref())))
         .order_by_asc(reaction::Column::CreatedAt)
         .order_by_asc(reaction::Column::UserId)
         .all(db)

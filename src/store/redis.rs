@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::shared::{PresenceRecord, SharedResult, SharedState};
+use crate::domain::{ChatId, UserId};
 
 /// How long an instance's entry lives without renewal.
 pub const ENTRY_TTL: Duration = Duration::from_secs(30);
@@ -76,10 +77,27 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 0
 ";
 
-/// Deletes the typing key only if it still holds the expected generation.
+/// Deletes the typing key only if it still holds the expected generation, and takes the user
+/// off the chat's list of typers.
 const CLEAR_IF: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return redis.call('DEL', KEYS[1])
+end
 return 0
+";
+
+/// "Online until": drops lapsed entries, records the user's (KEYS[1] scored by expiry, ms),
+/// keeps the set alive at least as long; returns 1 when the user was offline everywhere
+/// (no live instance in KEYS[2], no entry of their own still running).
+const ONLINE_UNTIL: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local had = redis.call('ZSCORE', KEYS[1], ARGV[3])
+local here = redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf')
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+if had or here > 0 then return 0 end
+return 1
 ";
 
 impl RedisState {
@@ -127,26 +145,38 @@ impl RedisState {
 impl SharedState for RedisState {
     async fn user_here(&self, user: &str) -> SharedResult<bool> {
         self.join(&self.key(&["online-users"]), &self.room_member(user)).await?;
-        Ok(self.join(&self.key(&["online", user]), &self.instance).await? == 0)
+        let first = self.join(&self.key(&["online", user]), &self.instance).await? == 0;
+        Ok(first && !self.lasts(user).await?)
     }
 
     async fn user_gone(&self, user: &str) -> SharedResult<bool> {
         self.leave(&self.key(&["online-users"]), &self.room_member(user)).await?;
-        Ok(self.leave(&self.key(&["online", user]), &self.instance).await? == 0)
+        let last = self.leave(&self.key(&["online", user]), &self.instance).await? == 0;
+        Ok(last && !self.lasts(user).await?)
     }
 
-    async fn online(&self, users: &[String]) -> SharedResult<Vec<bool>> {
+    async fn online(&self, users: &[UserId]) -> SharedResult<Vec<bool>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.get().await?;
         let mut pipe = redis::pipe();
         let now = now_ms();
+        let until = self.key(&["online-until"]);
         for user in users {
             pipe.cmd("ZCOUNT").arg(self.key(&["online", user])).arg(now).arg("+inf");
+            pipe.cmd("ZSCORE").arg(&until).arg(user.as_str());
         }
-        let counts: Vec<i64> = pipe.query_async(&mut conn).await?;
-        Ok(counts.into_iter().map(|c| c > 0).collect())
+        let answers: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        Ok(answers
+            .chunks(2)
+            .map(|pair| {
+                let here: i64 = pair.first().and_then(|v| redis::from_redis_value(v.clone()).ok()).unwrap_or(0);
+                let until: Option<f64> =
+                    pair.get(1).and_then(|v| redis::from_redis_value::<Option<f64>>(v.clone()).ok()).flatten();
+                here > 0 || until.is_some_and(|t| t > now as f64)
+            })
+            .collect())
     }
 
     async fn set_presence(&self, user: &str, record: &PresenceRecord) -> SharedResult<()> {
@@ -155,7 +185,7 @@ impl SharedState for RedisState {
         Ok(())
     }
 
-    async fn presence(&self, users: &[String]) -> SharedResult<Vec<Option<PresenceRecord>>> {
+    async fn presence(&self, users: &[UserId]) -> SharedResult<Vec<Option<PresenceRecord>>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
@@ -173,11 +203,11 @@ impl SharedState for RedisState {
         self.leave(&self.key(&["room", chat]), &self.room_member(user)).await.map(|_| ())
     }
 
-    async fn room_users(&self, chat: &str) -> SharedResult<Vec<String>> {
+    async fn room_users(&self, chat: &str) -> SharedResult<Vec<UserId>> {
         let mut conn = self.pool.get().await?;
         let members: Vec<String> = conn.zrangebyscore(self.key(&["room", chat]), now_ms(), "+inf").await?;
-        let mut users: Vec<String> =
-            members.into_iter().filter_map(|m| m.split_once('\u{1f}').map(|(u, _)| u.to_string())).collect();
+        let mut users: Vec<UserId> =
+            members.into_iter().filter_map(|m| m.split_once('\u{1f}').map(|(u, _)| UserId::from(u))).collect();
         users.sort();
         users.dedup();
         Ok(users)
@@ -185,11 +215,24 @@ impl SharedState for RedisState {
 
     async fn set_typing(&self, chat: &str, user: &str, generation: u64, ttl_ms: u64) -> SharedResult<()> {
         let mut conn = self.pool.get().await?;
-        let _: () = redis::cmd("SET")
+        let ttl_ms = ttl_ms.max(1);
+        let typers = self.key(&["typers", chat]);
+        let _: () = redis::pipe()
+            .cmd("SET")
             .arg(self.key(&["typing", chat, user]))
             .arg(generation)
             .arg("PX")
-            .arg(ttl_ms.max(1))
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("ZADD")
+            .arg(&typers)
+            .arg(now_ms() + ttl_ms as i64)
+            .arg(user)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&typers)
+            .arg(ttl_ms)
+            .ignore()
             .query_async(&mut conn)
             .await?;
         Ok(())
@@ -198,14 +241,18 @@ impl SharedState for RedisState {
     async fn clear_typing(&self, chat: &str, user: &str, generation: Option<u64>) -> SharedResult<bool> {
         let mut conn = self.pool.get().await?;
         let key = self.key(&["typing", chat, user]);
+        let typers = self.key(&["typers", chat]);
         let removed: i64 = match generation {
-            Some(g) => Script::new(CLEAR_IF).key(&key).arg(g).invoke_async(&mut conn).await?,
-            None => conn.del(&key).await?,
+            Some(g) => Script::new(CLEAR_IF).key(&key).key(&typers).arg(g).arg(user).invoke_async(&mut conn).await?,
+            None => {
+                let _: i64 = conn.zrem(&typers, user).await?;
+                conn.del(&key).await?
+            }
         };
         Ok(removed > 0)
     }
 
-    async fn renew(&self, users: &[String], rooms: &[(String, String)]) -> SharedResult<()> {
+    async fn renew(&self, users: &[UserId], rooms: &[(ChatId, UserId)]) -> SharedResult<()> {
         if users.is_empty() && rooms.is_empty() {
             return Ok(());
         }
@@ -230,8 +277,45 @@ impl SharedState for RedisState {
         Ok(())
     }
 
-    async fn online_users(&self) -> SharedResult<Vec<String>> {
-        self.roster().await
+    async fn online_users(&self) -> SharedResult<Vec<UserId>> {
+        let mut users = self.roster().await?;
+        let mut conn = self.pool.get().await?;
+        let until: Vec<String> = conn.zrangebyscore(self.key(&["online-until"]), now_ms(), "+inf").await?;
+        users.extend(until);
+        users.sort();
+        users.dedup();
+        Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    async fn online_until(&self, user: &str, until: chrono::DateTime<chrono::Utc>) -> SharedResult<bool> {
+        let mut conn = self.pool.get().await?;
+        let now = now_ms();
+        let expiry = until.timestamp_millis();
+        let keep = (expiry - now).max(1) + ENTRY_TTL.as_millis() as i64;
+        let was_offline: i64 = Script::new(ONLINE_UNTIL)
+            .key(self.key(&["online-until"]))
+            .key(self.key(&["online", user]))
+            .arg(now)
+            .arg(expiry)
+            .arg(user)
+            .arg(keep)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(was_offline == 1)
+    }
+
+    async fn clear_online_until(&self, user: &str) -> SharedResult<bool> {
+        let mut conn = self.pool.get().await?;
+        let _: i64 = conn.zrem(self.key(&["online-until"]), user).await?;
+        let here: i64 = conn.zcount(self.key(&["online", user]), now_ms(), "+inf").await?;
+        Ok(here == 0)
+    }
+
+    async fn typers(&self, chat: &str) -> SharedResult<Vec<String>> {
+        let mut conn = self.pool.get().await?;
+        let mut users: Vec<String> = conn.zrangebyscore(self.key(&["typers", chat]), now_ms(), "+inf").await?;
+        users.sort();
+        Ok(users)
     }
 
     async fn take_slot(&self, key: &str, limit: u32, window: Duration) -> SharedResult<Option<Duration>> {
@@ -241,6 +325,13 @@ impl SharedState for RedisState {
 
 /// Reads of the roster and sliding windows (kept apart from the trait impl above for review).
 impl RedisState {
+    /// Whether the user is online until a time still to come.
+    async fn lasts(&self, user: &str) -> SharedResult<bool> {
+        let mut conn = self.pool.get().await?;
+        let until: Option<f64> = conn.zscore(self.key(&["online-until"]), user).await?;
+        Ok(until.is_some_and(|t| t > now_ms() as f64))
+    }
+
     async fn roster(&self) -> SharedResult<Vec<String>> {
         let mut conn = self.pool.get().await?;
         let members: Vec<String> = conn.zrangebyscore(self.key(&["online-users"]), now_ms(), "+inf").await?;

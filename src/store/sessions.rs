@@ -42,6 +42,7 @@ pub async fn create(db: &DatabaseConnection, new: NewSession) -> Result<bool, Db
         last_seq: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
+        epoch: Set(0),
     })
     .on_conflict(OnConflict::column(conversation::Column::Id).do_nothing().to_owned())
     .exec_without_returning(&txn)
@@ -188,6 +189,7 @@ pub async fn join(db: &DatabaseConnection, j: Joining<'_>) -> Result<Joined, DbE
                 read_seq: Set(last_seq),
                 cleared_seq: Set(0),
                 joined_at: Set(now),
+                added_by: Set(None),
             })
             .on_conflict(
                 OnConflict::columns([member::Column::ConversationId, member::Column::UserId]).do_nothing().to_owned(),

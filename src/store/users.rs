@@ -49,13 +49,13 @@ pub async fn upsert(
 }
 
 /// Makes sure users exist before they are made members (they may never have connected yet).
-pub async fn ensure(db: &DatabaseConnection, ids: &[String]) -> Result<(), DbErr> {
+pub async fn ensure(db: &DatabaseConnection, ids: &[impl AsRef<str>]) -> Result<(), DbErr> {
     if ids.is_empty() {
         return Ok(());
     }
     let now = Utc::now();
     let rows = ids.iter().map(|id| user::ActiveModel {
-        id: Set(id.clone()),
+        id: Set(id.as_ref().to_string()),
         username: Set(None),
         name: Set(None),
         avatar: Set(None),
@@ -70,8 +70,8 @@ pub async fn ensure(db: &DatabaseConnection, ids: &[String]) -> Result<(), DbErr
     Ok(())
 }
 
-pub async fn get_many(db: &DatabaseConnection, ids: &[String]) -> Result<Vec<user::Model>, DbErr> {
-    user::Entity::find().filter(user::Column::Id.is_in(ids.iter().cloned())).all(db).await
+pub async fn get_many(db: &DatabaseConnection, ids: &[impl AsRef<str>]) -> Result<Vec<user::Model>, DbErr> {
+    user::Entity::find().filter(user::Column::Id.is_in(ids.iter().map(|id| id.as_ref()))).all(db).await
 }
 
 pub async fn set_last_seen(db: &DatabaseConnection, id: &str, at: chrono::DateTime<Utc>) -> Result<(), DbErr> {

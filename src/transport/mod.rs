@@ -1,5 +1,6 @@
 //! How connections are carried, written once for every dialect: Socket.IO namespaces
-//! (`socketio`, with the request head a session keeps and the idle sweep), the raw WebSocket
+//! (`socketio`, with the request head a session keeps, the idle sweep and the sweep that ends
+//! connections whose token expired, `expiry`), the raw WebSocket
 //! host (`raw_ws`) every raw-WebSocket dialect shares, what every REST route shares (`rest`),
 //! and what reached a client: delivery receipts observed on the wire.
 //!
@@ -21,6 +22,7 @@
 //! only hands out and compares positions.
 
 pub mod address;
+pub mod expiry;
 pub mod frames;
 pub mod idle;
 pub mod raw_ws;

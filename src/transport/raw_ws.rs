@@ -17,7 +17,9 @@
 //!   server pings every `WS_PING_INTERVAL` and closes a connection that has sent nothing, not
 //!   even a pong, since the previous ping; a write that cannot complete within two intervals
 //!   means a stalled peer and ends the connection too. An optional idle timeout closes a
-//!   connection whose client sent no frame for that long.
+//!   connection whose client sent no frame for that long. A connection whose token expires
+//!   is closed with 4001 (`token expired`), and frames read after that are not handed on
+//!   (see [`super::expiry`]).
 //! * **Graceful shutdown.** [`Registry::close_all`] closes every connection with a close frame
 //!   (1001) and waits briefly for the answers.
 
@@ -67,6 +69,12 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// The client sent nothing for the dialect's idle timeout.
     pub const IDLE: u16 = 1000;
+    /// A live connection whose send queue filled up (a dialect that disconnects slow
+    /// consumers).
+    pub const SLOW: u16 = 1008;
+    /// The connection's token expired: get a new one and reconnect (an application code,
+    /// in the 4000–4999 range RFC 6455 leaves to applications; 4001 as HTTP's 401).
+    pub const TOKEN_EXPIRED: u16 = 4001;
 }
 
 /// The subprotocol a browser names to carry its token as `access_token, <jwt>`.
@@ -80,11 +88,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// What the dialect remembers per connection.
     type State: Send + Sync + 'static;
 
-    /// Presence keys every connection watches from its start, before its user is announced
-    /// (`fanout::EVERYONE` to hear everyone's).
-    fn watches(&self) -> &'static [&'static str] {
-        &[]
-    }
+    /// Whether every connection follows, from its start and before its user is announced,
+    /// the presence of the people its user may see (`Core::presence_circle`: who shares a
+    /// conversation with them) and its own.
+    const FOLLOWS_PRESENCE: bool = false;
     /// Closes a connection whose client sent no frame for this long; `None` never does.
     fn idle_timeout(&self, _app: &AppState) -> Option<Duration> {
         None
@@ -92,6 +99,27 @@ pub trait Dialect: Send + Sync + 'static {
     /// The body of the 401 that refuses a token.
     fn unauthorized(&self, err: &AppError) -> String {
         err.to_string()
+    }
+    /// The response that refuses an upgrade before it completes (`status` 401, 403, or the
+    /// status of [`Dialect::admit`]'s error).
+    fn refusal(&self, status: StatusCode, err: &AppError) -> Response {
+        let body = if status == StatusCode::UNAUTHORIZED { self.unauthorized(err) } else { err.to_string() };
+        (status, body).into_response()
+    }
+    /// Checks the connection's identity beyond its token (Socialink: the path's device is
+    /// registered and active), before the upgrade; an error refuses it with its status.
+    fn admit(&self, _app: &Arc<AppState>, _identity: &Identity) -> impl Future<Output = Result<(), AppError>> + Send {
+        std::future::ready(Ok(()))
+    }
+    /// True when a connection that cannot keep up, once live, is closed rather than caught up
+    /// from the store later (Socialink: its queue re-pushes on the next connection).
+    fn disconnects_slow_consumers(&self) -> bool {
+        false
+    }
+    /// True when the dialect's clients hear the room events of all their user's chats without
+    /// joining rooms (see `fanout::Connection::follows_all_chats`).
+    fn follows_all_chats(&self) -> bool {
+        false
     }
     fn state(&self, link: &Link) -> Self::State;
     /// One frame from the client (binary frames are read as UTF-8 text).
@@ -101,6 +129,20 @@ pub trait Dialect: Send + Sync + 'static {
     /// The first catch-up of the connection is done (its backlog is queued): a frame to send
     /// next, if any.
     fn caught_up(&self, link: &Link, state: &Self::State) -> impl Future<Output = Option<String>> + Send;
+    /// After [`Dialect::caught_up`]: the dialect's own backlog, one page at a time, written
+    /// before anything queued meanwhile; an empty page ends it. Events queued while it is
+    /// written wait (the connection is not treated as slow until it is done).
+    fn backlog(&self, _link: &Link, _state: &Self::State) -> impl Future<Output = Vec<String>> + Send {
+        std::future::ready(Vec::new())
+    }
+}
+
+/// The user (and device) a WebSocket path names, as Socialink's `/ws/{user_id}/{device_id}`.
+#[derive(Clone, Copy, Debug)]
+pub struct PathIdentity<'a> {
+    pub user: &'a str,
+    /// The connection's device, whatever the token says.
+    pub device: Option<&'a str>,
 }
 
 /// One event on its way to the raw connections of one delivery pass.
@@ -120,9 +162,15 @@ pub struct Link {
     pub opened: DateTime<Utc>,
     out: mpsc::Sender<Out>,
     receipts: Arc<RawReceipts>,
+    ctl: mpsc::UnboundedSender<(u16, &'static str)>,
 }
 
 impl Link {
+    /// Closes the connection with a close frame (`code`, `reason`).
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.ctl.send((code, reason));
+    }
+
     pub fn user(&self) -> &str {
         &self.identity.user_id
     }
@@ -191,6 +239,11 @@ struct RawConnection {
     out: mpsc::Sender<Out>,
     synced: Mutex<Option<oneshot::Sender<()>>>,
     receipts: Arc<RawReceipts>,
+    follows_all_chats: bool,
+    /// Set when a full queue closes the connection instead ([`Dialect::disconnects_slow_consumers`]),
+    /// once the dialect's backlog is written.
+    close_when_full: Option<Arc<AtomicBool>>,
+    ctl: mpsc::UnboundedSender<(u16, &'static str)>,
 }
 
 /// What reached the client of a raw connection (SPEC §5.6: delivered only once confirmed).
@@ -267,6 +320,13 @@ impl Connection for RawConnection {
         let Some(delivery) = delivery else { return Ok(()) };
         match self.receipts.try_queue(&self.out, Out::Event(delivery)) {
             Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_))
+                if self.close_when_full.as_ref().is_some_and(|live| live.load(Ordering::SeqCst)) =>
+            {
+                // Disconnected rather than skipped: its next connection is pushed the rest.
+                let _ = self.ctl.send((close::SLOW, "slow consumer"));
+                Err(SendFailure::Closed)
+            }
             Err(mpsc::error::TrySendError::Full(_)) => Err(SendFailure::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendFailure::Closed),
         }
@@ -276,6 +336,10 @@ impl Connection for RawConnection {
         self.receipts.clone()
     }
 
+    fn follows_all_chats(&self) -> bool {
+        self.follows_all_chats
+    }
+
     fn caught_up(&self) {
         if let Some(synced) = self.synced.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = synced.send(());
@@ -283,34 +347,51 @@ impl Connection for RawConnection {
     }
 }
 
-/// Serves a WebSocket upgrade request for dialect `D`. `path_user` is the user a path names
-/// (Socialink's `/ws/{user_id}/…`): a token of anyone else gets a 403.
+/// Serves a WebSocket upgrade request for dialect `D`. `path` is the user (and device) a path
+/// names (Socialink's `/ws/{user_id}/{device_id}`): a token of anyone else gets a 403, and the
+/// connection is the path's device.
 pub async fn accept<D: Dialect>(
     app: Arc<AppState>,
     dialect: Arc<D>,
     req: Request,
-    path_user: Option<&str>,
+    path: Option<PathIdentity<'_>>,
 ) -> Response {
     let (mut parts, _body) = req.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
+        // Not a WebSocket upgrade (a plain GET of `/ws`): said in the envelope.
+        Err(rejection) => {
+            let message = format!("this endpoint takes WebSocket upgrades only: {}", rejection.body_text());
+            return AppError::BadRequest { status: rejection.status().as_u16(), message }.into_response();
+        }
     };
     if let Some(refusal) = refuse_rate(&app, &parts) {
         return refusal;
     }
     let from_protocol = token_from_protocol(&parts.headers);
     let token = crate::auth::token_from_request(&parts.headers, parts.uri.query()).or_else(|| from_protocol.clone());
-    let identity = match app.verifier.verify(token.as_deref()) {
+    let mut identity = match app.verifier.verify(token.as_deref()) {
         Ok(identity) => identity,
         Err(e) => {
             app.metrics.connection_refused(Refusal::Unauthorized);
-            return (StatusCode::UNAUTHORIZED, dialect.unauthorized(&e)).into_response();
+            return dialect.refusal(StatusCode::UNAUTHORIZED, &e);
         }
     };
-    if path_user.is_some_and(|u| u != identity.user_id) {
+    if let Some(path) = path {
+        if path.user != identity.user_id {
+            app.metrics.connection_refused(Refusal::Unauthorized);
+            let e = AppError::Forbidden("the path names another user".into());
+            return dialect.refusal(StatusCode::FORBIDDEN, &e);
+        }
+        if let Some(device) = path.device {
+            identity.device_id = Some(device.to_string().into());
+        }
+    }
+    if let Err(e) = dialect.admit(&app, &identity).await {
+        e.log_if_internal("raw websocket admission");
         app.metrics.connection_refused(Refusal::Unauthorized);
-        return (StatusCode::FORBIDDEN, "the path names another user").into_response();
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return dialect.refusal(status, &e);
     }
     let mut upgrade = upgrade
         .max_message_size(MAX_FRAME)
@@ -323,27 +404,36 @@ pub async fn accept<D: Dialect>(
     let (out, queue) = mpsc::channel(app.config.raw_ws.send_queue);
     let (synced, on_synced) = oneshot::channel();
     let receipts = Arc::new(RawReceipts::default());
+    let (ctl, control) = mpsc::unbounded_channel::<(u16, &'static str)>();
+    let live = dialect.disconnects_slow_consumers().then(|| Arc::new(AtomicBool::new(false)));
     let hub_side = Arc::new(RawConnection {
-        user: identity.user_id.clone(),
+        user: identity.user_id.clone().into(),
         device: identity.device().to_string(),
         out: out.clone(),
         synced: Mutex::new(Some(synced)),
         receipts: receipts.clone(),
+        follows_all_chats: dialect.follows_all_chats(),
+        close_when_full: live.clone(),
+        ctl: ctl.clone(),
     });
     let identity = Arc::new(identity);
     // Taken before registration: whatever was stored before it was waiting for this connection.
     let opened = Utc::now();
-    let registered = match open(&app, &identity, hub_side, dialect.watches()).await {
+    let registered = match open(&app, &identity, hub_side, D::FOLLOWS_PRESENCE).await {
         Ok(registered) => registered,
         Err(e) => {
             e.log_if_internal("raw websocket connect");
             app.metrics.connection_refused(Refusal::ServerError);
-            return (StatusCode::SERVICE_UNAVAILABLE, "server error, please retry").into_response();
+            let body = serde_json::json!({
+                "success": false,
+                "error": { "code": "INTERNAL_ERROR", "message": "server error, please retry" },
+            });
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
         }
     };
-    let link = Link { app: app.clone(), identity, conn: registered.id(), opened, out, receipts };
+    let link = Link { app: app.clone(), identity, conn: registered.id(), opened, out, receipts, ctl };
     upgrade.on_upgrade(move |socket| async move {
-        serve(socket, dialect, link, queue, on_synced).await;
+        serve(socket, dialect, link, queue, on_synced, control, live).await;
         registered.close().await;
     })
 }
@@ -360,8 +450,8 @@ fn refuse_rate(app: &AppState, parts: &Parts) -> Option<Response> {
     };
     let wait = app.core.limits.check_connection(ip).err()?;
     app.metrics.connection_refused(Refusal::RateLimited);
-    let body = format!("too many connection attempts, retry in {} ms", wait.as_millis().max(1));
-    Some((StatusCode::TOO_MANY_REQUESTS, body).into_response())
+    let retry_after_ms = wait.as_millis().max(1) as u64;
+    Some(AppError::RateLimited { what: "connection attempts", retry_after_ms }.into_response())
 }
 
 /// The token of `Sec-WebSocket-Protocol: access_token, <jwt>`.
@@ -387,16 +477,16 @@ struct Registered {
     armed: bool,
 }
 
-/// Opens the connection with the core, watching what the dialect watches from the start (so
-/// that it hears its own arrival), and starts its catch-up.
+/// Opens the connection with the core, following presence from the start when the dialect
+/// does (so that it hears its own arrival), and starts its catch-up.
 async fn open(
     app: &Arc<AppState>,
     identity: &Identity,
     conn: Arc<RawConnection>,
-    watches: &[&str],
+    follows_presence: bool,
 ) -> Result<Registered, AppError> {
-    let keys: Vec<String> = watches.iter().map(|w| w.to_string()).collect();
-    let guard = app.core.open_connection(identity, conn, &keys).await?;
+    let circle = if follows_presence { app.core.presence_circle(&identity.user_id, true).await? } else { Vec::new() };
+    let guard = app.core.open_connection(identity, conn, &circle).await?;
     app.raw_ws.open.fetch_add(1, Ordering::SeqCst);
     app.metrics.connection_opened();
     guard.start();
@@ -445,6 +535,8 @@ async fn serve<D: Dialect>(
     link: Link,
     mut queue: mpsc::Receiver<Out>,
     on_synced: oneshot::Receiver<()>,
+    mut control: mpsc::UnboundedReceiver<(u16, &'static str)>,
+    live: Option<Arc<AtomicBool>>,
 ) {
     let app = link.app.clone();
     let state = dialect.state(&link);
@@ -452,7 +544,7 @@ async fn serve<D: Dialect>(
     let state = Arc::new(state);
     let (mut sink, stream) = socket.split();
     let heard = Arc::new(AtomicBool::new(true));
-    let (ctl, mut control) = mpsc::unbounded_channel::<(u16, &'static str)>();
+    let ctl = link.ctl.clone();
     let (reader_done, mut reader_finished) = watch::channel(false);
     let reader = tokio::spawn(read(
         stream,
@@ -472,6 +564,8 @@ async fn serve<D: Dialect>(
     let mut stop = app.raw_ws.stop.subscribe();
     let mut on_synced = Some(on_synced);
     let mut closing = None;
+    let token_expires = token_deadline(&link.identity);
+    tokio::pin!(token_expires);
     // Queued items taken off the queue so far, in queue order (see `RawReceipts`).
     let mut written: u64 = 0;
     if *stop.borrow_and_update() {
@@ -482,6 +576,7 @@ async fn serve<D: Dialect>(
             biased;
             _ = stop.changed() => Step::Close(close::GOING_AWAY, "server shutting down"),
             Some((code, reason)) = control.recv() => Step::Close(code, reason),
+            _ = &mut token_expires => Step::Close(close::TOKEN_EXPIRED, "token expired"),
             _ = reader_finished.changed() => Step::End,
             _ = ping.tick() => Step::Ping,
             out = queue.recv() => out.map_or(Step::End, Step::Out),
@@ -493,7 +588,22 @@ async fn serve<D: Dialect>(
         let frame = match step {
             Step::Out(Out::Frame(text)) => Some(text),
             Step::Out(Out::Event(delivery)) => dialect.encode(&link, &state, &delivery).await,
-            Step::Synced => dialect.caught_up(&link, &state).await,
+            Step::Synced => {
+                let first = dialect.caught_up(&link, &state).await;
+                if let Some(text) = first {
+                    if !put(&mut sink, WsMessage::Text(text.into()), write_limit).await {
+                        break;
+                    }
+                }
+                if !write_backlog(&mut sink, &*dialect, &link, &state, write_limit).await {
+                    tracing::debug!(conn = link.conn, "raw websocket backlog write failed or stalled; closing");
+                    break;
+                }
+                if let Some(live) = &live {
+                    live.store(true, Ordering::SeqCst);
+                }
+                None
+            }
             Step::Ping => {
                 if !heard.swap(false, Ordering::SeqCst) {
                     closing = Some((close::GOING_AWAY, "no pong"));
@@ -531,6 +641,39 @@ async fn serve<D: Dialect>(
     }
     reader.abort();
     link.receipts.finished.store(true, Ordering::SeqCst);
+}
+
+/// Writes the dialect's own backlog, page after page; false when a write failed.
+async fn write_backlog<D: Dialect>(
+    sink: &mut SplitSink<WebSocket, WsMessage>,
+    dialect: &D,
+    link: &Link,
+    state: &D::State,
+    limit: Duration,
+) -> bool {
+    loop {
+        let page = dialect.backlog(link, state).await;
+        if page.is_empty() {
+            return true;
+        }
+        for text in page {
+            if !put(sink, WsMessage::Text(text.into()), limit).await {
+                return false;
+            }
+        }
+    }
+}
+
+/// Resolves when the connection's token expires (see [`super::expiry`]); never for an
+/// identity that does not expire.
+async fn token_deadline(identity: &Identity) {
+    match identity.expires_at {
+        Some(at) => {
+            let left = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(left).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when the first catch-up is done (true), or never again once it was reported.
@@ -587,6 +730,11 @@ async fn read<D: Dialect>(
             }
         };
         heard.store(true, Ordering::SeqCst);
+        // Nothing is taken from a client whose token expired; the writer closes with 4001.
+        if matches!(msg, WsMessage::Text(_) | WsMessage::Binary(_)) && link.identity.expired() {
+            let _ = ctl.send((close::TOKEN_EXPIRED, "token expired"));
+            continue;
+        }
         match msg {
             WsMessage::Text(text) => dialect.frame(&link, &state, text.as_str()).await,
             WsMessage::Binary(bytes) => dialect.frame(&link, &state, &String::from_utf8_lossy(&bytes)).await,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::FromRequestParts,
+    extract::{rejection::JsonRejection, FromRequestParts},
     http::{request::Parts, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -61,7 +61,10 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
     }
 }
 
-/// A JSON body whose rejection is our error envelope rather than axum's plain text.
+/// A JSON body whose rejection is our error envelope rather than axum's plain text: a body
+/// over the limit is 413 `CONTENT_TOO_LONG`, one that is not JSON 400 `INVALID_JSON`, one
+/// without `Content-Type: application/json` 415, and one that is not a JSON object (or holds
+/// an array where an object belongs) 422 `VALIDATION_FAILED` ([`crate::payload::object`]).
 pub struct JsonBody<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
@@ -72,11 +75,20 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<serde_json::Value>::from_request(req, state)
-            .await
-            .map_err(|rejection| AppError::validation(rejection.body_text()))?;
-        crate::error::refuse_nul(&value)?;
-        serde_json::from_value(value).map(JsonBody).map_err(|e| AppError::validation(e.to_string()))
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await.map_err(json_rejection)?;
+        crate::payload::object(&value).map(JsonBody)
+    }
+}
+
+/// What went wrong reading a JSON body, in the envelope with the status that says it.
+fn json_rejection(rejection: JsonRejection) -> AppError {
+    let status = rejection.status();
+    match rejection {
+        JsonRejection::JsonSyntaxError(e) => AppError::InvalidJson(e.body_text()),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            AppError::TooLarge("the request body is larger than REST_MAX_BODY_SIZE".into())
+        }
+        other => AppError::BadRequest { status: status.as_u16(), message: other.body_text() },
     }
 }
 

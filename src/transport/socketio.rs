@@ -152,7 +152,7 @@ where
     };
     let hub_side = Arc::new(SocketConnection::<P> {
         socket: socket.clone(),
-        user: identity.user_id.clone(),
+        user: identity.user_id.clone().into(),
         device: identity.device().to_string(),
         receipts: session.receipts.clone(),
         _profile: std::marker::PhantomData,
@@ -227,7 +227,7 @@ pub fn jwt_identity(app: &AppState, auth: Option<&Value>, parts: &http::request:
     let mut identity = app.verifier.verify(token.as_deref())?;
     if identity.device_id.is_none() {
         if let Some(device) = auth.and_then(|a| a.get("deviceId")) {
-            identity.device_id = Some(Identity::device_from_handshake(device)?);
+            identity.device_id = Some(crate::auth::device_from_handshake(device)?.into());
         }
     }
     Ok(identity)
@@ -280,7 +280,7 @@ async fn admit<P: SocketIoProfile>(
     let guard = if P::IDENTIFIED_AT_CONNECT {
         let hub_side = Arc::new(SocketConnection::<P> {
             socket: s.clone(),
-            user: identity.user_id.clone(),
+            user: identity.user_id.clone().into(),
             device: identity.device().to_string(),
             receipts: receipts.clone(),
             _profile: std::marker::PhantomData,
@@ -534,19 +534,26 @@ fn only_event_name(v: &PacketValue) -> bool {
         .is_some_and(|args| args.len() == 1)
 }
 
-/// Turns a payload into a typed request: a non-object, a wrong type or a missing field is a
-/// `VALIDATION_FAILED` naming the problem.
+/// Turns a payload into a typed request ([`crate::payload::object`]): a non-object (at any
+/// depth where a struct is expected), a wrong type or a missing field is a `VALIDATION_FAILED`
+/// naming the problem.
 pub fn decode<T: DeserializeOwned>(data: Result<Value, impl std::fmt::Display>) -> AppResult<T> {
     let mut value = data.map_err(|e| AppError::validation(format!("payload could not be read: {e}")))?;
     // `socket.emit('notification:clear-all')` carries no payload; it means "no arguments".
     if value.is_null() {
         value = Value::Object(Default::default());
     }
-    if !value.is_object() {
-        return Err(AppError::validation("payload must be an object"));
-    }
-    crate::error::refuse_nul(&value)?;
-    serde_json::from_value(value).map_err(|e| AppError::validation(e.to_string()))
+    crate::payload::object(&value)
+}
+
+pub use crate::payload::Decoder;
+
+/// Every event of dialect `P` with its payload decoder, exactly as its handlers decode: for
+/// tests that feed decoders arbitrary payloads (`tests/decoders.rs`).
+pub fn decoders<P: SocketIoProfile>() -> Vec<(&'static str, Decoder)> {
+    let mut handlers = Handlers::default();
+    P::handlers(&mut handlers);
+    handlers.decoders
 }
 
 /// What a handler does with one event: its synchronous part (activity, send ticket) runs at
@@ -561,13 +568,15 @@ type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// socket gets one fallback handler instead ([`listen`]), which looks the event up here.
 pub struct Handlers {
     by_event: HashMap<&'static str, Handler>,
+    /// Each event's payload decoder alone, without a handler (see [`decoders`]).
+    decoders: Vec<(&'static str, Decoder)>,
     /// The dialect's words for the fields errors name ([`SocketIoProfile::field_name`]).
     words: fn(Field) -> &'static str,
 }
 
 impl Default for Handlers {
     fn default() -> Self {
-        Self { by_event: HashMap::new(), words: Field::neutral_name }
+        Self { by_event: HashMap::new(), decoders: Vec::new(), words: Field::neutral_name }
     }
 }
 
@@ -614,6 +623,7 @@ impl Handlers {
             })
         });
         self.by_event.insert(event, handler);
+        self.decoders.push((event, |data| decode::<Req>(Ok::<_, String>(data)).map(drop)));
     }
 
     /// Accepts `event` with any payload and does nothing: a reply some clients send that
@@ -637,6 +647,15 @@ impl Handlers {
         session: Session,
     ) -> Pending {
         reply.words = self.words;
+        // Nothing is taken from a client whose token expired, even in the moment before the
+        // sweep closes its socket ([`super::expiry`]).
+        if session.identity.expired() {
+            return Box::pin(async move {
+                let result: AppResult<()> = Err(super::expiry::expired());
+                reply.send(&s, &event, result);
+                super::expiry::close(&s, &session);
+            });
+        }
         match self.by_event.get(event.as_str()) {
             Some(handler) => handler(s, data, reply, app, session),
             None => {

@@ -47,8 +47,11 @@ for (const backend of backends()) {
       await Promise.all([a.close(), b.close(), c.close()]);
     });
 
-    it('on connect: presence to everyone, queued messages once and oldest first, then online_users', async () => {
+    it('on connect: presence to everyone who may see it, queued messages once and oldest first, then online_users', async () => {
       const [alice, bob, carol] = [uid('alice'), uid('bob'), uid('carol')];
+      // Presence is visible to those who share a conversation (README, Limits and hardening):
+      // carol and bob have one; alice and bob get theirs with alice's first message.
+      await api(srv.url, mz(carol), 'POST', '/api/conversations', { type: 'direct', participantIds: [bob] });
       const a = await online(srv.url, mz(alice));
       const c = await online(srv.url, mz(carol));
       const first = await a.request({ type: 'direct_message', to: bob, content: 'one' }, 'message_ack');
@@ -194,6 +197,7 @@ for (const backend of backends()) {
 
     it('answers get_online_users and ping', async () => {
       const [alice, bob] = [uid('alice'), uid('bob')];
+      await api(srv.url, mz(alice), 'POST', '/api/conversations', { type: 'direct', participantIds: [bob] });
       const a = await online(srv.url, mz(alice));
       const b = await online(srv.url, mz(bob));
       const users = await a.request({ type: 'get_online_users' }, 'online_users');

@@ -60,6 +60,9 @@ for (const backend of backends()) {
 
     it('answers presence:subscribe with current presence and pushes updates to subscribers', async () => {
       const [alice, bob, ghost] = [uid('alice'), uid('bob'), uid('ghost')];
+      // Presence is visible to those who share a conversation (README, Limits and hardening).
+      await createChat(srv.url, token(alice), 'direct', [bob]);
+      await createChat(srv.url, token(alice), 'direct', [ghost]);
       const a = await join(alice);
       const b = await join(bob);
       const current = await call(a, 'presence:subscribe', { userIds: [bob, ghost] });

@@ -208,3 +208,13 @@ async fn remove(
     };
     Ok(ok(json!({ "conversationId": id, "action": action })))
 }
+
+/// The JSON bodies this module's routes read, with their decoders (see `super::body_decoders`).
+pub(super) fn bodies() -> Vec<(&'static str, crate::payload::Decoder)> {
+    use crate::payload::decoder;
+    vec![
+        ("POST /api/conversations", decoder::<CreateBody>()),
+        ("POST /api/conversations/{id}/members", decoder::<AddMemberBody>()),
+        ("PATCH /api/conversations/{id}", decoder::<UpdateBody>()),
+    ]
+}

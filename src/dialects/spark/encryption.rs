@@ -83,3 +83,12 @@ async fn verify(
     let key = app.core.verify_device(&actor, &body.device_id, &body.verification_code).await?;
     Ok(ok(key_json(&key)))
 }
+
+/// The JSON bodies this module's routes read, with their decoders (see `super::body_decoders`).
+pub(super) fn bodies() -> Vec<(&'static str, crate::payload::Decoder)> {
+    use crate::payload::decoder;
+    vec![
+        ("POST /api/encryption/keys", decoder::<UploadBody>()),
+        ("POST /api/encryption/verify", decoder::<VerifyBody>()),
+    ]
+}

@@ -159,3 +159,12 @@ async fn unreact(
     let reaction = app.core.react(&actor, &id, &emoji, false).await?;
     Ok(ok(reaction_json(&reaction)))
 }
+
+/// The JSON bodies this module's routes read, with their decoders (see `super::body_decoders`).
+pub(super) fn bodies() -> Vec<(&'static str, crate::payload::Decoder)> {
+    use crate::payload::decoder;
+    vec![
+        ("PUT /api/messages/{id}", decoder::<EditBody>()),
+        ("POST /api/messages/{id}/reactions", decoder::<ReactBody>()),
+    ]
+}

@@ -42,6 +42,17 @@ impl IntoResponse for Rejection {
     }
 }
 
+/// Each REST route that reads a JSON body, with the decoder of that body (as `JsonBody`
+/// reads it), for the decoder property test.
+pub fn body_decoders() -> Vec<(&'static str, crate::payload::Decoder)> {
+    use crate::payload::decoder;
+    let mut all = conversations::bodies();
+    all.extend(messages::bodies());
+    all.extend(encryption::bodies());
+    all.push(("POST /api/conversations/{id}/messages", decoder::<SendMessage>()));
+    all
+}
+
 /// Spark's REST routes.
 pub fn routes(app: &AppState) -> axum::Router<Arc<AppState>> {
     axum::Router::new()

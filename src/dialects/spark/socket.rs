@@ -14,7 +14,6 @@ use crate::{
     core::{
         messages::{Draft, Extras},
         model::{ChatUpdated, Event, Location, Message, MessageDeleted, Notification, Presence, Reaction, ReceiptKind},
-        presence::MAX_WATCH,
     },
     dialects::{attachment_json, iso, mentions},
     error::{AppResult, Field},
@@ -233,15 +232,17 @@ impl SocketIoProfile for Spark {
             }
             Event::ChatUpdated(u) => ("conversation_updated", conversation_updated_json(u)),
             // Spark has no calls; its users are reached through the sup dialect for those.
-            Event::Call(_) | Event::Session(_) => return None,
+            Event::Call(_) | Event::CallChanged(..) | Event::Session(_) => return None,
+            // Socialink's keyed devices; Spark has no such event.
+            Event::Device(_) => return None,
         })
     }
 
     fn prepare(app: &Arc<AppState>, session: &Session) -> impl std::future::Future<Output = AppResult<()>> + Send {
         let (app, session) = (app.clone(), session.clone());
         async move {
-            let contacts = app.core.contacts(&session.actor(), MAX_WATCH).await?;
-            app.core.hub.watch(session.conn, &contacts);
+            let circle = app.core.presence_circle(&session.identity.user_id, false).await?;
+            app.core.hub.watch(session.conn, &circle);
             Ok(())
         }
     }

@@ -1,7 +1,6 @@
 //! Sending and reading messages.
 
 use crate::domain::UserId;
-use chrono::Utc;
 use serde_json::Value;
 
 use super::{
@@ -138,7 +137,6 @@ impl Core {
                 reply_to_id: draft.reply_to_id,
                 metadata: draft.metadata,
                 temp_id: draft.temp_id,
-                created_at: Utc::now(),
                 encrypted: extras.encrypted,
                 attachments: if attachments.is_empty() {
                     None
@@ -149,7 +147,7 @@ impl Core {
                 recipient_id: recipient.map(Into::into),
                 content_encoding: None,
                 ephemeral_key: None,
-                expires_at: None,
+                expires_after: None,
             },
             origin: actor.conn,
             sender: actor.profile(),

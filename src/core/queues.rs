@@ -144,8 +144,7 @@ impl Core {
             }
         };
         self.limits.check(Limit::MessageNew, &actor.user_id)?;
-        let now = Utc::now();
-        let expires_at = draft.expires_in.map(|s| now + chrono::Duration::seconds(s as i64));
+        let expires_after = draft.expires_in.map(|s| chrono::Duration::seconds(s as i64));
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         let pending = Pending {
             new: NewMessage {
@@ -158,14 +157,13 @@ impl Core {
                 reply_to_id: None,
                 metadata: None,
                 temp_id: draft.client_message_id,
-                created_at: now,
                 encrypted: true,
                 attachments: None,
                 attachment_ids: Vec::new(),
                 recipient_id: None,
                 content_encoding: BodyEncoding::Base64.stored().map(str::to_string),
                 ephemeral_key: (!draft.ephemeral_key.is_empty()).then(|| b64(&draft.ephemeral_key)),
-                expires_at,
+                expires_after,
             },
             origin: actor.conn,
             sender: actor.profile(),

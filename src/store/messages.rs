@@ -12,7 +12,7 @@ use sea_orm::{
 
 use super::is_postgres;
 
-/// A message to append; `id` and `created_at` are chosen by the caller.
+/// A message to append; `id` is chosen by the caller, `seq` and the time by the append.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
     pub id: String,
@@ -25,7 +25,6 @@ pub struct NewMessage {
     pub reply_to_id: Option<String>,
     pub metadata: Option<serde_json::Value>,
     pub temp_id: Option<String>,
-    pub created_at: DateTime<Utc>,
     pub encrypted: bool,
     /// The attachment summaries stored with the message (JSON, see the entity).
     pub attachments: Option<serde_json::Value>,
@@ -37,7 +36,8 @@ pub struct NewMessage {
     /// `base64` when `content` holds bytes (see `BodyEncoding`); `None` for text.
     pub content_encoding: Option<String>,
     pub ephemeral_key: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
+    /// A self-destructing message expires this long after it is stored.
+    pub expires_after: Option<chrono::Duration>,
 }
 
 pub enum Appended {
@@ -93,6 +93,10 @@ async fn append(
     conversation_ids.sort_unstable();
     conversation_ids.dedup();
     let mut last_seq = lock_conversations(&txn, &conversation_ids).await?;
+    // A message's time is taken under its conversation's lock, like its `seq`: a later `seq`
+    // never has an earlier time, also between instances (up to their clocks' skew). The time
+    // a request was made would not do: two senders race to the lock.
+    let stamped = Utc::now();
     let before = last_seq.clone();
     let members = members_of(&txn, &conversation_ids).await?;
 
@@ -141,7 +145,7 @@ async fn append(
             reply_to_id: new.reply_to_id.clone(),
             metadata: new.metadata.clone(),
             temp_id: new.temp_id.clone(),
-            created_at: new.created_at,
+            created_at: stamped,
             edited_at: None,
             deleted_at: None,
             encrypted: new.encrypted,
@@ -150,7 +154,7 @@ async fn append(
             recipient_id: recipient,
             content_encoding: new.content_encoding.clone(),
             ephemeral_key: new.ephemeral_key.clone(),
-            expires_at: new.expires_at,
+            expires_at: new.expires_after.map(|after| stamped + after),
         };
         rows.push(message::ActiveModel::from(model.clone()));
         links.extend(new.attachment_ids.iter().map(|attachment| message_attachment::ActiveModel {
@@ -203,7 +207,7 @@ async fn append(
         })
         .collect();
     super::queues::enqueue(&txn, &stored).await?;
-    let now = batch.iter().map(|m| m.created_at).max().unwrap_or_else(Utc::now);
+    let now = stamped;
     let advanced: Vec<(&str, i64)> =
         last_seq.iter().filter(|(id, seq)| before.get(*id) != Some(*seq)).map(|(id, seq)| (*id, *seq)).collect();
     set_last_seqs(&txn, &advanced, now).await?;

@@ -17,7 +17,7 @@ fn javascript_clients_suite() {
         assert!(status.success(), "npm ci failed");
     }
     let status = Command::new("node")
-        .args(["--test", "--test-concurrency=4", "--test-timeout=120000", "--test-reporter=spec"])
+        .args(["--test", "--test-concurrency=4", "--test-timeout=300000", "--test-reporter=spec"])
         .current_dir(&dir)
         .env("SWITCHBOARD_BIN", env!("CARGO_BIN_EXE_switchboard"))
         .status()

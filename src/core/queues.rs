@@ -77,6 +77,8 @@ pub struct ConversationView {
     pub kind: ConversationKind,
     /// `(user, delivered_seq, read_seq)` of every member.
     pub members: Vec<(UserId, i64, i64)>,
+    /// The group's membership epoch now (bumped by every add and remove).
+    pub epoch: i64,
 }
 
 impl ConversationView {
@@ -208,6 +210,7 @@ impl Core {
             id: model.id.into(),
             kind: ConversationKind::parse(&model.kind).unwrap_or(ConversationKind::Group),
             members,
+            epoch: model.epoch,
         })
     }
 

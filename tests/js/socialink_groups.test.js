@@ -160,6 +160,12 @@ for (const backend of backends()) {
         now = (await v1(srv, alice, 'GET', `/groups/${g.id}`)).body;
         assert.equal(now.current_epoch, 3);
         assert.equal(now.member_count, 1);
+        // A group message shows the group's epoch.
+        const sent = await v1(srv, alice, 'POST', `/groups/${g.id}/send/${alice}`, { ciphertext: Buffer.from('note').toString('base64') });
+        assert.equal(sent.status, 201, JSON.stringify(sent.body));
+        const history = await v1(srv, alice, 'GET', `/messages/conversation/${alice}?conversation_id=${g.id}`);
+        const mine = history.body.messages.find((m) => m.id === sent.body.message_id);
+        assert.deepEqual([mine.is_group, mine.group_epoch, mine.recipient_id], [true, 3, null]);
         // Removed members lose the group.
         for (const who of [bob, carol]) {
           assert.equal((await v1(srv, who, 'GET', `/groups/${g.id}`)).status, 403);

@@ -90,8 +90,8 @@ pub fn message_json(m: &Message, view: &ConversationView) -> Value {
         "sequence_number": m.seq,
         "timestamp": time(&m.created_at),
         "is_group": is_group,
-        // Epochs are kept by the groups of part 2 (§5); 0 until a membership change.
-        "group_epoch": if is_group { Some(0) } else { None },
+        // The group's epoch as it is now: an epoch per message is not stored.
+        "group_epoch": if is_group { Some(view.epoch) } else { None },
         "status": status_name(view.progress(m)),
         "delivered_at": Value::Null,
         "read_at": Value::Null,

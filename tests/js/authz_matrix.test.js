@@ -7,16 +7,24 @@
 //                being the author (edits, deleting for everyone);
 //   device     – mallory again, acting on a device of alice's (verifying it, taking its key).
 //
-// Table-driven: a row is { dialect, op, who, act(ctx) → answer, refused: codes or statuses,
-// check?(ctx) }. Another dialect (e2e, socialink) adds its rows to ROWS (and, if its state
-// lives elsewhere, a reader to `snapshot`). Every row runs on every configured database.
+// Socialink (protocols/socialink.md §2) adds "actor id ≠ token subject" (403 before anything)
+// and, for devices, mallory naming alice's device under her own user id (404: not hers). e2e
+// (anonymous sessions) has no tokens: its intruders are sockets — one joined as member A acting
+// as B, one joined to another session, a visitor with a wrong key — and callers of the admin
+// list without the admin token.
+//
+// Table-driven: a row is { dialect, op, who, act(ctx) → answer, refused?: codes,
+// statuses?: HTTP statuses, check?(ctx) }. A new dialect adds its rows to ROWS and, if its
+// state lives elsewhere, a reader to `snapshot`. Every row runs on every configured database.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   backends, startServer, connect, token, uid, ask, call, collect, createChat, closeAll, api, upload,
 } from './helpers.js';
-import { online } from './mrezhen_client.js';
+import { online, open } from './mrezhen_client.js';
 import { png } from './png.js';
+import { Sl, makeDevice, b64, NIL } from './socialink_client.js';
+import { visitor, join, record, roundTrip, pk } from './e2e_client.js';
 
 /** Refused over Socket.IO: an error ack with one of `codes`. */
 const sio = (socket, event, payload) => ask(socket, event, payload);
@@ -24,6 +32,35 @@ const sio = (socket, event, payload) => ask(socket, event, payload);
 const rest = (ctx, who, method, path, body) => api(ctx.url, ctx.tok[who], method, path, body);
 
 const FORBIDDEN_OR_NOT_FOUND = ['FORBIDDEN', 'NOT_FOUND'];
+
+/** Socialink REST as `who`, under /api/v1. */
+const sl = (c, who, method, path, body) => c.sl[who].call(method, path, body);
+const ct = (text) => b64(Buffer.from(text));
+/** A Socialink WebSocket upgrade: the refusal as `{ status, body }`, or an opened socket (closed again). */
+const slUpgrade = (c, tok, path) => open(c.url, tok, { path }).then(
+  async (socket) => { await socket.close(); return { opened: true }; },
+  (e) => ({ status: e.status, body: e.body && JSON.parse(e.body) }));
+/**
+ * A frame on mallory's Socialink WebSocket, then a `ping`: the frame's `error`, or `{}` when
+ * the `pong` comes first (frames of one connection are handled in order).
+ */
+async function slFrame(c, frame) {
+  const socket = c.slSock.mallory;
+  socket.send(frame);
+  socket.send({ type: 'ping' });
+  const answer = await socket.take((f) => f.type === 'error' || f.type === 'pong', 10000, 'error or pong');
+  if (answer.type === 'pong') return {};
+  await socket.next('pong');
+  return answer;
+}
+/** An e2e emit on the socket `who` (`a`, `m`, `lurker`), answered by its ack. */
+const e2e = (c, who, event, payload) => ask(c.e2e[who], event, payload);
+/** An e2e `join-session` by a fresh visitor, which leaves again. */
+async function e2eJoin(c, payload) {
+  const v = await visitor(c.url);
+  try { return await ask(v, 'join-session', payload); } finally { closeAll(v); }
+}
+const ADMIN = 'admin-' + uid('token');
 
 /**
  * Every row. `act` returns the answer: a Socket.IO ack, a REST `{ status, body }`, or a Mrezhen
@@ -117,10 +154,190 @@ const ROWS = [
   { dialect: 'mrezhen', op: 'get_online_users', who: 'stranger', allowed: true,
     act: (c) => c.mz.mallory.request({ type: 'get_online_users' }, 'online_users'),
     check: (c, res) => assert.deepEqual(res.users, [c.ids.mallory]) },
+
+  // ---- socialink (REST under /api/v1, §2's table) ----
+  // Keys: an actor id of another user is 403; alice's device named under mallory's own id is
+  // not mallory's device (404).
+  { dialect: 'socialink', op: 'POST /keys/register/{user_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/keys/register/${c.ids.alice}`, makeDevice().registration()) },
+  ...['rotate', 'prekeys', 'deactivate', 'stats'].flatMap((verb) => {
+    const [method, body] = {
+      rotate: ['PUT', () => makeDevice().signed()],
+      prekeys: ['POST', () => makeDevice().onetime(2)],
+      deactivate: ['DELETE', () => undefined],
+      stats: ['GET', () => undefined],
+    }[verb];
+    return [
+      { dialect: 'socialink', op: `${method} /keys/${verb}/{user_id}/{device_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', method, `/keys/${verb}/${c.ids.alice}/${c.dev.alice}`, body()) },
+      { dialect: 'socialink', op: `${method} /keys/${verb}/{own user_id}/{another's device_id}`, who: 'device', act: (c) => sl(c, 'mallory', method, `/keys/${verb}/${c.ids.mallory}/${c.dev.alice}`, body()) },
+    ];
+  }),
+  // Messages.
+  { dialect: 'socialink', op: 'POST /messages/send/{sender_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/messages/send/${c.ids.alice}`, { conversation_id: NIL, recipient_id: c.ids.bob, ciphertext: ct('as alice') }) },
+  { dialect: 'socialink', op: 'POST /messages/send/{sender_id} into a group', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/messages/send/${c.ids.mallory}`, { conversation_id: c.slGroup, ciphertext: ct('intrusion') }) },
+  { dialect: 'socialink', op: 'POST /messages/send/{sender_id} into a direct', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/messages/send/${c.ids.mallory}`, { conversation_id: c.slDirect, ciphertext: ct('intrusion') }) },
+  { dialect: 'socialink', op: 'GET /messages/conversation/{user_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/messages/conversation/${c.ids.alice}?conversation_id=${c.slDirect}`) },
+  { dialect: 'socialink', op: 'GET /messages/conversation/{own user_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/messages/conversation/${c.ids.mallory}?conversation_id=${c.slGroup}`) },
+  ...['delivered', 'read'].flatMap((verb) => [
+    { dialect: 'socialink', op: `PUT /messages/${verb}/{user_id}/{message_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', 'PUT', `/messages/${verb}/${c.ids.bob}/${c.slMessage}`) },
+    { dialect: 'socialink', op: `PUT /messages/${verb}/{own user_id}/{message_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', 'PUT', `/messages/${verb}/${c.ids.mallory}/${c.slMessage}`) },
+  ]),
+  { dialect: 'socialink', op: 'DELETE /messages/delete/{user_id}/{message_id}?for_everyone=true', who: 'stranger', act: (c) => sl(c, 'mallory', 'DELETE', `/messages/delete/${c.ids.alice}/${c.slMessage}?for_everyone=true`) },
+  { dialect: 'socialink', op: 'DELETE /messages/delete/{own user_id}/{message_id}?for_everyone=true', who: 'stranger', act: (c) => sl(c, 'mallory', 'DELETE', `/messages/delete/${c.ids.mallory}/${c.slMessage}?for_everyone=true`) },
+  { dialect: 'socialink', op: 'DELETE /messages/delete/{own user_id}/{message_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'DELETE', `/messages/delete/${c.ids.mallory}/${c.slGroupMessage}`) },
+  { dialect: 'socialink', op: 'DELETE /messages/delete/{user_id}/{message_id}?for_everyone=true', who: 'member', act: (c) => sl(c, 'bob', 'DELETE', `/messages/delete/${c.ids.bob}/${c.slMessage}?for_everyone=true`) },
+  { dialect: 'socialink', op: 'GET /messages/queue/{user_id}/{device_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/messages/queue/${c.ids.bob}/${c.dev.bob}`) },
+  { dialect: 'socialink', op: 'GET /messages/queue/{own user_id}/{another\'s device_id}', who: 'device', act: (c) => sl(c, 'mallory', 'GET', `/messages/queue/${c.ids.mallory}/${c.dev.bob}`) },
+  { dialect: 'socialink', op: 'DELETE /messages/queue/{user_id}/{device_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'DELETE', `/messages/queue/${c.ids.bob}/${c.dev.bob}`, [c.slMessage, c.slGroupMessage]) },
+  { dialect: 'socialink', op: 'DELETE /messages/queue/{own user_id}/{another\'s device_id}', who: 'device', act: (c) => sl(c, 'mallory', 'DELETE', `/messages/queue/${c.ids.mallory}/${c.dev.bob}`, [c.slMessage, c.slGroupMessage]) },
+  // Groups: add and remove need Owner/Admin (bob is a plain member); the owner stays.
+  { dialect: 'socialink', op: 'POST /groups/create/{creator_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/groups/create/${c.ids.alice}`, { name: 'forged', member_ids: [c.ids.mallory] }) },
+  { dialect: 'socialink', op: 'POST /groups/{group_id}/members/{added_by}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/groups/${c.slGroup}/members/${c.ids.alice}`, { user_id: c.ids.mallory }) },
+  { dialect: 'socialink', op: 'POST /groups/{group_id}/members/{own added_by}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/groups/${c.slGroup}/members/${c.ids.mallory}`, { user_id: c.ids.mallory }) },
+  { dialect: 'socialink', op: 'POST /groups/{group_id}/members/{added_by}', who: 'member', act: (c) => sl(c, 'bob', 'POST', `/groups/${c.slGroup}/members/${c.ids.bob}`, { user_id: c.ids.mallory }) },
+  { dialect: 'socialink', op: 'DELETE /groups/{group_id}/members/{user_id}/{removed_by}', who: 'stranger', act: (c) => sl(c, 'mallory', 'DELETE', `/groups/${c.slGroup}/members/${c.ids.bob}/${c.ids.alice}`) },
+  { dialect: 'socialink', op: 'DELETE /groups/{group_id}/members/{user_id}/{own removed_by}', who: 'stranger', act: (c) => sl(c, 'mallory', 'DELETE', `/groups/${c.slGroup}/members/${c.ids.bob}/${c.ids.mallory}`) },
+  { dialect: 'socialink', op: 'DELETE /groups/{group_id}/members/{another member}/{removed_by}', who: 'member', act: (c) => sl(c, 'bob', 'DELETE', `/groups/${c.slGroup}/members/${c.ids.carol}/${c.ids.bob}`) },
+  { dialect: 'socialink', op: 'DELETE /groups/{group_id}/members/{owner}/{removed_by}', who: 'member', act: (c) => sl(c, 'bob', 'DELETE', `/groups/${c.slGroup}/members/${c.ids.alice}/${c.ids.bob}`) },
+  { dialect: 'socialink', op: 'POST /groups/{group_id}/send/{sender_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/groups/${c.slGroup}/send/${c.ids.alice}`, { ciphertext: ct('as alice') }) },
+  { dialect: 'socialink', op: 'POST /groups/{group_id}/send/{own sender_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/groups/${c.slGroup}/send/${c.ids.mallory}`, { ciphertext: ct('intrusion') }) },
+  { dialect: 'socialink', op: 'GET /groups/{group_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/groups/${c.slGroup}`) },
+  { dialect: 'socialink', op: 'GET /groups/{group_id}/members', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/groups/${c.slGroup}/members`) },
+  // Presence: writes are the user's own; reads show a stranger nothing (no shared conversation).
+  { dialect: 'socialink', op: 'PUT /presence/online/{user_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'PUT', `/presence/online/${c.ids.alice}`, { status: 'Busy' }) },
+  { dialect: 'socialink', op: 'PUT /presence/offline/{user_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'PUT', `/presence/offline/${c.ids.alice}`) },
+  { dialect: 'socialink', op: 'PUT /presence/status/{user_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'PUT', `/presence/status/${c.ids.alice}`, { custom_status: 'pwned', status: 'Away' }) },
+  { dialect: 'socialink', op: 'GET /presence/{user_id}', who: 'stranger', allowed: true, act: (c) => sl(c, 'mallory', 'GET', `/presence/${c.ids.alice}`),
+    check: (c, res) => assert.deepEqual([res.body.user_id, res.body.status, res.body.custom_status], [c.ids.alice, 'Offline', null]) },
+  { dialect: 'socialink', op: 'POST /presence/bulk', who: 'stranger', allowed: true, act: (c) => sl(c, 'mallory', 'POST', '/presence/bulk', [c.ids.alice, c.ids.bob]),
+    check: (c, res) => assert.deepEqual(res.body.presences.map((p) => [p.user_id, p.status]), [[c.ids.alice, 'Offline'], [c.ids.bob, 'Offline']]) },
+  // Typing.
+  ...['PUT', 'DELETE'].flatMap((method) => [
+    { dialect: 'socialink', op: `${method} /typing/{conversation_id}/{user_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', method, `/typing/${c.slGroup}/${c.ids.alice}`) },
+    { dialect: 'socialink', op: `${method} /typing/{conversation_id}/{own user_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', method, `/typing/${c.slGroup}/${c.ids.mallory}`) },
+  ]),
+  { dialect: 'socialink', op: 'GET /typing/{conversation_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/typing/${c.slGroup}`) },
+  // Calls: a ringing call in the group (alice calling bob and carol).
+  { dialect: 'socialink', op: 'POST /calls/initiate/{caller_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/calls/initiate/${c.ids.alice}`, { conversation_id: c.slDirect, call_type: 'Audio', sdp_offer: 'x' }) },
+  { dialect: 'socialink', op: 'POST /calls/initiate/{own caller_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/calls/initiate/${c.ids.mallory}`, { conversation_id: c.slGroup, call_type: 'Video', sdp_offer: 'x' }) },
+  ...[['PUT', 'answer', { sdp_answer: 'x' }], ['PUT', 'decline'], ['PUT', 'end'], ['POST', 'ice', { candidate: 'x' }]].flatMap(([method, verb, body]) => [
+    { dialect: 'socialink', op: `${method} /calls/{call_id}/${verb}/{user_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', method, `/calls/${c.slCall}/${verb}/${verb === 'end' ? c.ids.alice : c.ids.bob}`, body) },
+    { dialect: 'socialink', op: `${method} /calls/{call_id}/${verb}/{own user_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', method, `/calls/${c.slCall}/${verb}/${c.ids.mallory}`, body) },
+  ]),
+  { dialect: 'socialink', op: 'GET /calls/{call_id}/ice', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/calls/${c.slCall}/ice`) },
+  { dialect: 'socialink', op: 'GET /calls/history/{conversation_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/calls/history/${c.slGroup}`) },
+  // The WebSocket: the path's user must be the caller, the device the caller's.
+  { dialect: 'socialink', op: 'WS /ws/{user_id}/{device_id}', who: 'stranger', act: (c) => slUpgrade(c, c.tok.mallory, `/ws/${c.ids.alice}/${c.dev.alice}`) },
+  { dialect: 'socialink', op: 'WS /ws/{own user_id}/{another\'s device_id}', who: 'device', act: (c) => slUpgrade(c, c.tok.mallory, `/ws/${c.ids.mallory}/${c.dev.alice}`) },
+  // Frames on mallory's own connection, about others' conversations.
+  { dialect: 'socialink', op: 'WS frame delivered', who: 'stranger', act: (c) => slFrame(c, { type: 'delivered', message_id: c.slMessage }) },
+  { dialect: 'socialink', op: 'WS frame read', who: 'stranger', act: (c) => slFrame(c, { type: 'read', message_id: c.slGroupMessage }) },
+  { dialect: 'socialink', op: 'WS frame typing', who: 'stranger', act: (c) => slFrame(c, { type: 'typing', conversation_id: c.slGroup, is_typing: true }) },
+  // An ack is for the connection's own device: bob's queue keeps what mallory names.
+  { dialect: 'socialink', op: 'WS frame ack', who: 'device', allowed: true, act: (c) => slFrame(c, { type: 'ack', message_ids: [c.slMessage, c.slGroupMessage] }) },
+
+  // ---- e2e (anonymous sessions over Socket.IO /e2e) ----
+  // Socket `a` joined session s1 as member A (B is the other member): it acts as A only.
+  ...[
+    ['send-message', (c) => ({ sessionId: c.e2e.s1, from: c.e2e.B, to: c.e2e.A, encrypted: 'forged', type: 'text' })],
+    ['save-public-key', (c) => ({ sessionId: c.e2e.s1, userId: c.e2e.B, publicKey: pk('forged'), displayName: 'B?' })],
+    ['get-public-keys', (c) => ({ sessionId: c.e2e.s1, userId: c.e2e.B })],
+    ['typing', (c) => ({ sessionId: c.e2e.s1, userId: c.e2e.B, displayName: 'B' })],
+    ['stopped-typing', (c) => ({ sessionId: c.e2e.s1, userId: c.e2e.B, displayName: 'B' })],
+    ['file-downloaded', (c) => ({ sessionId: c.e2e.s1, downloadedBy: c.e2e.B, senderId: c.e2e.A, fileName: 'f.bin' })],
+    ['leave-session', (c) => ({ sessionId: c.e2e.s1, userId: c.e2e.B })],
+  ].map(([event, payload]) => ({ dialect: 'e2e', op: `${event} as another member`, who: 'member', refused: ['FORBIDDEN'], act: (c) => e2e(c, 'a', event, payload(c)) })),
+  // Socket `m` joined another session (s2); `lurker` joined none: s1 is not theirs.
+  ...['m', 'lurker'].flatMap((who) => [
+    ['send-message', (c) => ({ sessionId: c.e2e.s1, to: 'all', encrypted: 'intrusion', type: 'text' })],
+    ['save-public-key', (c) => ({ sessionId: c.e2e.s1, publicKey: pk('m') })],
+    ['get-public-keys', (c) => ({ sessionId: c.e2e.s1 })],
+    ['set-session-key', (c) => ({ sessionId: c.e2e.s1, encryptedKeys: { [c.e2e.A]: 'forged', [c.e2e.B]: 'forged' } })],
+    ['typing', (c) => ({ sessionId: c.e2e.s1 })],
+    ['file-downloaded', (c) => ({ sessionId: c.e2e.s1, senderId: c.e2e.A, fileName: 'f.bin' })],
+    ['leave-session', (c) => ({ sessionId: c.e2e.s1 })],
+  ].map(([event, payload]) => ({ dialect: 'e2e', op: `${event} in a session not joined (${who === 'm' ? 'joined elsewhere' : 'joined nowhere'})`, who: 'stranger', refused: ['FORBIDDEN'], act: (c) => e2e(c, who, event, payload(c)) }))),
+  // The member `to` names is one of the sender's session: m cannot reach s1's members.
+  { dialect: 'e2e', op: 'send-message to a member of another session', who: 'stranger', refused: ['NOT_FOUND', 'FORBIDDEN', 'VALIDATION_FAILED'],
+    act: (c) => e2e(c, 'm', 'send-message', { sessionId: c.e2e.s2, to: c.e2e.A, encrypted: 'intrusion', type: 'text' }) },
+  // A wrong or missing key cannot join (as a new member, nor as B).
+  ...[
+    ['a wrong authKey', (c) => ({ sessionId: c.e2e.s1, authKey: 'wrong', userId: uid('x'), displayName: 'X' })],
+    ['a wrong key in the id', (c) => ({ sessionId: `${c.e2e.s1}:wrong`, userId: uid('x'), displayName: 'X' })],
+    ['no key', (c) => ({ sessionId: c.e2e.s1, userId: uid('x'), displayName: 'X' })],
+    ['a wrong key, as member B', (c) => ({ sessionId: c.e2e.s1, authKey: 'wrong', userId: c.e2e.B, displayName: 'B', publicKey: pk('forged') })],
+    ['a wrong key, claiming to create it', (c) => ({ sessionId: c.e2e.s1, authKey: 'wrong', userId: uid('x'), isCreator: true })],
+  ].map(([how, payload]) => ({ dialect: 'e2e', op: `join-session with ${how}`, who: 'stranger', refused: ['INVALID_KEY'], act: (c) => e2eJoin(c, payload(c)) })),
+  // Reserving an existing session does not re-key it.
+  { dialect: 'e2e', op: 'POST /api/reserve-session of an existing session', who: 'stranger', refused: ['CONFLICT'], statuses: [409],
+    act: (c) => api(c.url, undefined, 'POST', '/api/reserve-session', { sessionId: c.e2e.s1, authKey: 'mine' }),
+    check: async (c) => assert.equal((await e2eJoin(c, { sessionId: c.e2e.s1, authKey: 'mine', userId: uid('x') })).error?.code, 'INVALID_KEY') },
+  // The admin list.
+  ...[
+    ['no token', (c) => api(c.url, undefined, 'GET', '/sessions')],
+    ['a wrong token', (c) => api(c.url, 'not-' + ADMIN, 'GET', '/sessions')],
+    ['a wrong ?token=', (c) => api(c.url, undefined, 'GET', `/sessions?token=not-${ADMIN}`)],
+    ['a user\'s JWT', (c) => api(c.url, c.tok.alice, 'GET', '/sessions')],
+  ].map(([how, act]) => ({ dialect: 'e2e', op: `GET /sessions with ${how}`, who: 'stranger', refused: ['UNAUTHORIZED'], statuses: [401], act })),
 ];
 
+/** Socialink's state, read back by its owners: the group, histories, bob's queue, alice's keys, the call, presence, typing. */
+async function slSnapshot(c) {
+  const history = async (who, chat) => (await sl(c, who, 'GET', `/messages/conversation/${c.ids[who]}?conversation_id=${chat}`))
+    .body.messages.map((m) => [m.id, m.sequence_number, m.status, m.ciphertext]);
+  const group = (await sl(c, 'alice', 'GET', `/groups/${c.slGroup}`)).body;
+  const members = (await sl(c, 'alice', 'GET', `/groups/${c.slGroup}/members`)).body.members;
+  const queue = (await sl(c, 'bob', 'GET', `/messages/queue/${c.ids.bob}/${c.dev.bob}`)).body.messages;
+  const devices = (await sl(c, 'alice', 'GET', `/keys/devices/${c.ids.alice}`)).body.devices;
+  const calls = (await sl(c, 'alice', 'GET', `/calls/history/${c.slGroup}`)).body.calls;
+  const presence = (await sl(c, 'bob', 'GET', `/presence/${c.ids.alice}`)).body;
+  return {
+    group: [group.name, group.description, group.member_count, group.current_epoch],
+    members: members.map((m) => [m.user_id, m.role]),
+    groupHistory: await history('alice', c.slGroup),
+    directHistory: await history('alice', c.slDirect),
+    bobsDirectHistory: await history('bob', c.slDirect),
+    bobsQueue: queue.map((m) => m.id),
+    alicesDevices: devices.map((d) => [d.device_id, d.is_active, d.identity_key]),
+    mallorysDevices: (await sl(c, 'mallory', 'GET', `/keys/devices/${c.ids.mallory}`)).body.devices.map((d) => d.device_id),
+    alicesPrekeys: (await sl(c, 'alice', 'GET', `/keys/stats/${c.ids.alice}/${c.dev.alice}`)).body,
+    calls: calls.map((x) => [x.id, x.status, x.sdp_answer]),
+    ice: (await sl(c, 'alice', 'GET', `/calls/${c.slCall}/ice`)).body.candidates,
+    alicesPresence: [presence.status, presence.custom_status],
+    typing: (await sl(c, 'alice', 'GET', `/typing/${c.slGroup}`)).body.typing_users,
+    groupsOfMallory: (await rest(c, 'mallory', 'GET', '/api/conversations')).body.data.conversations.map((x) => x.id),
+  };
+}
+
+/** e2e's state, through the admin list: each session's members, their keys, its messages. */
+async function e2eSnapshot(c) {
+  const list = await api(c.url, ADMIN, 'GET', '/sessions');
+  assert.equal(list.status, 200, 'the admin reads the session list');
+  return list.body.sessions.filter((x) => [c.e2e.s1, c.e2e.s2].includes(x.sessionId)).map((x) => ({
+    sessionId: x.sessionId, active: x.active, keyed: x.keyed, members: x.members, messages: x.messages, publicKeys: x.publicKeys,
+    memberList: x.memberList.map((m) => [m.userId, m.displayName, m.hasPublicKey]),
+  }));
+}
+
+/** Frames and events that only an action in someone's conversation or session makes. */
+const SL_WATCHED = ['typing', 'receipt', 'message_deleted', 'group_member', 'call_initiated', 'call_answered', 'call_declined', 'call_ended', 'call_missed', 'ice_candidate'];
+const E2E_WATCHED = ['new-message', 'message-sent', 'user-typing', 'user-stopped-typing', 'session-key-available', 'download-notification', 'user-left', 'user-joined', 'public-keys-updated'];
+/** What the members' sockets heard: counted by kind. */
+function heard(c) {
+  const sockets = Object.fromEntries(Object.entries(c.slSock).filter(([who]) => who !== 'mallory')
+    .map(([who, s]) => [`sl:${who}`, s.frames.filter((f) => SL_WATCHED.includes(f.type)).map((f) => f.type)]));
+  for (const [who, seen] of Object.entries(c.e2eSeen)) sockets[`e2e:${who}`] = seen.filter(([name]) => E2E_WATCHED.includes(name)).map(([name]) => name);
+  return sockets;
+}
+
 /** What a refusal must leave as it was, read back through the owners' own eyes. */
-async function snapshot(c) {
+async function snapshot(c, row) {
+  if (row?.dialect === 'socialink') return { core: await coreSnapshot(c), socialink: await slSnapshot(c) };
+  if (row?.dialect === 'e2e') return { e2e: await e2eSnapshot(c) };
+  return coreSnapshot(c);
+}
+
+/** The state the sup, spark and mrezhen rows protect. */
+async function coreSnapshot(c) {
   const conv = await rest(c, 'alice', 'GET', `/api/conversations/${c.group}`);
   const page = await rest(c, 'alice', 'GET', `/api/conversations/${c.group}/messages`);
   const direct = await rest(c, 'alice', 'GET', `/api/conversations/${c.direct}`);
@@ -145,7 +362,10 @@ async function snapshot(c) {
 
 /** The error code of an answer, whatever carried it; null for a success. */
 function codeOf(res) {
-  if (res && typeof res.status === 'number' && 'body' in res) return res.body?.success === false ? { status: res.status, code: res.body.error?.code } : null;
+  if (res && typeof res.status === 'number' && 'body' in res) {
+    // SPEC §6's envelope ({success: false, error: {code}}) or Socialink's ({error, code}).
+    return res.status >= 400 ? { status: res.status, code: res.body?.error?.code ?? res.body?.code } : null;
+  }
   if (res?.type === 'error') return { code: res.code };
   if (res && res.success === false) return { code: res.error?.code };
   return null;
@@ -156,7 +376,7 @@ for (const backend of backends()) {
     let srv;
     const c = {};
     before(async () => {
-      srv = await startServer({ backend, env: { CALL_RING_TIMEOUT: '600000' } });
+      srv = await startServer({ backend, env: { CALL_RING_TIMEOUT: '600000', ADMIN_TOKEN: ADMIN, RATE_LIMIT_SESSION_JOIN: '100000/60s' } });
       c.url = srv.url;
       c.ids = { alice: uid('alice'), bob: uid('bob'), carol: uid('carol'), mallory: uid('mallory') };
       c.tok = Object.fromEntries(Object.entries(c.ids).map(([k, id]) => [k, token(id, { username: k })]));
@@ -189,22 +409,69 @@ for (const backend of backends()) {
       // A ringing call between alice and bob.
       c.call = (await call(c.sup.alice, 'call:initiate', { chatId: c.direct, callType: 'audio' })).callId;
       c.mz = { mallory: await online(c.url, token(c.ids.mallory, { shape: 'mrezhen' })) };
+
+      // Socialink: everyone has a device; a group alice owns (bob and carol plain members);
+      // alice's message to bob (their direct conversation), one to the group, and a call
+      // ringing in the group with a candidate of alice's. Each socket is open.
+      c.sl = {};
+      c.dev = {};
+      for (const who of ['alice', 'bob', 'carol', 'mallory']) {
+        c.sl[who] = new Sl(c.url, c.ids[who]);
+        c.dev[who] = (await c.sl[who].register({ deviceId: uid(`${who}-phone`), prekeys: 3 })).deviceId;
+      }
+      const made = await sl(c, 'alice', 'POST', `/groups/create/${c.ids.alice}`, { name: 'sl team', member_ids: [c.ids.bob, c.ids.carol] });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      c.slGroup = made.body.id;
+      const direct = await c.sl.alice.sendTo(c.ids.bob, 'hi bob', { device_id: c.dev.alice });
+      [c.slDirect, c.slMessage] = [direct.conversation_id, direct.message_id];
+      const grouped = await sl(c, 'alice', 'POST', `/groups/${c.slGroup}/send/${c.ids.alice}`, { ciphertext: ct('hi team'), device_id: c.dev.alice });
+      assert.equal(grouped.status, 201, JSON.stringify(grouped.body));
+      c.slGroupMessage = grouped.body.message_id;
+      const ringing = await sl(c, 'alice', 'POST', `/calls/initiate/${c.ids.alice}`, { conversation_id: c.slGroup, call_type: 'Audio', sdp_offer: 'offer' });
+      assert.equal(ringing.status, 201, JSON.stringify(ringing.body));
+      c.slCall = ringing.body.id;
+      assert.equal((await sl(c, 'alice', 'POST', `/calls/${c.slCall}/ice/${c.ids.alice}`, { candidate: 'alice-candidate' })).status, 200);
+      c.slSock = {};
+      for (const who of ['alice', 'bob', 'carol', 'mallory']) {
+        c.slSock[who] = await c.sl[who].socket(c.dev[who]);
+        c.slSock[who].send({ type: 'ping' });
+        await c.slSock[who].next('pong');
+      }
+      assert.ok((await slSnapshot(c)).bobsQueue.length >= 2, 'bob has queued messages to protect');
+
+      // e2e: session s1 (keyed) with members A and B, one message; m created s2; lurker joined nothing.
+      c.e2e = { s1: uid('s1'), s2: uid('s2'), A: uid('ea'), B: uid('eb'), M: uid('em') };
+      c.e2e.a = await visitor(c.url);
+      await join(c.e2e.a, { sessionId: `${c.e2e.s1}:k1`, userId: c.e2e.A, displayName: 'A', publicKey: pk('a'), isCreator: true });
+      c.e2e.b = await visitor(c.url);
+      await join(c.e2e.b, { sessionId: c.e2e.s1, authKey: 'k1', userId: c.e2e.B, displayName: 'B', publicKey: pk('b') });
+      c.e2e.m = await visitor(c.url);
+      await join(c.e2e.m, { sessionId: `${c.e2e.s2}:k2`, userId: c.e2e.M, displayName: 'M', publicKey: pk('m'), isCreator: true });
+      c.e2e.lurker = await visitor(c.url);
+      await call(c.e2e.a, 'send-message', { sessionId: c.e2e.s1, from: c.e2e.A, to: 'all', encrypted: 'hello', type: 'text', clientMessageId: uid('m') });
+      c.e2eSeen = { a: record(c.e2e.a), b: record(c.e2e.b), m: record(c.e2e.m) };
+      for (const s of [c.e2e.a, c.e2e.b, c.e2e.m]) await roundTrip(s);
+      const sessions = Object.fromEntries((await e2eSnapshot(c)).map((x) => [x.sessionId, [x.members, x.messages]]));
+      assert.deepEqual(sessions, { [c.e2e.s1]: [2, 1], [c.e2e.s2]: [1, 0] }, 'sessions to protect');
+      c.heard = heard(c);
       c.seen = { alice: collect(c.sup.alice, 'message:typing'), aliceReceipts: collect(c.sup.alice, 'message:read') };
     });
     after(async () => {
       for (const s of Object.values(c.sup ?? {})) closeAll(s);
       for (const s of Object.values(c.spark ?? {})) closeAll(s);
       await c.mz?.mallory.close();
+      for (const s of Object.values(c.slSock ?? {})) await s.close();
+      for (const s of ['a', 'b', 'm', 'lurker']) if (c.e2e?.[s]) closeAll(c.e2e[s]);
       await srv.stop();
     });
 
     it('covers every dialect that exists here', () => {
-      assert.deepEqual([...new Set(ROWS.map((r) => r.dialect))].sort(), ['mrezhen', 'rest', 'spark', 'sup']);
+      assert.deepEqual([...new Set(ROWS.map((r) => r.dialect))].sort(), ['e2e', 'mrezhen', 'rest', 'socialink', 'spark', 'sup']);
     });
 
     for (const row of ROWS) {
       it(`${row.dialect} ${row.op}: ${row.who} ${row.allowed ? 'gets only their own' : 'is refused'}, nothing changes`, async () => {
-        const before = await snapshot(c);
+        const before = await snapshot(c, row);
         const res = await row.act(c);
         const refusal = codeOf(res);
         if (row.allowed) {
@@ -213,12 +480,16 @@ for (const backend of backends()) {
           assert.ok(refusal, `not refused: ${JSON.stringify(res?.body ?? res).slice(0, 300)}`);
           const codes = row.refused ?? FORBIDDEN_OR_NOT_FOUND;
           assert.ok(codes.includes(refusal.code), `refused with ${JSON.stringify(refusal)}`);
-          if (refusal.status !== undefined) assert.ok([403, 404].includes(refusal.status), `status ${refusal.status}`);
+          if (refusal.status !== undefined) assert.ok((row.statuses ?? [403, 404]).includes(refusal.status), `status ${refusal.status}`);
         }
         await row.check?.(c, res);
-        assert.deepEqual(await snapshot(c), before, 'the state is as it was');
-        // Nothing reached alice's sockets on the intruder's behalf.
+        assert.deepEqual(await snapshot(c, row), before, 'the state is as it was');
+        // Nothing reached the members' sockets on the intruder's behalf (a round trip first:
+        // what the refused act pushed has arrived by then).
+        for (const s of Object.values(c.slSock)) { s.send({ type: 'ping' }); await s.next('pong'); }
+        for (const s of [c.e2e.a, c.e2e.b, c.e2e.m]) await roundTrip(s);
         assert.deepEqual([c.seen.alice.length, c.seen.aliceReceipts.length], [0, 0]);
+        assert.deepEqual(heard(c), c.heard);
       });
     }
   });

@@ -216,15 +216,15 @@ const ROWS = [
     { dialect: 'socialink', op: `${method} /typing/{conversation_id}/{own user_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', method, `/typing/${c.slGroup}/${c.ids.mallory}`) },
   ]),
   { dialect: 'socialink', op: 'GET /typing/{conversation_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/typing/${c.slGroup}`) },
-  // Calls: a ringing call in the group (alice calling bob and carol).
+  // Calls: carol's call ringing dave in their group.
   { dialect: 'socialink', op: 'POST /calls/initiate/{caller_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/calls/initiate/${c.ids.alice}`, { conversation_id: c.slDirect, call_type: 'Audio', sdp_offer: 'x' }) },
-  { dialect: 'socialink', op: 'POST /calls/initiate/{own caller_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/calls/initiate/${c.ids.mallory}`, { conversation_id: c.slGroup, call_type: 'Video', sdp_offer: 'x' }) },
+  { dialect: 'socialink', op: 'POST /calls/initiate/{own caller_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'POST', `/calls/initiate/${c.ids.mallory}`, { conversation_id: c.slCallGroup, call_type: 'Video', sdp_offer: 'x' }) },
   ...[['PUT', 'answer', { sdp_answer: 'x' }], ['PUT', 'decline'], ['PUT', 'end'], ['POST', 'ice', { candidate: 'x' }]].flatMap(([method, verb, body]) => [
-    { dialect: 'socialink', op: `${method} /calls/{call_id}/${verb}/{user_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', method, `/calls/${c.slCall}/${verb}/${verb === 'end' ? c.ids.alice : c.ids.bob}`, body) },
+    { dialect: 'socialink', op: `${method} /calls/{call_id}/${verb}/{user_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', method, `/calls/${c.slCall}/${verb}/${['end', 'ice'].includes(verb) ? c.ids.carol : c.ids.dave}`, body) },
     { dialect: 'socialink', op: `${method} /calls/{call_id}/${verb}/{own user_id}`, who: 'stranger', act: (c) => sl(c, 'mallory', method, `/calls/${c.slCall}/${verb}/${c.ids.mallory}`, body) },
   ]),
   { dialect: 'socialink', op: 'GET /calls/{call_id}/ice', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/calls/${c.slCall}/ice`) },
-  { dialect: 'socialink', op: 'GET /calls/history/{conversation_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/calls/history/${c.slGroup}`) },
+  { dialect: 'socialink', op: 'GET /calls/history/{conversation_id}', who: 'stranger', act: (c) => sl(c, 'mallory', 'GET', `/calls/history/${c.slCallGroup}`) },
   // The WebSocket: the path's user must be the caller, the device the caller's.
   { dialect: 'socialink', op: 'WS /ws/{user_id}/{device_id}', who: 'stranger', act: (c) => slUpgrade(c, c.tok.mallory, `/ws/${c.ids.alice}/${c.dev.alice}`) },
   { dialect: 'socialink', op: 'WS /ws/{own user_id}/{another\'s device_id}', who: 'device', act: (c) => slUpgrade(c, c.tok.mallory, `/ws/${c.ids.mallory}/${c.dev.alice}`) },
@@ -288,7 +288,7 @@ async function slSnapshot(c) {
   const members = (await sl(c, 'alice', 'GET', `/groups/${c.slGroup}/members`)).body.members;
   const queue = (await sl(c, 'bob', 'GET', `/messages/queue/${c.ids.bob}/${c.dev.bob}`)).body.messages;
   const devices = (await sl(c, 'alice', 'GET', `/keys/devices/${c.ids.alice}`)).body.devices;
-  const calls = (await sl(c, 'alice', 'GET', `/calls/history/${c.slGroup}`)).body.calls;
+  const calls = (await sl(c, 'carol', 'GET', `/calls/history/${c.slCallGroup}`)).body.calls;
   const presence = (await sl(c, 'bob', 'GET', `/presence/${c.ids.alice}`)).body;
   return {
     group: [group.name, group.description, group.member_count, group.current_epoch],
@@ -301,7 +301,7 @@ async function slSnapshot(c) {
     mallorysDevices: (await sl(c, 'mallory', 'GET', `/keys/devices/${c.ids.mallory}`)).body.devices.map((d) => d.device_id),
     alicesPrekeys: (await sl(c, 'alice', 'GET', `/keys/stats/${c.ids.alice}/${c.dev.alice}`)).body,
     calls: calls.map((x) => [x.id, x.status, x.sdp_answer]),
-    ice: (await sl(c, 'alice', 'GET', `/calls/${c.slCall}/ice`)).body.candidates,
+    ice: (await sl(c, 'carol', 'GET', `/calls/${c.slCall}/ice`)).body.candidates,
     alicesPresence: [presence.status, presence.custom_status],
     typing: (await sl(c, 'alice', 'GET', `/typing/${c.slGroup}`)).body.typing_users,
     groupsOfMallory: (await rest(c, 'mallory', 'GET', '/api/conversations')).body.data.conversations.map((x) => x.id),
@@ -412,7 +412,7 @@ for (const backend of backends()) {
 
       // Socialink: everyone has a device; a group alice owns (bob and carol plain members);
       // alice's message to bob (their direct conversation), one to the group, and a call
-      // ringing in the group with a candidate of alice's. Each socket is open.
+      // ringing in carol's group with dave, with a candidate of carol's. Each socket is open.
       c.sl = {};
       c.dev = {};
       for (const who of ['alice', 'bob', 'carol', 'mallory']) {
@@ -427,10 +427,15 @@ for (const backend of backends()) {
       const grouped = await sl(c, 'alice', 'POST', `/groups/${c.slGroup}/send/${c.ids.alice}`, { ciphertext: ct('hi team'), device_id: c.dev.alice });
       assert.equal(grouped.status, 201, JSON.stringify(grouped.body));
       c.slGroupMessage = grouped.body.message_id;
-      const ringing = await sl(c, 'alice', 'POST', `/calls/initiate/${c.ids.alice}`, { conversation_id: c.slGroup, call_type: 'Audio', sdp_offer: 'offer' });
+      // The call rings in a group of its own: alice and bob are busy in the SUP call.
+      c.ids.dave = uid('dave');
+      c.sl.dave = new Sl(c.url, c.ids.dave);
+      const callGroup = await sl(c, 'carol', 'POST', `/groups/create/${c.ids.carol}`, { name: 'sl call', member_ids: [c.ids.dave] });
+      c.slCallGroup = callGroup.body.id;
+      const ringing = await sl(c, 'carol', 'POST', `/calls/initiate/${c.ids.carol}`, { conversation_id: c.slCallGroup, call_type: 'Audio', sdp_offer: 'offer' });
       assert.equal(ringing.status, 201, JSON.stringify(ringing.body));
       c.slCall = ringing.body.id;
-      assert.equal((await sl(c, 'alice', 'POST', `/calls/${c.slCall}/ice/${c.ids.alice}`, { candidate: 'alice-candidate' })).status, 200);
+      assert.equal((await sl(c, 'carol', 'POST', `/calls/${c.slCall}/ice/${c.ids.carol}`, { candidate: 'carol-candidate' })).status, 200);
       c.slSock = {};
       for (const who of ['alice', 'bob', 'carol', 'mallory']) {
         c.slSock[who] = await c.sl[who].socket(c.dev[who]);

@@ -130,20 +130,25 @@ fn check_signed(identity_key: &[u8], signed: &SignedUpload) -> AppResult<SignedP
     Ok(SignedPrekey { id: signed.id, public_key: b64(&signed.public_key), signature: b64(&signed.signature) })
 }
 
+/// Checks a registration before anything is stored: texts, ids, key sizes and the signed
+/// prekey's signature. Pure (the decoder property test feeds it every shape of body).
+pub fn check_registration(reg: &DeviceRegistration) -> AppResult<(SignedPrekey, Vec<PublicPrekey>)> {
+    check_device_text("device_id", &reg.device_id)?;
+    check_device_text("device_name", &reg.device_name)?;
+    if !(0..=MAX_REGISTRATION_ID).contains(&reg.registration_id) {
+        return Err(AppError::validation(format!("registration_id must be an integer from 0 to {MAX_REGISTRATION_ID}")));
+    }
+    check_key("identity_key", &reg.identity_key)?;
+    let signed = check_signed(&reg.identity_key, &reg.signed_prekey)?;
+    let onetime = check_onetime(&reg.onetime_prekeys, 0)?;
+    Ok((signed, onetime))
+}
+
 impl Core {
     /// Registers a device with its keys (`201`), or re-registers a deactivated one. Nothing is
     /// stored unless every key checks out.
     pub async fn register_keyed_device(&self, actor: &Actor, reg: DeviceRegistration) -> AppResult<KeyedDevice> {
-        check_device_text("device_id", &reg.device_id)?;
-        check_device_text("device_name", &reg.device_name)?;
-        if !(0..=MAX_REGISTRATION_ID).contains(&reg.registration_id) {
-            return Err(AppError::validation(format!(
-                "registration_id must be an integer from 0 to {MAX_REGISTRATION_ID}"
-            )));
-        }
-        check_key("identity_key", &reg.identity_key)?;
-        let signed = check_signed(&reg.identity_key, &reg.signed_prekey)?;
-        let onetime = check_onetime(&reg.onetime_prekeys, 0)?;
+        let (signed, onetime) = check_registration(&reg)?;
         store::users::ensure(&self.db, std::slice::from_ref(&actor.user_id)).await?;
         let identity_key = b64(&reg.identity_key);
         let registration = store::prekeys::Registration {

@@ -377,7 +377,9 @@ pub(crate) fn spawn_sweeper(core: Weak<Core>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn check_sealed(draft: &SealedDraft) -> AppResult<()> {
+/// Checks a sealed send before anything is looked up. Pure (the decoder property test feeds
+/// it every shape of body).
+pub fn check_sealed(draft: &SealedDraft) -> AppResult<()> {
     if draft.ciphertext.is_empty() {
         return Err(AppError::EmptyContent("ciphertext is empty".into()));
     }

@@ -572,34 +572,38 @@ struct ReserveReq {
     chat_mode: Option<String>,
 }
 
+/// A reservation's fields from its body: `sessionId` and `authKey` required, `chatMode`
+/// `group` (default) or `private`. Read as every request is (`crate::payload::object`: an
+/// object, no NUL, never an array by position). Pure (the decoder property test feeds it every
+/// shape of body).
+fn reservation(body: &Value) -> AppResult<(String, String, SessionMode)> {
+    let req: ReserveReq = crate::payload::object(body)?;
+    let session_id = required(&req.session_id, "sessionId")?.to_string();
+    let auth_key = required(&req.auth_key, "authKey")?.to_string();
+    let mode = match req.chat_mode.as_deref() {
+        None | Some("") => SessionMode::Group,
+        Some(m) => SessionMode::parse(m).ok_or_else(|| AppError::validation("chatMode must be group or private"))?,
+    };
+    Ok((session_id, auth_key, mode))
+}
+
+/// The JSON bodies of the REST routes, with their decoders, for the decoder property test.
+pub fn body_decoders() -> Vec<(&'static str, crate::payload::Decoder)> {
+    vec![("POST /api/reserve-session", |v| reservation(&v).map(drop))]
+}
+
 /// `POST /api/reserve-session { sessionId, authKey, chatMode? }`: reserves a session that
 /// joiners may wait in until its creator joins. 400 without `sessionId` or `authKey`, 409 when
 /// it exists.
 async fn reserve(State(app): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
-    let req: ReserveReq = match serde_json::from_slice::<Value>(&body)
+    let fields = serde_json::from_slice::<Value>(&body)
         .map_err(|e| AppError::validation(format!("body is not JSON: {e}")))
-        .and_then(|v| {
-            crate::error::refuse_nul(&v)?;
-            serde_json::from_value(v).map_err(|e| AppError::validation(e.to_string()))
-        }) {
-        Ok(req) => req,
-        Err(e) => return rest_error(StatusCode::BAD_REQUEST, &e),
-    };
-    let fields = required(&req.session_id, "sessionId").and_then(|s| Ok((s, required(&req.auth_key, "authKey")?)));
-    let (session_id, auth_key) = match fields {
+        .and_then(|v| reservation(&v));
+    let (session_id, auth_key, mode) = match fields {
         Ok(fields) => fields,
         Err(e) => return rest_error(StatusCode::BAD_REQUEST, &e),
     };
-    let mode = match req.chat_mode.as_deref() {
-        None | Some("") => SessionMode::Group,
-        Some(m) => match SessionMode::parse(m) {
-            Some(mode) => mode,
-            None => {
-                return rest_error(StatusCode::BAD_REQUEST, &AppError::validation("chatMode must be group or private"))
-            }
-        },
-    };
-    match app.core.reserve_session(session_id, auth_key, mode).await {
+    match app.core.reserve_session(&session_id, &auth_key, mode).await {
         Ok(info) => Json(json!({
             "success": true,
             "sessionId": info.name,

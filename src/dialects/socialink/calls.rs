@@ -17,7 +17,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::wire::{body, parse_enum, target_id, time, Caller, Params, Reply};
+use super::wire::{body, decode_with, parse_enum, target_id, time, Caller, Params, Reply};
 use crate::{
     core::{
         calls::CallRequest,
@@ -71,6 +71,25 @@ struct IceQuery {
 #[derive(Deserialize)]
 struct HistoryQuery {
     limit: Option<u64>,
+}
+
+/// The JSON bodies of these routes, each with the checks made before any lookup (see
+/// `super::body_decoders`).
+pub(super) fn bodies() -> Vec<(&'static str, crate::payload::Decoder)> {
+    vec![
+        ("POST /calls/initiate/{caller_id}", |v| {
+            decode_with(v, |b: InitiateBody| {
+                parse_enum(&b.call_type, &CALL_TYPES, "call_type")?;
+                Ok(signal_size("sdp_offer", &b.sdp_offer)?)
+            })
+        }),
+        ("PUT /calls/{call_id}/answer/{user_id}", |v| {
+            decode_with(v, |b: AnswerBody| Ok(signal_size("sdp_answer", &b.sdp_answer)?))
+        }),
+        ("POST /calls/{call_id}/ice/{user_id}", |v| {
+            decode_with(v, |b: IceBody| Ok(signal_size("candidate", &b.candidate)?))
+        }),
+    ]
 }
 
 fn signal_size(what: &str, text: &str) -> Result<(), AppError> {

@@ -16,7 +16,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::wire::{body, done, target_id, time, Bytes64, Caller, Reply};
+use super::wire::{body, decode_with, done, target_id, time, Bytes64, Caller, Reply};
 use crate::{
     core::{
         conversations::{ConversationRequest, GroupRules},
@@ -51,9 +51,34 @@ struct CreateBody {
     member_ids: Vec<String>,
 }
 
+impl CreateBody {
+    fn check(&self) -> Reply<()> {
+        let length = self.name.chars().count();
+        if self.name.trim().is_empty() || length > MAX_NAME {
+            return Err(AppError::validation(format!("name must be 1 to {MAX_NAME} characters")).into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Deserialize)]
 struct AddBody {
     user_id: String,
+}
+
+impl AddBody {
+    fn check(&self) -> Reply<()> {
+        Ok(crate::core::check_id(crate::error::Field::User, &self.user_id)?)
+    }
+}
+
+/// The JSON bodies of these routes, each with the checks made before any lookup (see
+/// `super::body_decoders`).
+pub(super) fn bodies() -> Vec<(&'static str, crate::payload::Decoder)> {
+    vec![
+        ("POST /groups/create/{creator_id}", |v| decode_with(v, |b: CreateBody| b.check())),
+        ("POST /groups/{group_id}/members/{added_by}", |v| decode_with(v, |b: AddBody| b.check())),
+    ]
 }
 
 /// `POST /groups/create/{creator_id}`: 201 with the group.
@@ -65,10 +90,7 @@ async fn create(
 ) -> Reply<impl IntoResponse> {
     let actor = caller.acting_as(&creator_id)?;
     let req: CreateBody = body(&bytes)?;
-    let length = req.name.chars().count();
-    if req.name.trim().is_empty() || length > MAX_NAME {
-        return Err(AppError::validation(format!("name must be 1 to {MAX_NAME} characters")).into());
-    }
+    req.check()?;
     let request = ConversationRequest {
         kind: ConversationKind::Group,
         participant_ids: req.member_ids,
@@ -125,7 +147,7 @@ async fn add(
 ) -> Reply<Json<Value>> {
     let actor = caller.acting_as(&added_by)?;
     let req: AddBody = body(&bytes)?;
-    crate::core::check_id(crate::error::Field::User, &req.user_id)?;
+    req.check()?;
     group(&app, actor, &group_id).await?;
     app.core.add_member_with(actor, &group_id, &req.user_id, None, rules(&app)).await?;
     Ok(done("Member added"))

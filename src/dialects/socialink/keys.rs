@@ -15,10 +15,11 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::wire::{body, time, Bytes64, Caller, Reply};
+use super::wire::{body, decode_with, from_json, time, Bytes64, Caller, Rejection, Reply};
 use crate::{
-    core::prekeys::{DeviceRegistration, KeyUpload, SignedUpload},
+    core::prekeys::{check_registration, DeviceRegistration, KeyUpload, SignedUpload},
     domain::{DeviceId, KeyedDevice, PrekeyBundle, UserId},
+    payload::Decoder,
     transport::AppState,
 };
 
@@ -69,12 +70,45 @@ struct RegisterIn {
     onetime_prekeys: Vec<PrekeyIn>,
 }
 
-/// `[{id, public_key}]`, or `{onetime_prekeys: [...]}`.
+/// `{onetime_prekeys: [...]}`, the wrapped spelling of a `prekeys` body.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum PrekeysIn {
-    List(Vec<PrekeyIn>),
-    Wrapped { onetime_prekeys: Vec<PrekeyIn> },
+struct WrappedPrekeys {
+    onetime_prekeys: Vec<PrekeyIn>,
+}
+
+/// A `prekeys` body: `[{id, public_key}]`, or `{onetime_prekeys: [...]}`. Told apart by the
+/// JSON's shape rather than serde's `untagged`, which would read a prekey from an array by
+/// position.
+fn prekeys_in(value: &Value) -> Reply<Vec<PrekeyIn>> {
+    if value.is_array() {
+        return from_json(value);
+    }
+    Ok(from_json::<WrappedPrekeys>(value)?.onetime_prekeys)
+}
+
+impl RegisterIn {
+    fn registration(self) -> DeviceRegistration {
+        DeviceRegistration {
+            device_id: self.device_id,
+            device_name: self.device_name,
+            registration_id: self.registration_id,
+            identity_key: self.identity_key.0,
+            signed_prekey: self.signed_prekey.into(),
+            onetime_prekeys: self.onetime_prekeys.into_iter().map(KeyUpload::from).collect(),
+        }
+    }
+}
+
+/// The JSON bodies of these routes, each with the checks made before any lookup (see
+/// `super::body_decoders`).
+pub(super) fn bodies() -> Vec<(&'static str, Decoder)> {
+    vec![
+        ("POST /keys/register/{user_id}", |v| {
+            decode_with(v, |r: RegisterIn| Ok(check_registration(&r.registration()).map(drop)?))
+        }),
+        ("PUT /keys/rotate/{user_id}/{device_id}", |v| decode_with(v, |_: SignedIn| Ok(()))),
+        ("POST /keys/prekeys/{user_id}/{device_id}", |v| prekeys_in(&v).map(drop).map_err(|Rejection(e)| e)),
+    ]
 }
 
 /// A device as Socialink shows it.
@@ -114,15 +148,7 @@ async fn register(
 ) -> Reply<(StatusCode, Json<Value>)> {
     let actor = caller.acting_as(&user_id)?;
     let input: RegisterIn = body(&bytes)?;
-    let registration = DeviceRegistration {
-        device_id: input.device_id,
-        device_name: input.device_name,
-        registration_id: input.registration_id,
-        identity_key: input.identity_key.0,
-        signed_prekey: input.signed_prekey.into(),
-        onetime_prekeys: input.onetime_prekeys.into_iter().map(KeyUpload::from).collect(),
-    };
-    let device = app.core.register_keyed_device(actor, registration).await?;
+    let device = app.core.register_keyed_device(actor, input.registration()).await?;
     Ok((StatusCode::CREATED, Json(device_json(&device))))
 }
 
@@ -156,9 +182,7 @@ async fn prekeys(
     bytes: Bytes,
 ) -> Reply<Json<Value>> {
     let actor = caller.acting_as(&user_id)?;
-    let keys = match body::<PrekeysIn>(&bytes)? {
-        PrekeysIn::List(keys) | PrekeysIn::Wrapped { onetime_prekeys: keys } => keys,
-    };
+    let keys = prekeys_in(&body(&bytes)?)?;
     let stored = app.core.add_prekeys(actor, &device_id, keys.into_iter().map(KeyUpload::from).collect()).await?;
     Ok(Json(json!({ "success": true, "message": format!("Stored {stored} pre-keys"), "stored": stored })))
 }

@@ -15,11 +15,12 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::wire::{body, parse_enum, time, Bytes64, Caller, Rejection, Reply};
+use super::wire::{body, decode_with, parse_enum, time, Bytes64, Caller, IdList, Rejection, Reply};
 use crate::{
-    core::queues::{body_bytes, ConversationView, Destination, Progress, SealedDraft},
+    core::queues::{body_bytes, check_sealed, ConversationView, Destination, Progress, SealedDraft},
     domain::{ConversationKind, DeviceId, Message, ReceiptKind, UserId},
     error::AppError,
+    payload::Decoder,
     transport::AppState,
 };
 
@@ -154,6 +155,24 @@ impl SendIn {
             client_message_id: self.client_message_id,
         })
     }
+}
+
+/// The JSON bodies of these routes, each with the checks made before any lookup (see
+/// `super::body_decoders`).
+pub(super) fn bodies() -> Vec<(&'static str, Decoder)> {
+    fn send(v: Value) -> crate::error::AppResult<()> {
+        decode_with(v, |input: SendIn| {
+            let draft = input.draft(Destination::User(UserId::from("decoder-test")))?;
+            Ok(check_sealed(&draft)?)
+        })
+    }
+    vec![
+        ("POST /messages/send/{sender_id}", send),
+        ("POST /groups/{group_id}/send/{sender_id}", send),
+        ("DELETE /messages/queue/{user_id}/{device_id}", |v| {
+            IdList::from_json(v, "message_ids").map(drop).map_err(|Rejection(e)| e)
+        }),
+    ]
 }
 
 fn sent_json(m: &Message) -> Value {
@@ -318,14 +337,6 @@ async fn queue(
     Ok(Json(json!({ "count": messages.len(), "messages": messages })))
 }
 
-/// `[message_id, …]`, or `{message_ids: [...]}`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum AckIn {
-    List(Vec<String>),
-    Wrapped { message_ids: Vec<String> },
-}
-
 async fn acknowledge(
     State(app): State<Arc<AppState>>,
     caller: Caller,
@@ -333,9 +344,8 @@ async fn acknowledge(
     bytes: Bytes,
 ) -> Reply<Json<Value>> {
     let actor = caller.acting_as(&user_id)?;
-    let ids = match body::<AckIn>(&bytes)? {
-        AckIn::List(ids) | AckIn::Wrapped { message_ids: ids } => ids,
-    };
+    // `[message_id, …]`, or `{message_ids: [...]}`.
+    let IdList(ids) = IdList::read(&bytes, "message_ids")?;
     let device = app.core.own_keyed_device(actor, &device_id).await?;
     let (acknowledged, remaining) = app.core.acknowledge(&device, &ids).await?;
     Ok(Json(json!({ "success": true, "acknowledged": acknowledged, "remaining": remaining })))

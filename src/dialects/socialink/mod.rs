@@ -19,6 +19,17 @@ use axum::Router;
 
 use crate::{error::AppError, transport::AppState};
 
+/// Each REST route that reads a JSON body, with the decoder of that body and the route's
+/// checks of it before any lookup, for the decoder property test (`tests/decoders.rs`).
+pub fn body_decoders() -> Vec<(&'static str, crate::payload::Decoder)> {
+    let mut all = keys::bodies();
+    all.extend(messages::bodies());
+    all.extend(groups::bodies());
+    all.extend(presence::bodies());
+    all.extend(calls::bodies());
+    all
+}
+
 /// Socialink's REST routes, all under `/api/v1`; an unknown route there is 404 in Socialink's
 /// body, not the server's default.
 pub fn routes(app: &AppState) -> Router<Arc<AppState>> {

@@ -15,7 +15,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::wire::{body, optional_body, parse_enum, time, Caller, IdList, Reply};
+use super::wire::{body, decode_with, optional_body, parse_enum, time, Caller, IdList, Reply};
 use crate::{
     core::model::{Event, Presence, PresenceStatus},
     error::AppError,
@@ -57,6 +57,30 @@ struct StatusBody {
     status: Option<String>,
 }
 
+/// A chosen status (`Online`, `Away`, `Busy`), when one is given.
+fn chosen(status: Option<&str>) -> Reply<Option<PresenceStatus>> {
+    status.map(|s| parse_enum(s, &CHOSEN, "status")).transpose()
+}
+
+/// A bulk request's ids, at most [`MAX_BULK`].
+fn bulk_ids(value: Value) -> Reply<Vec<UserId>> {
+    let IdList(ids) = IdList::from_json(value, "user_ids")?;
+    if ids.len() > MAX_BULK {
+        return Err(AppError::validation(format!("at most {MAX_BULK} user ids per request")).into());
+    }
+    Ok(ids.into_iter().map(UserId::from).collect())
+}
+
+/// The JSON bodies of these routes, each with the checks made before any lookup (see
+/// `super::body_decoders`).
+pub(super) fn bodies() -> Vec<(&'static str, crate::payload::Decoder)> {
+    vec![
+        ("PUT /presence/online/{user_id}", |v| decode_with(v, |b: OnlineBody| chosen(b.status.as_deref()).map(drop))),
+        ("PUT /presence/status/{user_id}", |v| decode_with(v, |b: StatusBody| chosen(b.status.as_deref()).map(drop))),
+        ("POST /presence/bulk", |v| bulk_ids(v).map(drop).map_err(|super::wire::Rejection(e)| e)),
+    ]
+}
+
 /// `PUT /presence/online/{user_id}` `{device_id?, status?}`.
 async fn online(
     State(app): State<Arc<AppState>>,
@@ -66,10 +90,7 @@ async fn online(
 ) -> Reply<Json<Value>> {
     let actor = caller.acting_as(&user_id)?;
     let req: OnlineBody = optional_body(&bytes)?;
-    let status = match req.status {
-        Some(s) => parse_enum(&s, &CHOSEN, "status")?,
-        None => PresenceStatus::Online,
-    };
+    let status = chosen(req.status.as_deref())?.unwrap_or(PresenceStatus::Online);
     app.core.online_for_a_while(actor, status).await?;
     Ok(Json(json!({ "success": true, "status": "online" })))
 }
@@ -91,8 +112,8 @@ async fn status(
 ) -> Reply<Json<Value>> {
     let actor = caller.acting_as(&user_id)?;
     let req: StatusBody = body(&bytes)?;
-    let status = match req.status {
-        Some(s) => parse_enum(&s, &CHOSEN, "status")?,
+    let status = match chosen(req.status.as_deref())? {
+        Some(status) => status,
         None => match app.core.chosen_presence(&actor.user_id).await? {
             // "Appear offline" (SUP's status, or Socialink's `offline` while connected) stays.
             Some((chosen, _)) => chosen,
@@ -113,11 +134,7 @@ async fn show(State(app): State<Arc<AppState>>, Caller(me): Caller, Path(user_id
 
 /// `POST /presence/bulk` `[user_id, …]` (or `{user_ids}`), at most 500, in request order.
 async fn bulk(State(app): State<Arc<AppState>>, Caller(me): Caller, bytes: Bytes) -> Reply<Json<Value>> {
-    let IdList(ids) = IdList::read(&bytes, "user_ids")?;
-    if ids.len() > MAX_BULK {
-        return Err(AppError::validation(format!("at most {MAX_BULK} user ids per request")).into());
-    }
-    let ids: Vec<UserId> = ids.into_iter().map(UserId::from).collect();
+    let ids = bulk_ids(body(&bytes)?)?;
     let presences: Vec<Value> = app.core.presence_seen_by(&me, &ids).await?.iter().map(presence_json).collect();
     Ok(Json(json!({ "count": presences.len(), "presences": presences })))
 }

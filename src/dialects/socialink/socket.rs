@@ -312,12 +312,6 @@ async fn push(link: &Link, state: &Conn, m: &Message) -> Option<String> {
 }
 
 #[derive(Deserialize)]
-struct Incoming {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct AckFrame {
     message_ids: Vec<String>,
 }
@@ -333,43 +327,62 @@ struct TypingFrame {
     is_typing: bool,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, AppError> {
-    serde_json::from_value(value).map_err(|e| AppError::validation(e.to_string()))
+/// A client frame of §9, decoded.
+pub enum ClientFrame {
+    Ping,
+    Ack(Vec<String>),
+    Receipt { kind: ReceiptKind, message_id: String },
+    Typing { conversation_id: String, is_typing: bool },
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, AppError> {
+    crate::payload::strict(value).map_err(|e| AppError::validation(e.to_string()))
+}
+
+/// Decodes one client frame: JSON (`INVALID_JSON`), an object with a string `type` among
+/// §9's (`UNKNOWN_TYPE`), no NUL anywhere and its fields (`VALIDATION_FAILED`). Pure: no
+/// state, no I/O (the decoder property test feeds it every shape of JSON).
+pub fn decode_frame(text: &str) -> Result<ClientFrame, AppError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| AppError::InvalidJson(format!("the frame is not JSON: {e}")))?;
+    let Some(Value::String(kind)) = value.as_object().and_then(|frame| frame.get("type")) else {
+        return Err(AppError::UnknownType("a frame needs a string type".into()));
+    };
+    crate::error::refuse_nul(&value)?;
+    Ok(match kind.as_str() {
+        "ping" => ClientFrame::Ping,
+        "ack" => ClientFrame::Ack(parse::<AckFrame>(&value)?.message_ids),
+        "delivered" | "read" => ClientFrame::Receipt {
+            kind: if kind == "read" { ReceiptKind::Read } else { ReceiptKind::Delivered },
+            message_id: parse::<ReceiptFrame>(&value)?.message_id,
+        },
+        "typing" => {
+            let t = parse::<TypingFrame>(&value)?;
+            ClientFrame::Typing { conversation_id: t.conversation_id, is_typing: t.is_typing }
+        }
+        other => return Err(AppError::UnknownType(format!("unknown frame type {other}"))),
+    })
 }
 
 /// One client frame; the reply, if any.
 async fn handle(link: &Link, state: &Conn, text: &str) -> Option<String> {
-    let value: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(e) => return Some(error_frame(&AppError::InvalidJson(format!("the frame is not JSON: {e}")))),
-    };
-    let kind = match serde_json::from_value::<Incoming>(value.clone()) {
-        Ok(Incoming { kind: Some(kind) }) => kind,
-        _ => return Some(error_frame(&AppError::UnknownType("a frame needs a string type".into()))),
-    };
-    let result = match kind.as_str() {
-        "ping" => return Some(frame("pong", json!({ "timestamp": time(&Utc::now()) }))),
-        "ack" => ack(link, state, value).await,
-        "delivered" | "read" => {
-            let receipt_kind = if kind == "read" { ReceiptKind::Read } else { ReceiptKind::Delivered };
-            match parse::<ReceiptFrame>(value) {
-                Ok(r) => link.app.core.sealed_receipt(&link.actor(), &r.message_id, receipt_kind).await,
-                Err(e) => Err(e),
-            }
+    let result = match decode_frame(text) {
+        Err(e) => Err(e),
+        Ok(ClientFrame::Ping) => return Some(frame("pong", json!({ "timestamp": time(&Utc::now()) }))),
+        Ok(ClientFrame::Ack(ids)) => ack(link, state, &ids).await,
+        Ok(ClientFrame::Receipt { kind, message_id }) => {
+            link.app.core.sealed_receipt(&link.actor(), &message_id, kind).await
         }
-        "typing" => match parse::<TypingFrame>(value) {
-            Ok(t) => link.app.core.set_typing(&link.actor(), &t.conversation_id, t.is_typing).await,
-            Err(e) => Err(e),
-        },
-        other => Err(AppError::UnknownType(format!("unknown frame type {other}"))),
+        Ok(ClientFrame::Typing { conversation_id, is_typing }) => {
+            link.app.core.set_typing(&link.actor(), &conversation_id, is_typing).await
+        }
     };
     result.err().map(|e| error_frame(&e))
 }
 
-async fn ack(link: &Link, state: &Conn, value: Value) -> Result<(), AppError> {
-    let frame = parse::<AckFrame>(value)?;
+async fn ack(link: &Link, state: &Conn, message_ids: &[String]) -> Result<(), AppError> {
     let device = state.device(link).await.ok_or_else(|| AppError::NotFound("Device not found".into()))?;
-    link.app.core.acknowledge(device, &frame.message_ids).await?;
+    link.app.core.acknowledge(device, message_ids).await?;
     Ok(())
 }
 

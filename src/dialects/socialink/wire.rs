@@ -111,8 +111,24 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 pub fn body<T: DeserializeOwned>(bytes: &Bytes) -> Reply<T> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| Rejection(AppError::InvalidJson(format!("the body is not JSON: {e}"))))?;
-    crate::error::refuse_nul(&value)?;
-    serde_json::from_value(value).map_err(|e| Rejection(AppError::validation(e.to_string())))
+    from_json(&value)
+}
+
+/// A body already parsed as JSON: no NUL anywhere, and every struct read from an object only
+/// (`crate::payload::strict`: an array is never read by position into a request's fields;
+/// bodies that are lists, such as `prekeys` or `DELETE queue`, say so in their types).
+pub fn from_json<T: DeserializeOwned>(value: &serde_json::Value) -> Reply<T> {
+    crate::error::refuse_nul(value)?;
+    crate::payload::strict(value).map_err(|e| Rejection(AppError::validation(e.to_string())))
+}
+
+/// A route's body decoder for the decoder property test (`tests/decoders.rs`): the body as
+/// the route reads it, then the route's own checks of it (`check`), before any lookup.
+pub fn decode_with<T: DeserializeOwned>(
+    value: serde_json::Value,
+    check: impl FnOnce(T) -> Reply<()>,
+) -> crate::error::AppResult<()> {
+    from_json(&value).and_then(check).map_err(|Rejection(e)| e)
 }
 
 /// A byte field (key, signature, ciphertext). In: a base64 string (standard or URL-safe
@@ -204,7 +220,11 @@ pub struct IdList(pub Vec<String>);
 
 impl IdList {
     pub fn read(bytes: &Bytes, key: &str) -> Reply<Self> {
-        let value: serde_json::Value = body(bytes)?;
+        Self::from_json(body(bytes)?, key)
+    }
+
+    /// The list from a parsed body.
+    pub fn from_json(value: serde_json::Value, key: &str) -> Reply<Self> {
         let list = match value {
             serde_json::Value::Array(items) => items,
             serde_json::Value::Object(mut fields) => match fields.remove(key) {

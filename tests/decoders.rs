@@ -17,11 +17,7 @@ use switchboard::{
 
 /// Socket.IO dialects: name, and every event with its payload decoder.
 fn socket_io() -> Vec<(&'static str, Vec<(&'static str, Decoder)>)> {
-    vec![
-        ("sup", decoders::<Sup>()),
-        ("spark", decoders::<Spark>()),
-        ("e2e", decoders::<E2e>()),
-    ]
+    vec![("sup", decoders::<Sup>()), ("spark", decoders::<Spark>()), ("e2e", decoders::<E2e>())]
 }
 
 /// REST dialects: name, and every route that reads a JSON body with that body's decoder.
@@ -39,8 +35,11 @@ const INPUT_REFUSALS: &[&str] = &["VALIDATION_FAILED", "EMPTY_CONTENT", "CONTENT
 
 /// REST routes whose body is a list by contract (Socialink's bare-array bodies, §3, §4, §6):
 /// an array is their request, not a struct read by position.
-const LIST_BODIES: &[&str] =
-    &["POST /keys/prekeys/{user_id}/{device_id}", "DELETE /messages/queue/{user_id}/{device_id}", "POST /presence/bulk"];
+const LIST_BODIES: &[&str] = &[
+    "POST /keys/prekeys/{user_id}/{device_id}",
+    "DELETE /messages/queue/{user_id}/{device_id}",
+    "POST /presence/bulk",
+];
 
 /// Raw-WebSocket dialects: name, and a frame decoder answering Ok or a refusal code.
 type RawDecoder = fn(&str) -> Result<(), &'static str>;

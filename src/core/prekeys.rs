@@ -136,7 +136,9 @@ pub fn check_registration(reg: &DeviceRegistration) -> AppResult<(SignedPrekey, 
     check_device_text("device_id", &reg.device_id)?;
     check_device_text("device_name", &reg.device_name)?;
     if !(0..=MAX_REGISTRATION_ID).contains(&reg.registration_id) {
-        return Err(AppError::validation(format!("registration_id must be an integer from 0 to {MAX_REGISTRATION_ID}")));
+        return Err(AppError::validation(format!(
+            "registration_id must be an integer from 0 to {MAX_REGISTRATION_ID}"
+        )));
     }
     check_key("identity_key", &reg.identity_key)?;
     let signed = check_signed(&reg.identity_key, &reg.signed_prekey)?;

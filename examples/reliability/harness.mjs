@@ -239,10 +239,11 @@ async function worker() {
       ws.on('error', () => {});
       ws.on('unexpected-response', (_req, res) => { res.resume(); ws.terminate(); });
       ws.on('close', (code) => {
+        const polite = this.closing === 'final';
         if (opened) this.closed(`close ${code}`); else this.connectErrors += 1;
         if (this.inflight && this.inflight.inflightConn) this.inflight.inflightConn = 0;
         if (state.stopped) return;
-        const delay = this.closing === 'final' ? 0 : backoff(this.reconnects++);
+        const delay = polite ? 0 : backoff(this.reconnects++);
         setTimeout(() => this.open(), opened ? delay : backoff(this.reconnects++));
       });
     }
@@ -280,7 +281,7 @@ async function worker() {
     /** Mrezhen acks carry the tempId but errors do not: one message in flight at a time. */
     pump() {
       if (this.inflight && this.inflight.inflightConn === this.connNo && this.connected) return;
-      if (this.inflight) { this.queue.unshift(this.inflight); this.inflight = null; }
+      if (this.inflight) { if (!this.queue.includes(this.inflight)) this.queue.unshift(this.inflight); this.inflight = null; }
       if (!this.connected || !this.queue?.length) return;
       const rec = this.queue.shift();
       if (rec.tAck !== null) return this.pump();
@@ -310,7 +311,7 @@ async function worker() {
     restSend(rec) {
       rec.attempts += 1;
       rec.inflightConn = -1;
-      const body = JSON.stringify({ conversation_id: rec.chat, ciphertext: Buffer.from(rec.body).toString('base64'), client_message_id: rec.uid });
+      const body = JSON.stringify({ conversation_id: rec.chat, ciphertext: Buffer.from(rec.body).toString('base64'), client_message_id: rec.uid, device_id: this.deviceId });
       const req = http.request(`${cfg.url}/api/v1/messages/send/${encodeURIComponent(this.user)}`, {
         method: 'POST', localAddress: this.ip, agent: restAgent, timeout: 10000,
         headers: { 'content-type': 'application/json', authorization: `Bearer ${this.token}`, 'content-length': Buffer.byteLength(body) },
@@ -665,7 +666,10 @@ async function coordinator() {
       await until('redis', () => String(redisCli('ping')).includes('PONG'), 30000);
       f.tUp = now();
     } else if (kind === 'postgres') {
-      execFileSync('sh', ['-c', env.REL_PG_RESTART], { stdio: 'pipe' });
+      execFileSync('sh', ['-c', env.REL_PG_STOP], { stdio: 'pipe' });
+      f.tDown = now();
+      await sleep(num('RELIABILITY_PG_DOWN', 2) * 1000);
+      execFileSync('sh', ['-c', env.REL_PG_START], { stdio: 'pipe' });
       f.tUp = now();
     } else {
       throw new Error(`unknown fault ${kind}`);

@@ -57,6 +57,11 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi
 }
 
+# The same as a command line for the harness.
+pg_cmd() {
+  if [ "$(id -u)" = 0 ]; then printf 'su postgres -s /bin/sh -c %q' "$1"; else printf '%s' "$1"; fi
+}
+
 mkdir -p "$OUT/logs" "$OUT/nginx" "$OUT/redis"
 rm -f "$OUT"/worker-*.json "$OUT"/i*.pid "$OUT"/results.json
 PGDATA=$OUT/pgdata
@@ -117,7 +122,8 @@ log "running the harness"
 REL_OUT=$OUT REL_BIN=$BIN REL_URL="http://127.0.0.1:$NGINX_PORT" \
   REL_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/switchboard" \
   REL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" REL_REDIS_PORT=$REDIS_PORT REL_REDIS_START="$REDIS_START" \
-  REL_PG_RESTART="$( [ "$(id -u)" = 0 ] && echo "su postgres -s /bin/sh -c \"$PG_BIN/pg_ctl -D '$PGDATA' -m fast -w restart\"" || echo "$PG_BIN/pg_ctl -D '$PGDATA' -m fast -w restart")" \
+  REL_PG_STOP="$(pg_cmd "$PG_BIN/pg_ctl -D '$PGDATA' -m fast -w stop")" \
+  REL_PG_START="$(pg_cmd "$PG_BIN/pg_ctl -D '$PGDATA' -l '$OUT/logs/postgres.log' -w start")" \
   REL_PORT_A=$PORT_A REL_PORT_B=$PORT_B \
   node "$HERE/harness.mjs" 2> >(tee "$OUT/logs/harness.log" >&2) &
 HARNESS_PID=$!

@@ -391,7 +391,7 @@ async function worker() {
     } else if (msg.cmd === 'finish') {
       state.stopping = true;
       state.stopped = true;
-      for (const c of clients) { clearTimeout(c.forceTimer); if (c.socket) c.socket.close(); if (c.ws) c.ws.terminate(); }
+      for (const c of clients) { clearTimeout(c.forceTimer); c.closing = 'end'; if (c.socket) c.socket.close(); if (c.ws) c.ws.terminate(); }
       const out = {
         unknownFrames,
         clients: clients.map((c) => ({ user: c.user, dialect: c.dialect, conns: c.conns, echo: c.echo, connectErrors: c.connectErrors, recv: [...c.recv] })),
@@ -771,7 +771,9 @@ async function coordinator() {
   // Replay latency: from a reconnect to the last message of its backlog (sent before it).
   const replay = [];
   const replayBy = {};
-  const sendTime = new Map(sends.map((s) => [s.uid, s.tFirst]));
+  // The backlog of a connection: messages acknowledged (so stored) before it opened. A
+  // message still waiting for its ack then (PostgreSQL down, say) arrives live, not replayed.
+  const sendTime = new Map(sends.filter((s) => s.tAck !== null).map((s) => [s.uid, s.tAck]));
   for (const c of clients) {
     // Per connection after the first: the last copy of a message sent before it opened.
     const lastBacklog = new Map();
@@ -827,7 +829,7 @@ async function coordinator() {
 
   const conns = clients.reduce((a, c) => a + c.conns.length, 0);
   const causes = {};
-  for (const c of clients) for (const o of c.conns) { const k = String(o.cause).replace(/^server:.*/, 'server'); causes[k] = (causes[k] || 0) + 1; }
+  for (const c of clients) for (const o of c.conns) { const k = o.cause === null ? 'end' : String(o.cause).replace(/^server:.*/, 'server'); causes[k] = (causes[k] || 0) + 1; }
   const results = {
     startedAt: new Date(T0).toISOString(),
     settings: { clients: active.length, requested: N, durationS: DURATION / 1000, rate: RATE, groupSize: GROUP, workers: WORKERS, faults: FAULTS, mix: Object.fromEntries(MIX), supReceipts: cfg.supReceipts, drainS: DRAIN / 1000 },

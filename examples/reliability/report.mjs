@@ -71,7 +71,7 @@ w(`| duplicated (member got it more than once) | ${n(d.duplicated)} (${pc(d.dupl
 w(`| extra copies by what ended the connection that had the previous copy | after the SIGKILL ${n(dup.sigkill)}; after a forced disconnect ${n(dup.forced)}; after the final polite reconnect ${n(dup.final)}; graceful restart ${n(dup.graceful)}; Redis restart ${n(dup.redis)}; PostgreSQL restart ${n(dup.postgres)}; on the same connection ${n(dup.sameConnection)}; other ${n(dup.other)} | | |`);
 w(`| live delivery missed, recovered only by the final reconnect | ${n(d.lateAfterFinalReconnect)} | | |`);
 w(`| replay after a reconnect, p50 / p99 (max) | ${ms(r.replayMs.p50)} / ${ms(r.replayMs.p99)} (${ms(r.replayMs.max)}), ${n(r.replayMs.samples)} reconnects with a backlog | p99 < 1 s | ${yes(r.replayMs.p99 !== null && r.replayMs.p99 < 1000)} |`);
-w(`| connections opened | ${n(r.connections.total)} (ended by: ${Object.entries(r.connections.endedBy).map(([k, v]) => `${k} ${n(v)}`).join(', ')}); failed connection attempts ${n(r.connections.connectErrors)} | | |`);
+w(`| connections opened | ${n(r.connections.total)} (ended by — forced: the harness destroyed it; server: closed from the server side; final: the polite reconnect at the end; end: still open at the end — ${Object.entries(r.connections.endedBy).map(([k, v]) => `${k} ${n(v)}`).join(', ')}); failed connection attempts ${n(r.connections.connectErrors)} | | |`);
 w();
 w('Per dialect of the recipient:');
 w();

@@ -102,7 +102,8 @@ mkdir -p "$PGDATA"
 [ "$(id -u)" = 0 ] && chown postgres "$PGDATA" "$OUT/logs"
 as_pg "$PG_BIN/initdb -D '$PGDATA' -U postgres --auth=trust -E UTF8 --locale=C.UTF-8" >"$OUT/logs/initdb.log" 2>&1 \
   || die "initdb failed; see $OUT/logs/initdb.log"
-as_pg "$PG_BIN/pg_ctl -D '$PGDATA' -l '$OUT/logs/postgres.log' -w -o \"-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=200\" start" >/dev/null
+PG_START="$PG_BIN/pg_ctl -D '$PGDATA' -l '$OUT/logs/postgres.log' -w -o '-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=200' start"
+as_pg "$PG_START" >/dev/null
 psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc 'CREATE DATABASE switchboard' postgres
 PG_VERSION=$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -Atc 'SHOW server_version' postgres)
 
@@ -123,7 +124,7 @@ REL_OUT=$OUT REL_BIN=$BIN REL_URL="http://127.0.0.1:$NGINX_PORT" \
   REL_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/switchboard" \
   REL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" REL_REDIS_PORT=$REDIS_PORT REL_REDIS_START="$REDIS_START" \
   REL_PG_STOP="$(pg_cmd "$PG_BIN/pg_ctl -D '$PGDATA' -m fast -w stop")" \
-  REL_PG_START="$(pg_cmd "$PG_BIN/pg_ctl -D '$PGDATA' -l '$OUT/logs/postgres.log' -w start")" \
+  REL_PG_START="$(pg_cmd "$PG_START")" \
   REL_PORT_A=$PORT_A REL_PORT_B=$PORT_B \
   node "$HERE/harness.mjs" 2> >(tee "$OUT/logs/harness.log" >&2) &
 HARNESS_PID=$!

@@ -76,6 +76,12 @@ async function worker() {
     return Math.round(base * (0.5 + Math.random()));
   };
 
+  // A client keeps trying a message for two minutes (then gives up: it stays "not
+  // acknowledged"), waiting longer after each failed attempt, as a well-behaved app does.
+  const giveUp = (rec) => now() - rec.tFirst > 120000;
+  const retryDelay = (rec) => Math.min(1000 * 2 ** Math.max(0, rec.errors.length - 1), 30000);
+  const ACK_TIMEOUT = 20000;
+
   class Client {
     constructor(spec) {
       Object.assign(this, spec); // user, dialect, ip, chats, partner, deviceId
@@ -149,13 +155,13 @@ async function worker() {
       this.pending.delete(rec.uid);
     }
 
-    /** A refused or failed attempt: try again a second later (the same tempId). */
+    /** A refused or failed attempt: try again later, backing off (1 s doubling to 30 s), with the same tempId. */
     retryLater(rec, code) {
       if (rec.tAck !== null) return;
       rec.errors.push(code);
       rec.inflightConn = 0;
-      if (rec.attempts >= 60) { this.pending.delete(rec.uid); rec.gaveUp = true; return; }
-      setTimeout(() => { if (rec.tAck === null && rec.inflightConn === 0) this.attempt(rec); }, 1000);
+      if (giveUp(rec)) { this.pending.delete(rec.uid); rec.gaveUp = true; return; }
+      setTimeout(() => { if (rec.tAck === null && rec.inflightConn === 0) this.attempt(rec); }, retryDelay(rec));
     }
   }
 
@@ -212,7 +218,7 @@ async function worker() {
       const [ev, payload] = this.dialect === 'sup'
         ? ['message:new', { chatId: rec.chat, encryptedContent: rec.body, messageType: 'text', tempId: rec.uid }]
         : ['send_message', { conversationId: rec.chat, content: rec.body, tempId: rec.uid }];
-      this.socket.timeout(10000).emit(ev, payload, (err, res) => {
+      this.socket.timeout(ACK_TIMEOUT).emit(ev, payload, (err, res) => {
         if (rec.tAck !== null) return;
         if (err) { if (rec.inflightConn === conn) this.retryLater(rec, 'ACK_TIMEOUT'); return; }
         if (res && res.success) this.ackOk(rec);
@@ -297,15 +303,15 @@ async function worker() {
           this.queue.push(rec);
           this.pump();
         }
-      }, 10000);
+      }, ACK_TIMEOUT);
     }
 
     retryLater(rec, code) {
       if (this.dialect === 'socialink') return super.retryLater(rec, code);
       rec.errors.push(code);
       rec.inflightConn = 0;
-      if (rec.attempts >= 60) { this.pending.delete(rec.uid); rec.gaveUp = true; return; }
-      setTimeout(() => { if (rec.tAck === null) { this.queue.push(rec); this.pump(); } }, 1000);
+      if (giveUp(rec)) { this.pending.delete(rec.uid); rec.gaveUp = true; return; }
+      setTimeout(() => { if (rec.tAck === null) { this.queue.push(rec); this.pump(); } }, retryDelay(rec));
     }
 
     restSend(rec) {
@@ -313,7 +319,7 @@ async function worker() {
       rec.inflightConn = -1;
       const body = JSON.stringify({ conversation_id: rec.chat, ciphertext: Buffer.from(rec.body).toString('base64'), client_message_id: rec.uid, device_id: this.deviceId });
       const req = http.request(`${cfg.url}/api/v1/messages/send/${encodeURIComponent(this.user)}`, {
-        method: 'POST', localAddress: this.ip, agent: restAgent, timeout: 10000,
+        method: 'POST', localAddress: this.ip, agent: restAgent, timeout: ACK_TIMEOUT,
         headers: { 'content-type': 'application/json', authorization: `Bearer ${this.token}`, 'content-length': Buffer.byteLength(body) },
       }, (res) => {
         let text = '';
@@ -402,6 +408,8 @@ async function worker() {
       setTimeout(() => process.exit(0), 100);
     }
   });
+  // A worker whose coordinator died must not go on driving clients.
+  process.on('disconnect', () => process.exit(1));
   process.send({ cmd: 'ready' });
 }
 
@@ -653,7 +661,11 @@ async function coordinator() {
       f.tUp = now();
     } else if (kind === 'graceful') {
       f.rssBefore = victim.rss();
+      // As a supervisor would (systemd's TimeoutStopSec): a stop that has not ended after
+      // RELIABILITY_STOP_TIMEOUT seconds is ended with SIGKILL, and the report says so.
+      const killer = setTimeout(() => { f.stopTimedOut = true; victim.proc.kill('SIGKILL'); }, num('RELIABILITY_STOP_TIMEOUT', 60) * 1000);
       const r = await victim.stop('SIGTERM');
+      clearTimeout(killer);
       f.tDown = now();
       f.exit = r;
       await victim.start();
@@ -819,7 +831,7 @@ async function coordinator() {
     let worstAck = 0;
     for (const s of sends) if (s.tFirst >= f.t && s.tFirst < f.t + 1000 && s.tAck !== null) worstAck = Math.max(worstAck, s.tAck - s.tFirst);
     return {
-      kind: f.kind, atS: (f.t - loadStart.t) / 1000, downMs: (f.tUp ?? f.t) - f.t, exit: f.exit,
+      kind: f.kind, atS: (f.t - loadStart.t) / 1000, downMs: (f.tUp ?? f.t) - f.t, exit: f.exit, stopMs: f.tDown ? f.tDown - f.t : null, stopTimedOut: !!f.stopTimedOut,
       clientsDisconnected: closedByFault.length,
       clientsReconnectedMs: { p50: pct(back, 50), max: back.length ? Math.max(...back) : null, neverBack: closedByFault.length - back.length },
       ackShareBefore: base, sendsRecoveredMs: recoveredAt === null ? null : recoveredAt - f.t,

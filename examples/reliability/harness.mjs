@@ -485,7 +485,7 @@ function pct(list, p) {
 async function coordinator() {
   const N = num('RELIABILITY_CLIENTS', 2000);
   const DURATION = num('RELIABILITY_DURATION', 120) * 1000;
-  const RATE = num('RELIABILITY_RATE', 100);
+  const RATE = num('RELIABILITY_RATE', 50);
   const GROUP = num('RELIABILITY_GROUP_SIZE', 10);
   const DRAIN = num('RELIABILITY_DRAIN', 15) * 1000;
   const FAULTS = (env.RELIABILITY_FAULTS ?? 'sigkill,graceful,redis,postgres').split(',').map((s) => s.trim()).filter(Boolean);

@@ -10,7 +10,7 @@
 # Settings (environment):
 #   RELIABILITY_CLIENTS    clients, one user and one device each (2000)
 #   RELIABILITY_DURATION   seconds of load (120); the faults come at equal steps within it
-#   RELIABILITY_RATE       messages per second, all clients together (100)
+#   RELIABILITY_RATE       messages per second, all clients together (50)
 #   RELIABILITY_GROUP_SIZE members per group conversation (10)
 #   RELIABILITY_MIX        dialect shares (sup:40,spark:30,mrezhen:20,socialink:10)
 #   RELIABILITY_FAULTS     faults in order (sigkill,graceful,redis,postgres); empty: none

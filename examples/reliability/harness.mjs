@@ -853,6 +853,7 @@ async function coordinator() {
       unacknowledgedErrors: unacked.reduce((a, s) => { const k = s.errors[s.errors.length - 1] || 'none'; a[k] = (a[k] || 0) + 1; return a; }, {}),
       unacknowledgedButDelivered: unackedDelivered,
       resent: sends.filter((s) => s.attempts > 1).length,
+      ackMs: (() => { const l = sends.filter((s) => s.tAck !== null).map((s) => s.tAck - s.tFirst); return { p50: pct(l, 50), p90: pct(l, 90), p99: pct(l, 99), max: l.length ? Math.max(...l) : null }; })(),
       errorsSeen: sends.reduce((a, s) => { for (const e of s.errors) a[e] = (a[e] || 0) + 1; return a; }, {}),
     },
     deliveries: {

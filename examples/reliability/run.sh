@@ -63,7 +63,7 @@ pg_cmd() {
 }
 
 mkdir -p "$OUT/logs" "$OUT/nginx" "$OUT/redis"
-rm -f "$OUT"/worker-*.json "$OUT"/i*.pid "$OUT"/results.json
+rm -f "$OUT"/worker-*.json "$OUT"/i*.pid "$OUT"/results.json "$OUT"/logs/*.log
 PGDATA=$OUT/pgdata
 
 cleanup() {

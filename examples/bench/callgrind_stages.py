@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Folds a callgrind profile of reconnect cycles into the stages of one reconnect.
+
+usage: callgrind_stages.py PROFILE --cycles N [--idle IDLE_PROFILE] [--json OUT] [--top K]
+
+PROFILE is a callgrind dump covering N reconnects; IDLE_PROFILE (optional) a dump of an idle
+stretch of the same length, whose costs are subtracted first (timers, the delivery-mark
+flusher: what the server does per second, not per reconnect).
+
+A stage is the inclusive cost (the function and everything it called) of the functions named
+in STAGES below, minus the stages nested inside it, so that every instruction is counted once.
+Inclusive costs are computed here from the profile's call records, the way callgrind_annotate
+--inclusive=yes does (a function's own cost plus the cost of every call it made to another
+function). The SQLite statements run on sqlx's worker threads, outside the call tree of the
+code that asked for them: they form one stage of their own ("SQLite worker"), not split by
+statement. "other" is the rest of the program's total: the async runtime, sockets, the HTTP
+upgrade, allocations outside the named stages, the kernel boundary.
+"""
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+
+# (stage, regexes of function names whose inclusive cost it is, stages nested inside it).
+# Async functions are the `{{closure}}` their poll runs in. Ordered outermost first.
+STAGES = [
+    ("auth / JWT", [r"^switchboard::auth::Verifier::verify$"], []),
+    ("user upsert (runtime side)", [r"^switchboard::store::users::upsert::\{\{closure\}\}$"], []),
+    ("device register", [r"::device_seen::\{\{closure\}\}$"], []),
+    ("presence (user online, last seen, offline)",
+     [r"^switchboard::core::presence::<impl switchboard::core::Core>::user_connected::\{\{closure\}\}$",
+      r"^switchboard::core::presence::<impl switchboard::core::Core>::connection_closed::\{\{closure\}\}$"],
+     ["user upsert (runtime side)", "device register", "claims memory"]),
+    ("claims memory", [r"^switchboard::core::recall::RecordedClaims::"], []),
+    ("catch-up query (runtime side)",
+     [r"^switchboard::core::delivery::Ledger::load_missed::\{\{closure\}\}$"], ["catch-up memory"]),
+    ("catch-up memory", [r"^switchboard::core::recall::CatchupMemory::"], []),
+    ("hub registration and catch-up task",
+     [r"^switchboard::fanout::hub::Hub::register$", r"^switchboard::fanout::hub::Hub::unregister$",
+      r"^switchboard::fanout::hub::Hub::catch_up::\{\{closure\}\}$"],
+     ["catch-up query (runtime side)", "catch-up memory"]),
+    ("Socket.IO connect (admit, greeting, disconnect)",
+     [r"^switchboard::transport::socketio::admit::\{\{closure\}\}$",
+      r"^switchboard::transport::socketio::connected::\{\{closure\}\}$",
+      r"^switchboard::transport::socketio::disconnected::\{\{closure\}\}$"],
+     ["auth / JWT", "presence (user online, last seen, offline)", "hub registration and catch-up task",
+      "user upsert (runtime side)", "device register", "claims memory"]),
+    ("SQLite worker", [r"^sqlx_sqlite::connection::worker::ConnectionWorker::establish::\{\{closure\}\}"], []),
+    ("delivery-mark flush", [r"^switchboard::core::delivery::Ledger::flush::\{\{closure\}\}$"], []),
+]
+
+
+def parse(path):
+    """Returns (total Ir, {function: self Ir}, {function: inclusive Ir})."""
+    names = {}
+    self_cost = defaultdict(int)
+    calls_out = defaultdict(int)
+    total = 0
+    fn = None
+    pending_call = None  # the callee of the next cost line
+    callee = None
+    events = None
+
+    def name_of(spec):
+        m = re.match(r"\((\d+)\)(?: (.*))?$", spec)
+        if not m:
+            return spec
+        ident, name = m.group(1), m.group(2)
+        if name is not None:
+            names[ident] = name
+        return names.get(ident, ident)
+
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            c = line[0]
+            if c.isdigit() or c in "+-*":
+                parts = line.split()
+                if len(parts) < 2:
+                    continue
+                ir = int(parts[1])
+                if pending_call is not None:
+                    if pending_call != fn:
+                        calls_out[fn] += ir
+                    pending_call = None
+                else:
+                    self_cost[fn] += ir
+                    total += ir
+                continue
+            if line.startswith("fn="):
+                fn = name_of(line[3:])
+            elif line.startswith("cfn="):
+                callee = name_of(line[4:])
+            elif line.startswith("calls="):
+                # The next cost line is this call's inclusive cost; the callee is the last cfn=.
+                pending_call = callee
+            elif line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith("summary:") or line.startswith("totals:"):
+                pass
+            elif line.startswith("cfi=") or line.startswith("cfl=") or line.startswith("cob="):
+                pass
+    if events and events[0] != "Ir":
+        sys.exit(f"{path}: the first event is {events[0]}, not Ir")
+    inclusive = {f: self_cost[f] + calls_out[f] for f in set(self_cost) | set(calls_out)}
+    return total, self_cost, inclusive
+
+
+def stage_costs(inclusive):
+    raw = {}
+    for stage, patterns, _ in STAGES:
+        regexes = [re.compile(p) for p in patterns]
+        raw[stage] = sum(cost for fn, cost in inclusive.items() if any(r.search(fn) for r in regexes))
+    out = {}
+    for stage, _, nested in STAGES:
+        out[stage] = raw[stage] - sum(raw[n] for n in nested)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("profile")
+    ap.add_argument("--cycles", type=int, required=True)
+    ap.add_argument("--idle")
+    ap.add_argument("--json")
+    ap.add_argument("--top", type=int, default=0, help="also list the K costliest functions (inclusive)")
+    ap.add_argument("--commit", default="")
+    args = ap.parse_args()
+
+    total, _, inclusive = parse(args.profile)
+    stages = stage_costs(inclusive)
+    idle_total, idle_stages = 0, {s: 0 for s in stages}
+    if args.idle:
+        idle_total, _, idle_inclusive = parse(args.idle)
+        idle_stages = stage_costs(idle_inclusive)
+    n = args.cycles
+    per = {s: (stages[s] - idle_stages[s]) / n for s in stages}
+    per_total = (total - idle_total) / n
+    per["other (runtime, sockets, HTTP upgrade, allocator)"] = per_total - sum(per.values())
+
+    print(f"Instructions per reconnect ({n} reconnects{', idle stretch subtracted' if args.idle else ''}"
+          f"{', commit ' + args.commit if args.commit else ''}):\n")
+    print("| stage | instructions | share |")
+    print("|---|---:|---:|")
+    for stage, cost in per.items():
+        print(f"| {stage} | {cost:,.0f} | {cost / per_total * 100:.1f}% |")
+    print(f"| **total** | **{per_total:,.0f}** | 100% |")
+    if args.idle:
+        print(f"\n(cycles dump: {total:,} Ir; idle dump: {idle_total:,} Ir)")
+    if args.top:
+        print(f"\nCostliest functions per reconnect (inclusive, idle not subtracted):\n")
+        for fn, cost in sorted(inclusive.items(), key=lambda kv: -kv[1])[: args.top]:
+            print(f"{cost / n:14,.0f}  {fn}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cycles": n, "commit": args.commit, "per_reconnect": per, "total_per_reconnect": per_total,
+                       "cycles_ir": total, "idle_ir": idle_total}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@
 #                     line tables: CARGO_PROFILE_RELEASE_DEBUG=line-tables-only, which changes
 #                     no code generation, only what callgrind can name)
 #   CALLGRIND_PORT    the server's port (3499)
+#   CALLGRIND_BIN     the server binary to measure (target/release/switchboard)
 # Prints the stage table (Markdown) and writes $CALLGRIND_OUT/stages.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,11 +30,11 @@ for tool in valgrind callgrind_annotate callgrind_control node npm curl python3;
   command -v "$tool" >/dev/null || die "$tool is required"
 done
 
-if [ "${CALLGRIND_BUILD:-1}" != 0 ]; then
+if [ "${CALLGRIND_BUILD:-1}" != 0 ] && [ -z "${CALLGRIND_BIN:-}" ]; then
   echo "== building the release server with line tables" >&2
   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -q -p switchboard
 fi
-BIN=$ROOT/target/release/switchboard
+BIN=${CALLGRIND_BIN:-$ROOT/target/release/switchboard}
 [ -x "$BIN" ] || die "no $BIN"
 [ -d examples/bench/node_modules ] || (cd examples/bench && npm ci --no-audit --no-fund --silent)
 
@@ -67,7 +68,7 @@ done
 curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" || die "the server did not start; see $OUT/server.log"
 
 echo "== $CYCLES reconnect cycles" >&2
-RESULT=$(cd examples/bench && node connect-cycles.mjs "http://127.0.0.1:$PORT" "$SECRET" \
+RESULT=$(cd examples/bench && HOST=127.0.0.1 node connect-cycles.mjs "http://127.0.0.1:$PORT" "$SECRET" \
   --cycles "$CYCLES" --pid "$SERVER_PID")
 echo "$RESULT" >"$OUT/cycles.json"
 kill "$SERVER_PID" 2>/dev/null || true

@@ -8,7 +8,8 @@ stretch of the same length, whose costs are subtracted first (timers, the delive
 flusher: what the server does per second, not per reconnect).
 
 A stage is the inclusive cost (the function and everything it called) of the functions named
-in STAGES below, minus the stages nested inside it, so that every instruction is counted once.
+in STAGES below, minus the functions nested inside it that another stage counts, so that every
+instruction is counted once.
 Inclusive costs are computed here from the profile's call records, the way callgrind_annotate
 --inclusive=yes does (a function's own cost plus the cost of every call it made to another
 function). The SQLite statements run on sqlx's worker threads, outside the call tree of the
@@ -22,31 +23,36 @@ import re
 import sys
 from collections import defaultdict
 
-# (stage, regexes of function names whose inclusive cost it is, stages nested inside it).
-# Async functions are the `{{closure}}` their poll runs in. Ordered outermost first.
+# (stage, functions whose inclusive cost it adds, functions whose inclusive cost it takes off).
+# Each regex must name one function of the profile (anchored); async functions are the
+# `{{closure}}` their poll runs in. Inlining decides which functions exist: `admit`, `upsert`,
+# `user_connected` and `device_seen` are inlined into the functions named here, so the stages
+# follow the call tree the release build has. Stages are disjoint by construction (what is
+# nested is taken off); "other" is what no stage names.
+SIO = r"^socketioxide::client::Client<A>::sock_connect::\{\{closure\}\}::\{\{closure\}\}$"
+OPEN = r"^switchboard::core::connections::<impl switchboard::core::Core>::open_connection::\{\{closure\}\}$"
+JWT = r"^switchboard::transport::socketio::jwt_identity$"
+USER_SELECT = [r"^sea_orm::database::connection::ConnectionTrait::query_one::\{\{closure\}\}$",
+               r"^sea_orm::entity::base_entity::EntityTrait::find_by_id$"]
+CATCH_UP = r"^switchboard::fanout::hub::Hub::catch_up::\{\{closure\}\}$"
+LOAD_MISSED = r"^switchboard::core::delivery::Ledger::load_missed::\{\{closure\}\}$"
+CLOSED = r"^switchboard::core::presence::<impl switchboard::core::Core>::connection_closed::\{\{closure\}\}$"
+GUARD_CLOSE = r"^switchboard::core::connections::ConnectionGuard::close::\{\{closure\}\}$"
+DISCONNECT = r"^<F as socketioxide::handler::disconnect::DisconnectHandler<A,\(T1,T2,T3\)>>::call_with_defer::\{\{closure\}\}$"
 STAGES = [
-    ("auth / JWT", [r"^switchboard::auth::Verifier::verify$"], []),
-    ("user upsert (runtime side)", [r"^switchboard::store::users::upsert::\{\{closure\}\}$"], []),
-    ("device register", [r"::device_seen::\{\{closure\}\}$"], []),
-    ("presence (user online, last seen, offline)",
-     [r"^switchboard::core::presence::<impl switchboard::core::Core>::user_connected::\{\{closure\}\}$",
-      r"^switchboard::core::presence::<impl switchboard::core::Core>::connection_closed::\{\{closure\}\}$"],
-     ["user upsert (runtime side)", "device register", "claims memory"]),
-    ("claims memory", [r"^switchboard::core::recall::RecordedClaims::"], []),
-    ("catch-up query (runtime side)",
-     [r"^switchboard::core::delivery::Ledger::load_missed::\{\{closure\}\}$"], ["catch-up memory"]),
-    ("catch-up memory", [r"^switchboard::core::recall::CatchupMemory::"], []),
-    ("hub registration and catch-up task",
-     [r"^switchboard::fanout::hub::Hub::register$", r"^switchboard::fanout::hub::Hub::unregister$",
-      r"^switchboard::fanout::hub::Hub::catch_up::\{\{closure\}\}$"],
-     ["catch-up query (runtime side)", "catch-up memory"]),
-    ("Socket.IO connect (admit, greeting, disconnect)",
-     [r"^switchboard::transport::socketio::admit::\{\{closure\}\}$",
-      r"^switchboard::transport::socketio::connected::\{\{closure\}\}$",
-      r"^switchboard::transport::socketio::disconnected::\{\{closure\}\}$"],
-     ["auth / JWT", "presence (user online, last seen, offline)", "hub registration and catch-up task",
-      "user upsert (runtime side)", "device register", "claims memory"]),
-    ("SQLite worker", [r"^sqlx_sqlite::connection::worker::ConnectionWorker::establish::\{\{closure\}\}"], []),
+    ("auth / JWT (token from the handshake, HS256 check, claims)", [JWT], []),
+    ("user upsert: the user's SELECT, runtime side", USER_SELECT, []),
+    ("device, presence online, hub registration (open_connection without the SELECT)", [OPEN], USER_SELECT),
+    ("catch-up query, runtime side (load_missed)", [LOAD_MISSED], []),
+    ("catch-up task without its query, hub unregistration",
+     [CATCH_UP, r"^switchboard::fanout::hub::Hub::unregister$"], [LOAD_MISSED]),
+    ("disconnect in the core: last seen, live calls, presence offline and its circle, runtime side",
+     [CLOSED, r"^switchboard::core::presence::<impl switchboard::core::Core>::presence_circle::\{\{closure\}\}$"], []),
+    ("Socket.IO / Engine.IO: WebSocket session, CONNECT, greeting, DISCONNECT",
+     [SIO, r"^engineioxide::transport::ws::new_req::\{\{closure\}\}$", DISCONNECT],
+     [JWT, OPEN, GUARD_CLOSE]),
+    ("SQLite statements (sqlx worker threads, all statements)",
+     [r"^<sqlx_sqlite::connection::execute::ExecuteIter as core::iter::traits::iterator::Iterator>::next$"], []),
     ("delivery-mark flush", [r"^switchboard::core::delivery::Ledger::flush::\{\{closure\}\}$"], []),
 ]
 
@@ -110,14 +116,11 @@ def parse(path):
 
 
 def stage_costs(inclusive):
-    raw = {}
-    for stage, patterns, _ in STAGES:
-        regexes = [re.compile(p) for p in patterns]
-        raw[stage] = sum(cost for fn, cost in inclusive.items() if any(r.search(fn) for r in regexes))
-    out = {}
-    for stage, _, nested in STAGES:
-        out[stage] = raw[stage] - sum(raw[n] for n in nested)
-    return out
+    """Per stage: added minus taken-off inclusive costs; a regex that names nothing adds 0."""
+    def cost(pattern):
+        r = re.compile(pattern)
+        return sum(c for fn, c in inclusive.items() if r.search(fn))
+    return {stage: sum(map(cost, plus)) - sum(map(cost, minus)) for stage, plus, minus in STAGES}
 
 
 def main():

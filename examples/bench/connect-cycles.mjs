@@ -11,7 +11,7 @@
 // usage: node connect-cycles.mjs URL SECRET [--cycles N] [--pid PID] [--out FILE_BASE]
 // Prints one JSON line: { cycles, cycles_ms, idle_ms }.
 import { createHmac, randomUUID } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { io } from 'socket.io-client';
 
 const [url, secret] = process.argv.slice(2);
@@ -97,8 +97,14 @@ meSock.disconnect();
 peerSock.disconnect();
 thirdSock.disconnect();
 
+// callgrind_control finds the server's vgdb pipes by user and host name, which valgrind takes
+// from the environment: HOST must be what the server was started with (callgrind.sh sets both).
 const control = (flag) => {
-  if (pid) execFileSync('callgrind_control', [flag, pid], { stdio: 'ignore' });
+  if (!pid) return;
+  const r = spawnSync('callgrind_control', [flag, pid], { encoding: 'utf8' });
+  if (r.status !== 0 || !/OK\./.test(r.stdout) || /error/i.test(r.stderr)) {
+    throw new Error(`callgrind_control ${flag}: ${r.stdout}${r.stderr}`);
+  }
 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -115,16 +121,16 @@ const cycle = async () => {
 for (let i = 0; i < 5; i++) await cycle();
 await sleep(2000); // the flusher confirms the warm-up's marks
 
-control('-z');
+control('--zero');
 const t0 = Date.now();
 for (let i = 0; i < cycles; i++) await cycle();
 await sleep(3000); // disconnects finish (last_seen, presence) before the dump
 const cyclesMs = Date.now() - t0;
-control('-d');
-control('-z');
+control('--dump=cycles');
+control('--zero');
 const t1 = Date.now();
 await sleep(cyclesMs);
 const idleMs = Date.now() - t1;
-control('-d');
+control('--dump=idle');
 console.log(JSON.stringify({ cycles, cycles_ms: cyclesMs, idle_ms: idleMs, }));
 process.exit(0);

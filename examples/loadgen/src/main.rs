@@ -166,8 +166,9 @@ enum Command {
         /// Seconds the wave may take; what has not arrived by then is lost.
         #[arg(long, default_value_t = 300.0)]
         deadline: f64,
-        /// Backlog messages the sender keeps in flight.
-        #[arg(long, default_value_t = 256)]
+        /// Backlog messages the sender keeps in flight. Below the server's per-socket buffer
+        /// (socketioxide: 128 packets), or acks that do not fit are dropped and the sender stalls.
+        #[arg(long, default_value_t = 64)]
         window: usize,
     },
     /// Turns summary lines (JSON, one per line) into the Markdown tables of BENCHMARKS.md.

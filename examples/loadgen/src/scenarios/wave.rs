@@ -40,6 +40,8 @@ pub struct WaveOpts {
 /// first reconnection delay is 1 s with jitter; shorter here, so the figure is the server's).
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Longest the sender waits for its next ack before the scenario fails.
+const ACK_STALL: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 struct Delivered<'a> {
@@ -176,6 +178,7 @@ async fn write_backlog(ctx: &Ctx, sender: &str, chats: &[String], opts: &WaveOpt
     let temp_id = |n: usize| format!("{}-w-{}-{}", ctx.run, n / opts.backlog, n % opts.backlog);
     let (mut next, mut acked) = (0usize, 0usize);
     let mut tally = Tally::default();
+    let mut last_ack = tokio::time::Instant::now();
     while acked < total {
         while next < total && next - acked < opts.window.max(1) {
             let chat = &chats[next / opts.backlog];
@@ -184,8 +187,9 @@ async fn write_backlog(ctx: &Ctx, sender: &str, chats: &[String], opts: &WaveOpt
                 .map_err(|e| anyhow::anyhow!("sender: {e}"))?;
             next += 1;
         }
-        let text = match tokio::time::timeout(Duration::from_secs(60), conn.next_text()).await {
-            Err(_) => anyhow::bail!("sender: no ack for 60 s ({acked} of {total} acked)"),
+        // Pings arrive meanwhile: the deadline is for the next ack, not the next frame.
+        let text = match tokio::time::timeout_at(last_ack + ACK_STALL, conn.next_text()).await {
+            Err(_) => anyhow::bail!("sender: no ack for {ACK_STALL:?} ({acked} of {total} acked)"),
             Ok(Err(e)) => anyhow::bail!("sender: {e}"),
             Ok(Ok(None)) => anyhow::bail!("sender: closed by server"),
             Ok(Ok(Some(text))) => text,
@@ -196,6 +200,7 @@ async fn write_backlog(ctx: &Ctx, sender: &str, chats: &[String], opts: &WaveOpt
                 // Acks come in the order sent (one connection, one writer).
                 check_ack(body, &temp_id(id as usize)).map_err(|e| anyhow::anyhow!("sender, message {id}: {e}"))?;
                 acked += 1;
+                last_ack = tokio::time::Instant::now();
             }
             Packet::Event { body, .. } => tally.event(body),
             _ => {}

@@ -73,6 +73,13 @@ pub async fn run(ctx: Rc<Ctx>, opts: WaveOpts) -> anyhow::Result<Value> {
     let sender = format!("wave-{}-sender", ctx.run);
     eprintln!("setup: {} direct chats", users.len());
     let chats = ctx.direct_chats(&sender, &users).await?;
+    // The sender connects now and stays: its own catch-up (every chat of the scenario) is long
+    // over when it writes. A connection still catching up is pushed its own messages sent
+    // meanwhile; on one socket they and the acks share socketioxide's 128-packet buffer, and
+    // an ack that finds it full is dropped.
+    let sender_conn = ctx.connect(usize::MAX / 2, &sender).await.map_err(|e| anyhow::anyhow!("sender: {e}"))?;
+    let (stop_idling, stopped) = tokio::sync::oneshot::channel::<()>();
+    let idling = tokio::task::spawn_local(idle(sender_conn, stopped));
 
     // 1. Everyone connected once (their devices and cursors exist), then everyone leaves.
     eprintln!("setup: connecting {} clients", users.len());
@@ -87,7 +94,9 @@ pub async fn run(ctx: Rc<Ctx>, opts: WaveOpts) -> anyhow::Result<Value> {
 
     // 2. The backlog, written while they are away.
     eprintln!("setup: writing {} messages of backlog", users.len() * opts.backlog);
-    let sent = write_backlog(&ctx, &sender, &chats, &opts).await?;
+    let _ = stop_idling.send(());
+    let sender_conn = idling.await?.map_err(|e| anyhow::anyhow!("sender, while idle: {e}"))?;
+    let sent = write_backlog(&ctx, sender_conn, &chats, &opts).await?;
 
     // 3. The wave: every client at once.
     eprintln!("wave: {} clients reconnect at once", users.len());
@@ -169,8 +178,24 @@ fn merged_errors(s: &mut Wave) -> Value {
 /// The sender writes `backlog` messages into every chat, `window` in flight; returns how many
 /// were acknowledged. Any failure stops the scenario: a backlog that was not written cannot
 /// be caught up.
-async fn write_backlog(ctx: &Ctx, sender: &str, chats: &[String], opts: &WaveOpts) -> anyhow::Result<u64> {
-    let mut conn = ctx.connect(usize::MAX / 2, sender).await.map_err(|e| anyhow::anyhow!("sender: {e}"))?;
+/// Holds a connection, answering pings, until told to hand it back.
+async fn idle(mut conn: Conn, mut stop: tokio::sync::oneshot::Receiver<()>) -> Result<Conn, sio::Error> {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(conn),
+            frame = conn.next_text() => match frame? {
+                None => return Err(sio::Error::Closed),
+                Some(text) => {
+                    if sio::parse(&text) == Packet::Ping {
+                        conn.send("3".into()).await?;
+                    }
+                }
+            },
+        }
+    }
+}
+
+async fn write_backlog(ctx: &Ctx, mut conn: Conn, chats: &[String], opts: &WaveOpts) -> anyhow::Result<u64> {
     let body = content(100);
     let total = chats.len() * opts.backlog;
     // Ack id n is message n: chat n / backlog, k = n % backlog, in chat order per k so each

@@ -482,7 +482,7 @@ mod tests {
         m.recording(&alice.user_id).recorded(&alice);
         assert!(!m.known(&alice));
         let m = RecordedClaims::new(CLAIMS_TTL, 10);
-        let member = who(&crate::domain::session_user_id("e2e:s", "m"), None);
+        let member = who(&crate::domain::session_user_id(&crate::domain::session_chat_id("s"), "m"), None);
         m.recording(&member.user_id).recorded(&member);
         assert!(!m.known(&member));
     }

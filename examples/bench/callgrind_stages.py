@@ -53,7 +53,6 @@ STAGES = [
      [JWT, OPEN, GUARD_CLOSE]),
     ("SQLite statements (sqlx worker threads, all statements)",
      [r"^<sqlx_sqlite::connection::execute::ExecuteIter as core::iter::traits::iterator::Iterator>::next$"], []),
-    ("delivery-mark flush", [r"^switchboard::core::delivery::Ledger::flush::\{\{closure\}\}$"], []),
 ]
 
 

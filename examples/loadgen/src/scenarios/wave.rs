@@ -111,9 +111,9 @@ pub async fn run(ctx: Rc<Ctx>, opts: WaveOpts) -> anyhow::Result<Value> {
         .map(|(i, user)| {
             let (ctx, state, user, released) = (ctx.clone(), state.clone(), user.clone(), released.clone());
             let backlog = opts.backlog;
-            tokio::task::spawn_local(async move {
-                client(ctx, i, user, backlog, start, deadline, state, released).await
-            })
+            tokio::task::spawn_local(
+                async move { client(ctx, i, user, backlog, start, deadline, state, released).await },
+            )
         })
         .collect();
     let mut last_report = Instant::now();

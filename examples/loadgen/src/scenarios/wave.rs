@@ -250,14 +250,20 @@ async fn client(
         match ctx.connect(i, &user).await {
             Ok(conn) => break conn,
             Err(e) => {
-                let mut s = state.borrow_mut();
-                s.errors.add(format!("connect: {}", e.kind()));
-                if Instant::now() + RETRY_AFTER >= deadline {
-                    s.given_up += 1;
+                let give_up = {
+                    let mut s = state.borrow_mut();
+                    s.errors.add(format!("connect: {}", e.kind()));
+                    let give_up = Instant::now() + RETRY_AFTER >= deadline;
+                    if give_up {
+                        s.given_up += 1;
+                    } else {
+                        s.retries += 1;
+                    }
+                    give_up
+                };
+                if give_up {
                     return;
                 }
-                s.retries += 1;
-                drop(s);
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }

@@ -160,12 +160,26 @@ impl Application {
         }
         expiry.abort();
         state.inflight.wait_idle(state.config.shutdown_grace).await;
-        state.core.drain_writes().await;
+        // Bounded by the grace period like every step: a write still queued at the deadline
+        // was not acknowledged, so its sender sends it again (same `tempId`) elsewhere.
+        if tokio::time::timeout_at(deadline, state.core.drain_writes()).await.is_err() {
+            tracing::warn!(
+                "messages still being written at the end of the grace period; their senders were not answered"
+            );
+        }
         // A client whose buffer stays full is given as long to take what fills its holes as
         // it is given to answer the close.
         state.core.freeze(tokio::time::Instant::now() + state.config.close_answer_timeout).await;
         state.transport.hub_frozen();
-        io.close().await;
+        if tokio::time::timeout_at(
+            deadline.max(tokio::time::Instant::now() + state.config.close_answer_timeout),
+            io.close(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("Socket.IO transports still closing at the end of the grace period");
+        }
         state.raw_ws.close_all(state.config.close_answer_timeout).await;
         state.transport.sessions.close_all();
         let settled = state.core.record_confirmed(deadline).await;

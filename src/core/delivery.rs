@@ -34,9 +34,59 @@ struct Mark {
     /// delivered once its transport confirmed the position.
     unconfirmed: VecDeque<(i64, u64)>,
     written: i64,
+    /// `seq`s handed above a gap, with the contiguous point when they were handed: a client's
+    /// receipt for one of them vouches only for that point (what filled the gap was queued
+    /// after it, and may not have reached the client). Pruned once written passes them.
+    above_gap: VecDeque<(i64, i64)>,
+    /// Entries dropped from a full `above_gap`: `(highest seq, lowest contiguous point)`;
+    /// a receipt at or below that seq vouches for no more than that point.
+    forgotten: Option<(i64, i64)>,
 }
 
+/// How many above-gap handings a mark remembers; gaps close within a bus hop, so a chat holds
+/// a few at most, and past this a receipt only vouches for less (never for too much).
+const ABOVE_GAP_KEPT: usize = 256;
+
 impl Mark {
+    /// The connection was handed `seq`, and has everything up to `contiguous`.
+    fn note_handing(&mut self, seq: i64, contiguous: i64) {
+        if seq > contiguous && !self.above_gap.iter().any(|(s, _)| *s == seq) {
+            if self.above_gap.len() >= ABOVE_GAP_KEPT {
+                if let Some((s, c)) = self.above_gap.pop_front() {
+                    let (top, floor) = self.forgotten.unwrap_or((s, c));
+                    self.forgotten = Some((top.max(s), floor.min(c)));
+                }
+            }
+            self.above_gap.push_back((seq, contiguous));
+        }
+    }
+
+    /// The highest `seq` a client's receipt for `seq` proves it has: `seq` itself when
+    /// everything below it had been handed first; the contiguous point of its handing when it
+    /// came above a gap; nothing when this connection never handed it (the client learned of
+    /// it elsewhere, which proves nothing about what this connection queued).
+    fn vouched_by_receipt(&self, seq: i64) -> Option<i64> {
+        if let Some((_, contiguous)) = self.above_gap.iter().find(|(s, _)| *s == seq) {
+            return Some(*contiguous);
+        }
+        if seq > self.handed {
+            return None;
+        }
+        match self.forgotten {
+            Some((top, floor)) if seq <= top => Some(seq.min(floor)),
+            _ => Some(seq),
+        }
+    }
+
+    /// Forgets what the durable cursor passed: a receipt can no longer move it.
+    fn prune(&mut self) {
+        let written = self.written;
+        self.above_gap.retain(|(seq, _)| *seq > written);
+        if self.forgotten.is_some_and(|(top, _)| top <= written) {
+            self.forgotten = None;
+        }
+    }
+
     /// The highest `seq` this connection confirmed, given its transport's `confirmed` position.
     fn confirmed_up_to(&self, confirmed: u64) -> i64 {
         let newly = self.unconfirmed.iter().take_while(|(_, needs)| *needs <= confirmed).map(|(seq, _)| *seq).last();
@@ -112,6 +162,7 @@ impl Ledger {
                     let slot = writes.entry((conn.user.clone(), conn.device.clone(), chat.clone())).or_default();
                     *slot = (*slot).max(due);
                     mark.written = due;
+                    mark.prune();
                 }
             }
             if finished {
@@ -159,6 +210,16 @@ impl Ledger {
             }
             tokio::time::sleep(SETTLE_POLL).await;
         }
+    }
+
+    /// How far a client's receipt for `seq` of `chat`, sent on connection `conn`, moves its
+    /// device's delivered cursor: only over what that connection had been handed before the
+    /// message (see [`Mark::vouched_by_receipt`]). A receipt from another path (REST, a
+    /// connection that never handed the message) moves nothing; the marks of the connections
+    /// that did hand it move the cursor once their transports confirm.
+    pub fn vouched_by_receipt(&self, conn: Option<ConnId>, chat: &str, seq: i64) -> Option<i64> {
+        let marks = self.marks.get(&conn?)?;
+        marks.chats.get(chat)?.vouched_by_receipt(seq)
     }
 
     pub fn spawn_flusher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
@@ -249,7 +310,7 @@ impl DeliveryLedger for Ledger {
         self.by_device.entry((user.into(), device.into())).or_default().push(conn);
     }
 
-    fn pushed(&self, conn: ConnId, chat: &str, seq: i64) {
+    fn pushed(&self, conn: ConnId, chat: &str, seq: i64, contiguous: i64) {
         let Some(mut conn) = self.marks.get_mut(&conn) else { return };
         // Taken after the message was queued: a later position only asks for more.
         let needs = conn.receipts.position();
@@ -257,6 +318,8 @@ impl DeliveryLedger for Ledger {
             Some(mark) => mark,
             None => conn.chats.entry(chat.into()).or_default(),
         };
+        mark.note_handing(seq, contiguous);
+        let seq = contiguous;
         if seq <= mark.handed {
             return;
         }
@@ -298,4 +361,63 @@ impl DeliveryLedger for Ledger {
 #[derive(Debug, Clone, Copy)]
 pub struct Settled {
     pub unconfirmed_connections: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark_after(handings: &[(i64, i64)]) -> Mark {
+        let mut mark = Mark::default();
+        for &(seq, contiguous) in handings {
+            mark.note_handing(seq, contiguous);
+            mark.handed = mark.handed.max(contiguous);
+        }
+        mark
+    }
+
+    #[test]
+    fn a_receipt_vouches_for_its_message_when_nothing_below_was_missing() {
+        let mark = mark_after(&[(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(mark.vouched_by_receipt(3), Some(3));
+        assert_eq!(mark.vouched_by_receipt(2), Some(2));
+    }
+
+    #[test]
+    fn a_receipt_for_a_message_above_a_gap_vouches_only_below_the_gap() {
+        // 12 went out while 11 was still on its way from another instance; 11 came next.
+        let mark = mark_after(&[(10, 10), (12, 10), (11, 12)]);
+        assert_eq!(mark.handed, 12);
+        assert_eq!(mark.vouched_by_receipt(12), Some(10), "11 was queued after 12: not proven");
+        assert_eq!(mark.vouched_by_receipt(11), Some(11));
+    }
+
+    #[test]
+    fn a_receipt_for_a_message_this_connection_never_handed_vouches_for_nothing() {
+        let mark = mark_after(&[(5, 5)]);
+        assert_eq!(mark.vouched_by_receipt(9), None);
+    }
+
+    #[test]
+    fn written_marks_prune_what_they_passed() {
+        let mut mark = mark_after(&[(10, 10), (12, 10), (11, 12)]);
+        mark.written = 12;
+        mark.prune();
+        assert!(mark.above_gap.is_empty());
+    }
+
+    #[test]
+    fn a_full_memory_of_gaps_vouches_for_less_never_for_more() {
+        let mut handings = vec![(1, 1)];
+        for seq in 3..(3 + ABOVE_GAP_KEPT as i64 + 10) {
+            handings.push((seq, 1));
+        }
+        let mark = mark_after(&handings);
+        assert_eq!(mark.above_gap.len(), ABOVE_GAP_KEPT);
+        let mut mark = mark;
+        mark.handed = 400; // 2 came at last
+        for seq in 3..(3 + ABOVE_GAP_KEPT as i64 + 10) {
+            assert_eq!(mark.vouched_by_receipt(seq), Some(1), "seq {seq}");
+        }
+    }
 }

@@ -31,9 +31,12 @@ impl Core {
             .ok_or_else(|| AppError::NotFound("message not found in this conversation".into()))?;
         store::conversations::advance_cursor(&self.db, chat, &actor.user_id, msg.seq, kind == ReceiptKind::Read)
             .await?;
-        // The client says it has the message: the strongest confirmation there is, for the
-        // device it came from (its catch-up starts after it).
-        store::devices::advance(&self.db, &[(chat, actor.user_id.as_str(), actor.device.as_str(), msg.seq)]).await?;
+        // The client says it has the message: proof that it has what its connection was
+        // handed before it, no more (a message that filled a gap below it was queued later
+        // and may be lost with the connection). The device's catch-up starts after that.
+        if let Some(upto) = self.ledger.vouched_by_receipt(actor.conn, chat, msg.seq) {
+            store::devices::advance(&self.db, &[(chat, actor.user_id.as_str(), actor.device.as_str(), upto)]).await?;
+        }
         let receipt = Receipt {
             kind,
             chat_id: chat.into(),

@@ -312,20 +312,42 @@ async fn write(
 
 /// The publisher: runs on the server's runtime, beside the connections, and takes the written
 /// batches in commit order. It hands each new message to its audience (one wake-up of the
-/// server's runtime per batch rather than per recipient and per ack), waits for the bus to
-/// have taken the batch, and then acknowledges.
+/// server's runtime per batch rather than per recipient and per ack) and the bus, and passes
+/// the batch's acks on to [`acknowledge`], which sends them once the bus took the batch. The
+/// next batch is delivered meanwhile: waiting here for the bus, batch after batch, made every
+/// ack wait for all the round trips before it.
 async fn publish(mut written: mpsc::Receiver<Written>, on_stored: OnStored) {
+    let (to_ack, acks) = mpsc::unbounded_channel();
+    tokio::spawn(acknowledge(acks));
     while let Some(item) = written.recv().await {
-        match item {
-            Written::Batch(batch) => finish(batch, &on_stored).await,
-            Written::Barrier(done) => {
-                let _ = done.send(());
-            }
-        }
+        let next = match item {
+            Written::Batch(batch) => Acks::Batch(deliver(batch, &on_stored)),
+            Written::Barrier(done) => Acks::Barrier(done),
+        };
+        // Fails only once the server's runtime is gone, and its clients with it.
+        let _ = to_ack.send(next);
     }
 }
 
-async fn finish(batch: Vec<(Pending, Reply, Result<Appended, AppError>)>, on_stored: &OnStored) {
+/// What [`acknowledge`] answers, in commit order.
+enum Acks {
+    Batch(DeliveredBatch),
+    /// Answered once every ack before it was sent.
+    Barrier(oneshot::Sender<()>),
+}
+
+struct DeliveredBatch {
+    acks: Vec<(Reply, Result<Outcome, AppError>)>,
+    /// The bus's confirmation of the batch's last envelope: it publishes in order, so it
+    /// covers the whole batch.
+    published: Option<Published>,
+    /// Past this, the acks go out without the bus: the messages are durable, and other
+    /// instances' clients catch up by `seq`. Counted from the batch's delivery, so that a bus
+    /// outage delays each ack by at most [`PUBLISH_WAIT`], not by one wait per batch before it.
+    deadline: tokio::time::Instant,
+}
+
+fn deliver(batch: Vec<(Pending, Reply, Result<Appended, AppError>)>, on_stored: &OnStored) -> DeliveredBatch {
     let mut acks = Vec::with_capacity(batch.len());
     let mut last_published = None;
     for (pending, reply, result) in batch {
@@ -346,14 +368,27 @@ async fn finish(batch: Vec<(Pending, Reply, Result<Appended, AppError>)>, on_sto
         };
         acks.push((reply, outcome));
     }
-    // The bus publishes in order, so the last confirmation covers the whole batch.
-    if let Some(published) = last_published {
-        if tokio::time::timeout(PUBLISH_WAIT, published).await.is_err() {
-            tracing::warn!("the bus did not confirm in time; acknowledging the durable messages anyway");
+    DeliveredBatch { acks, published: last_published, deadline: tokio::time::Instant::now() + PUBLISH_WAIT }
+}
+
+/// Sends the acks of each batch, in commit order, once the bus took the batch.
+async fn acknowledge(mut batches: mpsc::UnboundedReceiver<Acks>) {
+    while let Some(item) = batches.recv().await {
+        let batch = match item {
+            Acks::Batch(batch) => batch,
+            Acks::Barrier(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
+        if let Some(published) = batch.published {
+            if tokio::time::timeout_at(batch.deadline, published).await.is_err() {
+                tracing::warn!("the bus did not confirm in time; acknowledging the durable messages anyway");
+            }
         }
-    }
-    for (reply, outcome) in acks {
-        // The sender may have gone; the message is stored and published regardless.
-        let _ = reply.send(outcome);
+        for (reply, outcome) in batch.acks {
+            // The sender may have gone; the message is stored and published regardless.
+            let _ = reply.send(outcome);
+        }
     }
 }

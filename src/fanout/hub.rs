@@ -265,7 +265,7 @@ impl Hub {
         let Some(entry) = self.conns.get(&id).map(|e| e.clone()) else { return };
         let contiguous = lock(&entry.sync).handed_upto(chat, seq);
         if let Some(ledger) = self.ledger.get() {
-            ledger.pushed(id, chat, contiguous);
+            ledger.pushed(id, chat, contiguous, contiguous);
         }
     }
 
@@ -454,7 +454,7 @@ impl Hub {
                 // the mark moves over those, or the next connection would get them again.
                 let passes_others = contiguous > msg.seq;
                 if let Some(ledger) = self.ledger.get().filter(|_| !is_origin || passes_others || not_for_it) {
-                    ledger.pushed(id, &msg.chat_id, contiguous);
+                    ledger.pushed(id, &msg.chat_id, msg.seq, contiguous);
                 }
                 if gap {
                     self.check_gap_later(id, entry, &msg.chat_id);
@@ -587,7 +587,7 @@ impl Hub {
         // The baseline was set before the backlog was pushed; a chat without one starts right
         // below its first missed message.
         let (contiguous, _) = lock(&entry.sync).sent(&chat, seq);
-        ledger.pushed(id, &chat, contiguous);
+        ledger.pushed(id, &chat, seq, contiguous);
         true
     }
 }
@@ -644,7 +644,7 @@ async fn close_gaps_of(
                 }
             }
             let (contiguous, _) = lock(&entry.sync).sent(&chat, seq);
-            ledger.pushed(id, &chat, contiguous);
+            ledger.pushed(id, &chat, seq, contiguous);
         }
     }
     left

@@ -97,8 +97,9 @@ pub trait Receipts: Send + Sync + 'static {
 pub trait DeliveryLedger: Send + Sync + 'static {
     /// Connection `conn` of `user`'s `device` opened; `receipts` will say what reached it.
     fn opened(&self, conn: ConnId, user: &str, device: &str, receipts: Arc<dyn Receipts>);
-    /// Connection `conn` was handed every message of `chat` up to `seq`.
-    fn pushed(&self, conn: ConnId, chat: &str, seq: i64);
+    /// Connection `conn` was handed message `seq` of `chat`, and now has every message of the
+    /// chat up to `contiguous` (below `seq` when a gap is open under it).
+    fn pushed(&self, conn: ConnId, chat: &str, seq: i64, contiguous: i64);
     /// The connection closed; what was handed to it is recorded once its transport confirms
     /// it, and forgotten if it never does.
     fn closed(&self, conn: ConnId);

@@ -369,39 +369,53 @@ enum Outgoing {
     Marker(oneshot::Sender<()>),
 }
 
+/// Most envelopes one pipeline carries to Redis.
+const PUBLISH_PIPELINE: usize = 512;
+
 impl RedisBus {
-    /// Starts the publisher task. Publishing never blocks the caller: envelopes queue in order.
+    /// Starts the publisher task. Publishing never blocks the caller: envelopes queue in order
+    /// and leave in that order, as many as are waiting in one pipeline (one round trip), so the
+    /// bus keeps up with the writer: one round trip per envelope capped every instance at a
+    /// few thousand events per second, and acks waited behind it.
     pub fn start(pool: Pool, channel: String) -> Arc<Self> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
         tokio::spawn(async move {
-            while let Some(item) = rx.recv().await {
-                let (payload, done) = match item {
-                    Outgoing::Publish(payload, done) => (payload, done),
-                    Outgoing::Marker(done) => {
-                        let _ = done.send(());
-                        continue;
-                    }
-                };
-                // Retry until Redis takes it: dropping it would lose a live event elsewhere.
-                let mut backoff = Duration::from_millis(50);
-                loop {
-                    let sent = match pool.get().await {
-                        Ok(mut conn) => {
-                            conn.publish::<_, _, i64>(&channel, &payload).await.map_err(anyhow::Error::from)
+            let mut queued = Vec::with_capacity(PUBLISH_PIPELINE);
+            while rx.recv_many(&mut queued, PUBLISH_PIPELINE).await > 0 {
+                let mut pipe = redis::pipe();
+                let mut payloads = 0;
+                let mut waiting = Vec::with_capacity(queued.len());
+                for item in queued.drain(..) {
+                    match item {
+                        Outgoing::Publish(payload, done) => {
+                            pipe.publish(&channel, payload).ignore();
+                            payloads += 1;
+                            waiting.push(done);
                         }
+                        // Answered with the envelopes queued before it, once they left.
+                        Outgoing::Marker(done) => waiting.push(done),
+                    }
+                }
+                // Retry until Redis takes them: dropping them would lose live events elsewhere.
+                // A pipeline that failed half-way is sent again whole; receivers drop what they
+                // already had (a message by its `seq`).
+                let mut backoff = Duration::from_millis(50);
+                while payloads > 0 {
+                    let sent = match pool.get().await {
+                        Ok(mut conn) => pipe.query_async::<()>(&mut conn).await.map_err(anyhow::Error::from),
                         Err(e) => Err(e.into()),
                     };
                     match sent {
-                        Ok(_) => {
-                            let _ = done.send(());
-                            break;
-                        }
+                        Ok(()) => break,
                         Err(e) => {
                             tracing::warn!(cause = %e, "redis publish failed; retrying");
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(Duration::from_secs(2));
                         }
                     }
+                }
+                for done in waiting {
+                    let _ = done.send(());
                 }
             }
         });

@@ -72,6 +72,9 @@ pub mod close {
     /// A live connection whose send queue filled up (a dialect that disconnects slow
     /// consumers).
     pub const SLOW: u16 = 1008;
+    /// The server could not send an event just now (a lookup failed): reconnect and be pushed
+    /// it again (RFC 6455's 1013, Try Again Later).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The connection's token expired: get a new one and reconnect (an application code,
     /// in the 4000–4999 range RFC 6455 leaves to applications; 4001 as HTTP's 401).
     pub const TOKEN_EXPIRED: u16 = 4001;
@@ -124,8 +127,16 @@ pub trait Dialect: Send + Sync + 'static {
     fn state(&self, link: &Link) -> Self::State;
     /// One frame from the client (binary frames are read as UTF-8 text).
     fn frame(&self, link: &Link, state: &Self::State, text: &str) -> impl Future<Output = ()> + Send;
-    /// An event the hub handed this connection, as a frame; `None` sends nothing.
-    fn encode(&self, link: &Link, state: &Self::State, item: &Delivery) -> impl Future<Output = Option<String>> + Send;
+    /// An event the hub handed this connection, as a frame; `None` sends nothing (the event
+    /// is not for this client). An error means the frame could not be made (a lookup failed):
+    /// the connection is closed without confirming that item or anything after it, so the
+    /// client reconnects and is pushed it again rather than never.
+    fn encode(
+        &self,
+        link: &Link,
+        state: &Self::State,
+        item: &Delivery,
+    ) -> impl Future<Output = Result<Option<String>, AppError>> + Send;
     /// The first catch-up of the connection is done (its backlog is queued): a frame to send
     /// next, if any.
     fn caught_up(&self, link: &Link, state: &Self::State) -> impl Future<Output = Option<String>> + Send;
@@ -568,6 +579,8 @@ async fn serve<D: Dialect>(
     tokio::pin!(token_expires);
     // Queued items taken off the queue so far, in queue order (see `RawReceipts`).
     let mut written: u64 = 0;
+    // Set when an item could not be encoded: it and whatever follows stay unconfirmed.
+    let mut unsent = false;
     if *stop.borrow_and_update() {
         closing = Some((close::GOING_AWAY, "server shutting down"));
     }
@@ -587,7 +600,17 @@ async fn serve<D: Dialect>(
         }
         let frame = match step {
             Step::Out(Out::Frame(text)) => Some(text),
-            Step::Out(Out::Event(delivery)) => dialect.encode(&link, &state, &delivery).await,
+            Step::Out(Out::Event(delivery)) => match dialect.encode(&link, &state, &delivery).await {
+                Ok(frame) => frame,
+                Err(e) => {
+                    // Counting it as written would let the next pong confirm an event the
+                    // client never got, and move its device's delivered cursor past it.
+                    e.log_if_internal("raw websocket event");
+                    unsent = true;
+                    closing = Some((close::TRY_AGAIN_LATER, "temporarily unavailable; reconnect"));
+                    continue;
+                }
+            },
             Step::Synced => {
                 let first = dialect.caught_up(&link, &state).await;
                 if let Some(text) = first {
@@ -635,7 +658,10 @@ async fn serve<D: Dialect>(
             // that was written before ours.
             let answered = tokio::time::timeout(CLOSE_WAIT, reader_finished.wait_for(|done| *done)).await;
             if answered.is_ok() && link.receipts.close_answered.load(Ordering::SeqCst) {
-                link.receipts.confirmed.fetch_max(written, Ordering::SeqCst);
+                // Everything written before the close, but an item that could not be sent
+                // (the last one taken).
+                let sent = if unsent { written - 1 } else { written };
+                link.receipts.confirmed.fetch_max(sent, Ordering::SeqCst);
             }
         }
     }

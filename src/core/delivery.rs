@@ -169,28 +169,30 @@ impl Ledger {
                 gone.push(conn_id);
             }
         }
+        let cursors: Vec<(&str, &str, &str, i64)> = writes
+            .iter()
+            .map(|((user, device, chat), seq)| (chat.as_str(), user.as_str(), device.as_str(), *seq))
+            .collect();
+        if !cursors.is_empty() {
+            match store::devices::advance(&self.db, &cursors).await {
+                // Unwritten marks only mean re-pushes: the next connections catch up from the
+                // cursors as they are, so a message may arrive again (same id), never go missing.
+                Err(e) => self.health.write_failed("delivery marks", &e),
+                Ok(()) => {
+                    self.health.write_succeeded();
+                    self.memory.delivered(&cursors);
+                }
+            }
+        }
+        // Only now: until its cursors are written, a closed connection's marks are what tells
+        // the user's next connection what it need not be pushed again (forgotten before the
+        // write, a reconnect in between was pushed what the closed one had confirmed).
         for conn in gone {
             let Some((_, marks)) = self.marks.remove(&conn) else { continue };
             self.by_device.remove_if_mut(&(marks.user, marks.device), |_, conns| {
                 conns.retain(|c| *c != conn);
                 conns.is_empty()
             });
-        }
-        let cursors: Vec<(&str, &str, &str, i64)> = writes
-            .iter()
-            .map(|((user, device, chat), seq)| (chat.as_str(), user.as_str(), device.as_str(), *seq))
-            .collect();
-        if cursors.is_empty() {
-            return;
-        }
-        match store::devices::advance(&self.db, &cursors).await {
-            // Unwritten marks only mean re-pushes: the next connections catch up from the
-            // cursors as they are, so a message may arrive again (same id), never go missing.
-            Err(e) => self.health.write_failed("delivery marks", &e),
-            Ok(()) => {
-                self.health.write_succeeded();
-                self.memory.delivered(&cursors);
-            }
         }
     }
 

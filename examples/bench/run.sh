@@ -11,6 +11,8 @@
 #   DATABASE_ADMIN_URL  PostgreSQL to create the database in (postgres://postgres@127.0.0.1:5432/postgres)
 #   BENCH_DURATION      measured seconds per scenario (12); BENCH_WARMUP (2)
 #   BENCH_IDLE          idle connections (19000)
+#   BENCH_WAVE          clients of the reconnect wave, Switchboard only (19000); BENCH_WAVE_BACKLOG
+#                       messages owed to each (3)
 #   BENCH_TARGETS       which servers, space-separated (all four)
 #   BENCH_PORT          first of four ports (3401)
 #   BENCH_OUT           results and logs (target/bench); BENCH_REPORT the report (BENCHMARKS.md)
@@ -25,6 +27,8 @@ ADMIN=${DATABASE_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DURATION=${BENCH_DURATION:-12}
 WARMUP=${BENCH_WARMUP:-2}
 IDLE=${BENCH_IDLE:-19000}
+WAVE=${BENCH_WAVE:-19000}
+WAVE_BACKLOG=${BENCH_WAVE_BACKLOG:-3}
 TARGETS=${BENCH_TARGETS:-switchboard-sqlite switchboard-postgres socketioxide node}
 PORT=${BENCH_PORT:-3401}
 OUT=${BENCH_OUT:-$ROOT/target/bench}
@@ -59,6 +63,10 @@ NOFILE=$(ulimit -n)
 if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((IDLE + 200)) ]; then
   log "file limit $NOFILE is too low for $IDLE idle connections; using $((NOFILE - 200))"
   IDLE=$((NOFILE - 200))
+fi
+if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((WAVE + 200)) ]; then
+  log "file limit $NOFILE is too low for a wave of $WAVE clients; using $((NOFILE - 200))"
+  WAVE=$((NOFILE - 200))
 fi
 
 mkdir -p "$OUT/logs"
@@ -192,6 +200,11 @@ run_target() {
   scenario "$label" "$port" "$target" fanout --members 256 --senders 2 --window 16 "${timing[@]}"
   scenario "$label" "$port" "$target" fanout --members 1500 --senders 2 --window 16 "${timing[@]}"
   scenario "$label" "$port" "$target" reconnect-storm --workers 50 "${timing[@]}"
+  # A reference server keeps no backlog to catch up: the wave is Switchboard's alone.
+  if [ "$target" = switchboard ]; then
+    scenario "$label" "$port" "$target" reconnect-wave --clients "$WAVE" --backlog "$WAVE_BACKLOG" \
+      --connect-timeout 30
+  fi
   stop_server
 }
 
@@ -244,8 +257,11 @@ Raw summaries: \`target/bench/results.jsonl\` (one JSON line per scenario and se
   20,000 are unacked; **fan-out** a group of 256 / 1,500 members all connected, 2 senders, at
   most 16 messages in flight (sent, not yet acked and received by everyone); **reconnect
   storm** 50 clients that connect, send one message at once, wait for its ack and disconnect,
-  over and over. Every message is counted by its tempId: *lost* = never acked / never
-  delivered, *dup* = acked or delivered twice.
+  over and over; **reconnect wave** (Switchboard only) $WAVE clients, each in a direct chat
+  with one sender, all disconnect, the sender writes $WAVE_BACKLOG messages into every chat,
+  then all reconnect at once (a failed attempt retries after 200 ms): the time until every
+  client is connected and has its whole backlog. Every message is counted by its tempId:
+  *lost* = never acked / never delivered, *dup* = acked or delivered twice.
 
 EOF
     echo "$tables"
@@ -304,6 +320,8 @@ LOAD_BEFORE='$LOAD_BEFORE'
 LOAD_AFTER='$LOAD_AFTER'
 NOFILE='$NOFILE'
 IDLE='$IDLE'
+WAVE='$WAVE'
+WAVE_BACKLOG='$WAVE_BACKLOG'
 DURATION='$DURATION'
 WARMUP='$WARMUP'
 COMMIT='$COMMIT'

@@ -112,6 +112,7 @@ impl Core {
         members.extend(others.into_iter().map(|u| (u, Role::Member.as_str().to_string())));
         let ids: Vec<String> = members.iter().map(|(u, _)| u.clone()).collect();
         store::users::ensure(&self.db, &ids).await?;
+        let _changing = self.catchup.membership_changing(ids.iter().map(String::as_str));
         let created = store::conversations::create(
             &self.db,
             NewConversation {
@@ -209,6 +210,7 @@ impl Core {
             return Err(group_full(rules));
         }
         store::users::ensure(&self.db, &[user_id.to_string()]).await?;
+        let _changing = self.catchup.membership_changing([user_id]);
         let epoch = match store::conversations::add_member(
             &self.db,
             chat,
@@ -289,7 +291,10 @@ impl Core {
                 others().find(|m| m.role == Role::Admin).or_else(|| others().next()).map(|m| m.user_id.clone())
             })
             .flatten();
-        let Some(epoch) = store::conversations::remove_member(&self.db, chat, user_id, heir.as_deref()).await? else {
+        let changing = self.catchup.membership_changing([user_id]);
+        let removed = store::conversations::remove_member(&self.db, chat, user_id, heir.as_deref()).await;
+        drop(changing);
+        let Some(epoch) = removed? else {
             return Err(AppError::NotFound("user is not a member".into()));
         };
         // The hub takes the user out of the chat's room on every instance when MemberLeft

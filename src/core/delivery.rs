@@ -18,6 +18,7 @@ use std::{
 
 use dashmap::DashMap;
 
+use super::recall::CatchupMemory;
 use crate::{
     core::model::{ChatId, DeviceId, Message, Profile, UserId},
     error::AppError,
@@ -106,7 +107,12 @@ struct ConnMarks {
 pub struct Ledger {
     db: Db,
     health: Arc<StorageHealth>,
+    /// Answers a catch-up that owes nothing without a query; kept up to date by the flush.
+    memory: Arc<CatchupMemory>,
     marks: DashMap<ConnId, ConnMarks>,
+    /// The connections with marks of each device, so that a catch-up reads its device's marks
+    /// without going through every connection's (a reconnect wave of N clients would be N²).
+    by_device: DashMap<(UserId, DeviceId), Vec<ConnId>>,
     /// One flush at a time: a flush takes marks as written before its transaction commits,
     /// so a second one running meanwhile would find nothing to write and return early (the
     /// graceful stop's last flush would then let the listener close, and the background
@@ -120,8 +126,15 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const SETTLE_POLL: Duration = Duration::from_millis(10);
 
 impl Ledger {
-    pub fn new(db: Db, health: Arc<StorageHealth>) -> Arc<Self> {
-        Arc::new(Self { db, health, marks: DashMap::new(), flushing: tokio::sync::Mutex::new(()) })
+    pub fn new(db: Db, health: Arc<StorageHealth>, memory: Arc<CatchupMemory>) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            health,
+            memory,
+            marks: DashMap::new(),
+            by_device: DashMap::new(),
+            flushing: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Writes the confirmed marks, and forgets connections that closed and will confirm
@@ -156,21 +169,30 @@ impl Ledger {
                 gone.push(conn_id);
             }
         }
-        for conn in gone {
-            self.marks.remove(&conn);
-        }
         let cursors: Vec<(&str, &str, &str, i64)> = writes
             .iter()
             .map(|((user, device, chat), seq)| (chat.as_str(), user.as_str(), device.as_str(), *seq))
             .collect();
-        if cursors.is_empty() {
-            return;
+        if !cursors.is_empty() {
+            match store::devices::advance(&self.db, &cursors).await {
+                // Unwritten marks only mean re-pushes: the next connections catch up from the
+                // cursors as they are, so a message may arrive again (same id), never go missing.
+                Err(e) => self.health.write_failed("delivery marks", &e),
+                Ok(()) => {
+                    self.health.write_succeeded();
+                    self.memory.delivered(&cursors);
+                }
+            }
         }
-        match store::devices::advance(&self.db, &cursors).await {
-            // Unwritten marks only mean re-pushes: the next connections catch up from the
-            // cursors as they are, so a message may arrive again (same id), never go missing.
-            Err(e) => self.health.write_failed("delivery marks", &e),
-            Ok(()) => self.health.write_succeeded(),
+        // Only now: until its cursors are written, a closed connection's marks are what tells
+        // the user's next connection what it need not be pushed again (forgotten before the
+        // write, a reconnect in between was pushed what the closed one had confirmed).
+        for conn in gone {
+            let Some((_, marks)) = self.marks.remove(&conn) else { continue };
+            self.by_device.remove_if_mut(&(marks.user, marks.device), |_, conns| {
+                conns.retain(|c| *c != conn);
+                conns.is_empty()
+            });
         }
     }
 
@@ -225,8 +247,9 @@ impl Ledger {
         // What this device's other open connections were handed counts as delivered; of a
         // closed one, only what it confirmed. Other devices' deliveries do not count.
         let mut handed: HashMap<ChatId, i64> = HashMap::new();
-        for entry in self.marks.iter().filter(|e| e.value().user == user && e.value().device == device) {
-            let conn = entry.value();
+        let conns = self.by_device.get(&(UserId::from(user), DeviceId::from(device))).map(|c| c.clone());
+        for id in conns.unwrap_or_default() {
+            let Some(conn) = self.marks.get(&id) else { continue };
             // Read now rather than at the last flush: a receipt that came since counts.
             let confirmed = conn.receipts.confirmed();
             for (chat, mark) in &conn.chats {
@@ -235,9 +258,15 @@ impl Ledger {
                 *slot = (*slot).max(had);
             }
         }
+        if let Some(baselines) = self.memory.recall(user, device, &handed, &cursors, !ceilings.is_empty()) {
+            return Ok(Backlog { messages: Vec::new(), baselines });
+        }
+        let ticket = self.memory.before_query(&UserId::from(user));
+        let rows = store::devices::cursors(&self.db, user, device).await?;
+        self.memory.fill(ticket, user, device, &rows);
         let mut messages = Vec::new();
         let mut baselines = HashMap::new();
-        for (chat, delivered, last_seq) in store::devices::cursors(&self.db, user, device).await? {
+        for (chat, delivered, last_seq) in rows {
             let mut from = delivered
                 .max(handed.get(chat.as_str()).copied().unwrap_or(0))
                 .max(cursors.get(chat.as_str()).copied().unwrap_or(0));
@@ -280,6 +309,7 @@ impl DeliveryLedger for Ledger {
     fn opened(&self, conn: ConnId, user: &str, device: &str, receipts: Arc<dyn Receipts>) {
         let marks = ConnMarks { user: user.into(), device: device.into(), receipts, open: true, chats: HashMap::new() };
         self.marks.insert(conn, marks);
+        self.by_device.entry((user.into(), device.into())).or_default().push(conn);
     }
 
     fn pushed(&self, conn: ConnId, chat: &str, seq: i64, contiguous: i64) {

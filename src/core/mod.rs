@@ -22,6 +22,7 @@ pub mod prekeys;
 pub mod presence;
 pub mod queues;
 pub mod reactions;
+pub mod recall;
 pub mod receipts;
 pub mod rooms;
 pub mod sessions;
@@ -59,6 +60,10 @@ pub struct Core {
     storage: Arc<store::health::StorageHealth>,
     /// Devices known to be recorded (`store::devices`), so that a reconnect costs no write.
     known_devices: dashmap::DashSet<(String, String)>,
+    /// Users whose token claims are recorded, so that a reconnect costs no read (`recall`).
+    claims: recall::RecordedClaims,
+    /// What a catch-up that owes nothing can be answered from (`recall`).
+    pub catchup: Arc<recall::CatchupMemory>,
     /// The `Arc` this core lives in, for timers that outlive the call that set them (ring
     /// timeouts, the grace period of a participant who went offline).
     me: Weak<Core>,
@@ -79,7 +84,9 @@ impl Core {
     ) -> std::io::Result<Arc<Self>> {
         let hub = Arc::new(Hub::new(instance));
         let health = storage.health.clone();
-        let ledger = delivery::Ledger::new(db.clone(), health.clone());
+        // With several instances, messages are committed by others too: every catch-up asks.
+        let catchup = Arc::new(recall::CatchupMemory::new(config.redis_url.is_none()));
+        let ledger = delivery::Ledger::new(db.clone(), health.clone(), catchup.clone());
         hub.set_ledger(ledger.clone());
         let limits = limits::Limiters::new(&config.rate_limits);
 
@@ -87,6 +94,7 @@ impl Core {
         let (writer, writer_thread) = MessageWriter::spawn(
             db.clone(),
             storage,
+            catchup.clone(),
             Arc::new(move |msg, audience, origin| {
                 publish_hub.publish(&Audience::Users(audience.to_vec()), Event::MessageCreated(msg.clone()), origin)
             }),
@@ -106,6 +114,8 @@ impl Core {
             background: std::sync::Mutex::new(background),
             storage: health,
             known_devices: dashmap::DashSet::new(),
+            claims: recall::RecordedClaims::new(recall::CLAIMS_TTL, recall::CLAIMS_CAP),
+            catchup,
         });
         core.resume_calls();
         let sweeper = sessions::spawn_sweeper(&core);

@@ -73,14 +73,19 @@ impl Core {
     /// Records the user from their token and marks them online (announced when they were
     /// offline everywhere).
     pub async fn user_connected(&self, who: &Identity) -> AppResult<()> {
-        store::users::upsert(
-            &self.db,
-            &who.user_id,
-            who.username.as_deref(),
-            who.name.as_deref(),
-            who.avatar.as_deref(),
-        )
-        .await?;
+        // A reconnect with the claims recorded last time reads and writes nothing.
+        if !self.claims.known(who) {
+            let recording = self.claims.recording(&who.user_id);
+            store::users::upsert(
+                &self.db,
+                &who.user_id,
+                who.username.as_deref(),
+                who.name.as_deref(),
+                who.avatar.as_deref(),
+            )
+            .await?;
+            recording.recorded(who);
+        }
         self.device_seen(&who.user_id, who.device()).await?;
         if crate::domain::is_session_user(&who.user_id) {
             return Ok(()); // anonymous session members have no presence

@@ -13,9 +13,11 @@
 //! messages to their audiences and then acknowledges them, batch after batch in commit order,
 //! so live events leave in `seq` order. The writer meanwhile writes the next batch.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use tokio::sync::{mpsc, oneshot, watch};
+
+use super::recall::CatchupMemory;
 
 use crate::{
     core::model::{Message, Profile, UserId},
@@ -103,7 +105,12 @@ impl MessageWriter {
     /// Starts the writer on its own thread, and its publisher on the calling runtime. The
     /// writer opens its own connection as `storage` says and, should that fail, writes
     /// through `db`, the shared pool.
-    pub fn spawn(db: Db, storage: store::Settings, on_stored: OnStored) -> std::io::Result<(Self, WriterThread)> {
+    pub fn spawn(
+        db: Db,
+        storage: store::Settings,
+        memory: Arc<CatchupMemory>,
+        on_stored: OnStored,
+    ) -> std::io::Result<(Self, WriterThread)> {
         let (tx, rx) = mpsc::channel(8192);
         let (stop, stopped) = watch::channel(false);
         let (published, written) = mpsc::channel(PUBLISH_QUEUE);
@@ -111,7 +118,7 @@ impl MessageWriter {
         let thread = std::thread::Builder::new().name("message-writer".into()).spawn(move || {
             runtime.block_on(async move {
                 let conn = WriterConnection::open(db, storage).await;
-                run(conn, rx, stopped, published).await;
+                run(conn, rx, stopped, published, memory).await;
             })
         })?;
         tokio::spawn(publish(written, on_stored));
@@ -215,6 +222,7 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
     mut stop: watch::Receiver<bool>,
     published: mpsc::Sender<Written>,
+    memory: Arc<CatchupMemory>,
 ) {
     let mut requests = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -232,12 +240,12 @@ async fn run(
                 Request::Append(pending, reply) => batch.push((*pending, reply)),
                 Request::Barrier(done) => {
                     // Everything queued before the barrier goes first.
-                    forward(&published, write(&mut conn, &mut batch).await).await;
+                    forward(&published, write(&mut conn, &mut batch, &memory).await).await;
                     let _ = published.send(Written::Barrier(done)).await;
                 }
             }
         }
-        forward(&published, write(&mut conn, &mut batch).await).await;
+        forward(&published, write(&mut conn, &mut batch, &memory).await).await;
     }
 }
 
@@ -257,16 +265,38 @@ async fn forward(published: &mpsc::Sender<Written>, written: Vec<(Pending, Reply
 async fn write(
     conn: &mut WriterConnection,
     batch: &mut Vec<(Pending, Reply)>,
+    memory: &CatchupMemory,
 ) -> Vec<(Pending, Reply, Result<Appended, AppError>)> {
     if batch.is_empty() {
         return Vec::new();
     }
     let health = conn.storage.health.clone();
     let items: Vec<&NewMessage> = batch.iter().map(|(p, _)| &p.new).collect();
+    // The conversations of the batch are "being written" from before it begins until their
+    // new last seqs are known, which is before anything of it is published (`recall`).
+    let mut chats: Vec<&str> = items.iter().map(|m| m.conversation_id.as_str()).collect();
+    chats.sort_unstable();
+    chats.dedup();
+    memory.writing(chats.iter().copied());
     let written = match conn.ready().await {
         Ok(db) => store::messages::append_batch(db, &items).await,
         Err(e) => Err(e),
     };
+    match &written {
+        Ok(results) => {
+            let mut last: HashMap<&str, i64> = HashMap::with_capacity(chats.len());
+            for result in results {
+                if let Appended::New { message, .. } = result {
+                    let seq = last.entry(message.conversation_id.as_str()).or_insert(message.seq);
+                    *seq = (*seq).max(message.seq);
+                }
+            }
+            memory.written(chats.iter().copied(), Some(&last));
+        }
+        Err(_) => memory.written(chats.iter().copied(), None),
+    }
+    drop(chats);
+    drop(items);
     match written {
         Ok(results) => {
             health.write_succeeded();

@@ -135,11 +135,11 @@ impl Dialect for Mrezhen {
         link.reply(frame).await;
     }
 
-    async fn encode(&self, link: &Link, state: &Conn, item: &Delivery) -> Option<String> {
+    async fn encode(&self, link: &Link, state: &Conn, item: &Delivery) -> Result<Option<String>, AppError> {
         match &item.event {
             Event::MessageCreated(m) => self.direct_message(link, state, m).await,
-            Event::Presence(p) => self.presence(link, p, item.serial).await,
-            _ => None,
+            Event::Presence(p) => Ok(self.presence(link, p, item.serial).await),
+            _ => Ok(None),
         }
     }
 
@@ -212,22 +212,16 @@ impl Mrezhen {
     /// A message of one of the user's direct conversations, from the other member. The user's
     /// own messages (sent from another tab or dialect) have no frame in this protocol, and
     /// group messages have no place in it.
-    async fn direct_message(&self, link: &Link, state: &Conn, m: &Message) -> Option<String> {
+    async fn direct_message(&self, link: &Link, state: &Conn, m: &Message) -> Result<Option<String>, AppError> {
         if m.sender_id == link.user() {
-            return None;
+            return Ok(None);
         }
         let known = state.peers.lock().unwrap_or_else(|p| p.into_inner()).get(&m.chat_id).cloned();
         let peer = match known {
             Some(peer) => peer,
             None => {
-                let peer = match link.app.core.direct_peer(&m.chat_id, link.user()).await {
-                    Ok(peer) => peer,
-                    Err(e) => {
-                        // Not remembered: the next message of this chat asks again.
-                        e.log_if_internal("mrezhen direct_message");
-                        return None;
-                    }
-                };
+                // Not remembered when it fails: the message is pushed again after a reconnect.
+                let peer = link.app.core.direct_peer(&m.chat_id, link.user()).await?;
                 state.peers.lock().unwrap_or_else(|p| p.into_inner()).insert(m.chat_id.clone(), peer.clone());
                 // A first message from someone: they share a conversation now, so this
                 // connection follows their presence.
@@ -239,15 +233,17 @@ impl Mrezhen {
                 peer
             }
         };
+        // Not a message of a direct conversation with its sender (a group's, say): Mrezhen
+        // shows none of those.
         if peer.as_deref() != Some(m.sender_id.as_str()) {
-            return None;
+            return Ok(None);
         }
         let mut frame = json!({ "type": "direct_message", "message": message_json(m) });
         // Stored before this connection opened: it waited in the user's queue.
         if m.created_at < link.opened {
             frame["queued"] = json!(true);
         }
-        Some(frame.to_string())
+        Ok(Some(frame.to_string()))
     }
 
     /// `presence {userId, status, onlineUsers}`: online or offline only (a chosen `away` or

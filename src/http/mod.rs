@@ -116,6 +116,11 @@ async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
 
 async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     app.metrics.set_storage(&app.core.storage_report());
+    let catchup = &app.core.catchup;
+    app.metrics.set_catchups(
+        catchup.recalled.load(std::sync::atomic::Ordering::Relaxed),
+        catchup.queried.load(std::sync::atomic::Ordering::Relaxed),
+    );
     app.metrics
         .slow_consumer_resyncs
         .set(app.core.hub.stats.slow_consumer_resyncs.load(std::sync::atomic::Ordering::Relaxed) as i64);

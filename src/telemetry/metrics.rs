@@ -82,6 +82,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub latency: Family<EventLabels, Histogram>,
     pub slow_consumer_resyncs: Gauge,
+    /// Copied from the core's catch-up memory at each scrape (see [`Metrics::set_catchups`]).
+    catchups_from_memory: Counter,
+    catchups_from_store: Counter,
     /// Copied from the store's health at each scrape (see [`Metrics::set_storage`]).
     storage_errors: Counter,
     storage_writes_failing: Gauge,
@@ -114,6 +117,18 @@ impl Metrics {
             "slow_consumer_resyncs",
             "Connections switched to catch-up because their buffer was full",
             slow_consumer_resyncs.clone(),
+        );
+        let catchups_from_memory = Counter::default();
+        registry.register(
+            "catchups_from_memory",
+            "Catch-ups of new connections answered without a query: nothing was owed",
+            catchups_from_memory.clone(),
+        );
+        let catchups_from_store = Counter::default();
+        registry.register(
+            "catchups_from_store",
+            "Catch-up rounds that asked the database what a connection is owed",
+            catchups_from_store.clone(),
         );
         let connections_refused = Family::<ReasonLabels, Counter>::default();
         registry.register("connections_refused", "Connection attempts refused, by reason", connections_refused.clone());
@@ -151,7 +166,15 @@ impl Metrics {
             errors,
             latency,
             slow_consumer_resyncs,
+            catchups_from_memory,
+            catchups_from_store,
         })
+    }
+
+    /// Brings the catch-up figures up to date before a scrape.
+    pub fn set_catchups(&self, from_memory: u64, from_store: u64) {
+        self.catchups_from_memory.inner().store(from_memory, Ordering::Relaxed);
+        self.catchups_from_store.inner().store(from_store, Ordering::Relaxed);
     }
 
     /// Brings the storage figures up to date before a scrape.

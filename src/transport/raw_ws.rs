@@ -72,6 +72,9 @@ pub mod close {
     /// A live connection whose send queue filled up (a dialect that disconnects slow
     /// consumers).
     pub const SLOW: u16 = 1008;
+    /// The server could not send an event just now (a lookup failed): reconnect and be pushed
+    /// it again (RFC 6455's 1013, Try Again Later).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The connection's token expired: get a new one and reconnect (an application code,
     /// in the 4000–4999 range RFC 6455 leaves to applications; 4001 as HTTP's 401).
     pub const TOKEN_EXPIRED: u16 = 4001;
@@ -79,6 +82,10 @@ pub mod close {
 
 /// The subprotocol a browser names to carry its token as `access_token, <jwt>`.
 pub const TOKEN_PROTOCOL: &str = "access_token";
+
+/// How soon after an event is written a ping asks the client to confirm it (at most one such
+/// ping in flight per interval, whatever the number of events).
+const RECEIPT_PING_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -124,8 +131,16 @@ pub trait Dialect: Send + Sync + 'static {
     fn state(&self, link: &Link) -> Self::State;
     /// One frame from the client (binary frames are read as UTF-8 text).
     fn frame(&self, link: &Link, state: &Self::State, text: &str) -> impl Future<Output = ()> + Send;
-    /// An event the hub handed this connection, as a frame; `None` sends nothing.
-    fn encode(&self, link: &Link, state: &Self::State, item: &Delivery) -> impl Future<Output = Option<String>> + Send;
+    /// An event the hub handed this connection, as a frame; `None` sends nothing (the event
+    /// is not for this client). An error means the frame could not be made (a lookup failed):
+    /// the connection is closed without confirming that item or anything after it, so the
+    /// client reconnects and is pushed it again rather than never.
+    fn encode(
+        &self,
+        link: &Link,
+        state: &Self::State,
+        item: &Delivery,
+    ) -> impl Future<Output = Result<Option<String>, AppError>> + Send;
     /// The first catch-up of the connection is done (its backlog is queued): a frame to send
     /// next, if any.
     fn caught_up(&self, link: &Link, state: &Self::State) -> impl Future<Output = Option<String>> + Send;
@@ -274,14 +289,26 @@ impl RawReceipts {
         Ok(())
     }
 
-    fn pinged(&self, written: u64) {
+    /// A ping is written after `written` items; returns its payload, which names them.
+    fn pinged(&self, written: u64) -> Vec<u8> {
         self.pings.lock().unwrap_or_else(|p| p.into_inner()).push_back(written);
+        written.to_be_bytes().to_vec()
     }
 
-    fn ponged(&self) {
-        if let Some(covered) = self.pings.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
-            self.confirmed.fetch_max(covered, Ordering::SeqCst);
+    /// A pong echoes its ping's payload (RFC 6455 §5.5.3): it confirms the items that ping
+    /// followed, and every earlier ping is answered with it. A pong that answers no ping of
+    /// ours (an unsolicited one, RFC 6455 allows them) confirms nothing.
+    fn ponged(&self, payload: &[u8]) {
+        let Ok(bytes) = <[u8; 8]>::try_from(payload) else { return };
+        let covered = u64::from_be_bytes(bytes);
+        let mut pings = self.pings.lock().unwrap_or_else(|p| p.into_inner());
+        if !pings.contains(&covered) {
+            return;
         }
+        while pings.front().is_some_and(|n| *n <= covered) {
+            pings.pop_front();
+        }
+        self.confirmed.fetch_max(covered, Ordering::SeqCst);
     }
 }
 
@@ -524,6 +551,8 @@ enum Step {
     Out(Out),
     Synced,
     Ping,
+    /// Events were written since the last ping: ask the client to confirm them.
+    ReceiptPing,
     Close(u16, &'static str),
     End,
 }
@@ -559,6 +588,13 @@ async fn serve<D: Dialect>(
 
     let every = app.config.raw_ws.ping_interval;
     let write_limit = every * 2;
+    // A ping soon after events were written, besides the heartbeat's: its pong confirms them,
+    // so a client whose connection drops a few seconds later is not pushed them again (with
+    // only the heartbeat, everything of a connection shorter than the interval was).
+    let receipt_ping = tokio::time::sleep(every);
+    tokio::pin!(receipt_ping);
+    let mut receipt_ping_armed = false;
+    let mut pinged_at: u64 = 0;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop = app.raw_ws.stop.subscribe();
@@ -568,6 +604,8 @@ async fn serve<D: Dialect>(
     tokio::pin!(token_expires);
     // Queued items taken off the queue so far, in queue order (see `RawReceipts`).
     let mut written: u64 = 0;
+    // Set when an item could not be encoded: it and whatever follows stay unconfirmed.
+    let mut unsent = false;
     if *stop.borrow_and_update() {
         closing = Some((close::GOING_AWAY, "server shutting down"));
     }
@@ -579,15 +617,27 @@ async fn serve<D: Dialect>(
             _ = &mut token_expires => Step::Close(close::TOKEN_EXPIRED, "token expired"),
             _ = reader_finished.changed() => Step::End,
             _ = ping.tick() => Step::Ping,
+            _ = &mut receipt_ping, if receipt_ping_armed => Step::ReceiptPing,
             out = queue.recv() => out.map_or(Step::End, Step::Out),
             synced = synced(&mut on_synced) => if synced { Step::Synced } else { continue },
         };
+        let is_event = matches!(step, Step::Out(Out::Event(_)));
         if matches!(step, Step::Out(_)) {
             written += 1;
         }
         let frame = match step {
             Step::Out(Out::Frame(text)) => Some(text),
-            Step::Out(Out::Event(delivery)) => dialect.encode(&link, &state, &delivery).await,
+            Step::Out(Out::Event(delivery)) => match encode_patiently(&*dialect, &link, &state, &delivery).await {
+                Ok(frame) => frame,
+                Err(e) => {
+                    // Counting it as written would let the next pong confirm an event the
+                    // client never got, and move its device's delivered cursor past it.
+                    e.log_if_internal("raw websocket event");
+                    unsent = true;
+                    closing = Some((close::TRY_AGAIN_LATER, "temporarily unavailable; reconnect"));
+                    continue;
+                }
+            },
             Step::Synced => {
                 let first = dialect.caught_up(&link, &state).await;
                 if let Some(text) = first {
@@ -609,9 +659,22 @@ async fn serve<D: Dialect>(
                     closing = Some((close::GOING_AWAY, "no pong"));
                     continue;
                 }
-                link.receipts.pinged(written);
-                if !put(&mut sink, WsMessage::Ping(Default::default()), write_limit).await {
+                pinged_at = written;
+                let payload = link.receipts.pinged(written);
+                if !put(&mut sink, WsMessage::Ping(payload.into()), write_limit).await {
                     break;
+                }
+                None
+            }
+            Step::ReceiptPing => {
+                receipt_ping_armed = false;
+                // Not a liveness check: the heartbeat's tick still judges the pongs.
+                if written > pinged_at {
+                    pinged_at = written;
+                    let payload = link.receipts.pinged(written);
+                    if !put(&mut sink, WsMessage::Ping(payload.into()), write_limit).await {
+                        break;
+                    }
                 }
                 None
             }
@@ -626,6 +689,10 @@ async fn serve<D: Dialect>(
                 tracing::debug!(conn = link.conn, "raw websocket write failed or stalled; closing");
                 break;
             }
+            if is_event && !receipt_ping_armed {
+                receipt_ping.as_mut().reset(tokio::time::Instant::now() + RECEIPT_PING_AFTER);
+                receipt_ping_armed = true;
+            }
         }
     }
     if let Some((code, reason)) = closing {
@@ -635,12 +702,42 @@ async fn serve<D: Dialect>(
             // that was written before ours.
             let answered = tokio::time::timeout(CLOSE_WAIT, reader_finished.wait_for(|done| *done)).await;
             if answered.is_ok() && link.receipts.close_answered.load(Ordering::SeqCst) {
-                link.receipts.confirmed.fetch_max(written, Ordering::SeqCst);
+                // Everything written before the close, but an item that could not be sent
+                // (the last one taken).
+                let sent = if unsent { written - 1 } else { written };
+                link.receipts.confirmed.fetch_max(sent, Ordering::SeqCst);
             }
         }
     }
     reader.abort();
     link.receipts.finished.store(true, Ordering::SeqCst);
+}
+
+/// How long an event whose frame cannot be made (a read failing, as while the database
+/// restarts) is tried again before its connection is closed. Some clients (Mrezhen's) do not
+/// reconnect by themselves, so a short outage is waited out rather than ending the connection.
+const ENCODE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// [`Dialect::encode`], tried again with a growing pause while it fails, for up to
+/// [`ENCODE_PATIENCE`]; later events wait meanwhile, so the order holds.
+async fn encode_patiently<D: Dialect>(
+    dialect: &D,
+    link: &Link,
+    state: &D::State,
+    item: &Delivery,
+) -> Result<Option<String>, AppError> {
+    let deadline = tokio::time::Instant::now() + ENCODE_PATIENCE;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match dialect.encode(link, state, item).await {
+            Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                e.log_if_internal("raw websocket event (trying again)");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Writes the dialect's own backlog, page after page; false when a write failed.
@@ -739,7 +836,7 @@ async fn read<D: Dialect>(
             WsMessage::Text(text) => dialect.frame(&link, &state, text.as_str()).await,
             WsMessage::Binary(bytes) => dialect.frame(&link, &state, &String::from_utf8_lossy(&bytes)).await,
             WsMessage::Ping(_) => {}
-            WsMessage::Pong(_) => link.receipts.ponged(),
+            WsMessage::Pong(payload) => link.receipts.ponged(&payload),
             WsMessage::Close(_) => {
                 link.receipts.close_answered.store(true, Ordering::SeqCst);
                 break;
@@ -747,4 +844,33 @@ async fn read<D: Dialect>(
         }
     }
     let _ = done.send(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pong_confirms_what_its_ping_followed_and_answers_earlier_pings() {
+        let receipts = RawReceipts::default();
+        let first = receipts.pinged(3);
+        let second = receipts.pinged(7);
+        receipts.ponged(&second);
+        assert_eq!(receipts.confirmed.load(Ordering::SeqCst), 7);
+        // The first ping's pong, arriving late, moves nothing back and nothing forward.
+        receipts.ponged(&first);
+        assert_eq!(receipts.confirmed.load(Ordering::SeqCst), 7);
+    }
+
+    #[test]
+    fn a_pong_that_answers_no_ping_of_ours_confirms_nothing() {
+        let receipts = RawReceipts::default();
+        receipts.pinged(5);
+        receipts.ponged(b"");
+        receipts.ponged(b"hello");
+        receipts.ponged(&9u64.to_be_bytes());
+        assert_eq!(receipts.confirmed.load(Ordering::SeqCst), 0);
+        receipts.ponged(&5u64.to_be_bytes());
+        assert_eq!(receipts.confirmed.load(Ordering::SeqCst), 5);
+    }
 }

@@ -344,6 +344,33 @@ describe('mrezhen limits and liveness', () => {
     }
   });
 
+  it('asks for a pong soon after a message is written: a connection dropped seconds later is not pushed it again', async () => {
+    // The heartbeat pings every 30 s; without the receipt ping, everything of a connection
+    // that lived less than that was unconfirmed and pushed again by the next one.
+    const srv = await startServer({ env: { RATE_LIMIT_MESSAGES: '100000' } });
+    try {
+      const [alice, bob] = [uid('alice'), uid('bob')];
+      const a = await online(srv.url, mz(alice));
+      const b = await online(srv.url, mz(bob));
+      const one = await a.request({ type: 'direct_message', to: bob, content: 'one' }, 'message_ack');
+      await b.next('direct_message', (f) => f.message.content === 'one');
+      await b.pinged(1);
+      // Frames are read in order: once this is answered, the pong before it was read.
+      assert.equal((await b.request({ type: 'ping' }, 'pong')).type, 'pong');
+      b.ws.terminate();
+      await b.closed;
+      const again = await online(srv.url, mz(bob));
+      await a.request({ type: 'direct_message', to: bob, content: 'two' }, 'message_ack');
+      // Live messages wait for the catch-up: once 'two' arrived, 'one' would have come first.
+      await again.next('direct_message', (f) => f.message.content === 'two');
+      const repushed = again.frames.filter((f) => f.type === 'direct_message' && f.message.id === one.messageId);
+      assert.deepEqual(repushed, [], 'the confirmed message is not pushed again');
+      await Promise.all([a.close(), again.close()]);
+    } finally {
+      await srv.stop();
+    }
+  });
+
   it('closes connections with a close frame at a graceful stop, and exits 0', async () => {
     const srv = await startServer();
     const c = await online(srv.url, mz(uid('s')));

@@ -168,6 +168,20 @@ impl Ctx {
         }
     }
 
+    /// A direct chat between `owner` and each of `users` (Switchboard only), 16 requests at a time.
+    pub async fn direct_chats(&self, owner: &str, users: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut chats: Vec<Option<String>> = vec![None; users.len()];
+        let mut calls = futures_util::stream::iter(users.iter().enumerate())
+            .map(|(i, user)| async move {
+                (i, self.create_conversation(owner, json!({ "type": "direct", "participantIds": [user] })).await)
+            })
+            .buffer_unordered(16);
+        while let Some((i, result)) = calls.next().await {
+            chats[i] = Some(result.with_context(|| format!("creating the direct chat with {}", users[i]))?);
+        }
+        Ok(chats.into_iter().flatten().collect())
+    }
+
     /// `POST /api/conversations` as `user`; the new conversation's id.
     async fn create_conversation(&self, user: &str, body: Value) -> anyhow::Result<String> {
         let token = self.token(user).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -8,7 +8,7 @@
 //! sio.rs          the wire: handshake, packets, heartbeats
 //! ctx.rs          target, source addresses, tokens, REST setup, server memory
 //! stats.rs        latencies (every sample, exact percentiles) and error counts
-//! scenarios/      idle, ack-closed / ack-open, fanout, reconnect-storm
+//! scenarios/      idle, ack-closed / ack-open, fanout, reconnect-storm, reconnect-wave
 //! report.rs       results (JSON lines) → the tables of BENCHMARKS.md
 //! ```
 //!
@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use crate::{
     ctx::{Ctx, Target},
-    scenarios::{ack::AckOpts, fanout::FanOpts, idle::IdleOpts, storm::StormOpts},
+    scenarios::{ack::AckOpts, fanout::FanOpts, idle::IdleOpts, storm::StormOpts, wave::WaveOpts},
 };
 
 #[derive(Parser)]
@@ -150,6 +150,27 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         workers: usize,
     },
+    /// K clients with a backlog each, all disconnected, reconnect at once (as after a deploy);
+    /// time until every one is connected and has its backlog. Switchboard only.
+    ReconnectWave {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 5_000)]
+        clients: usize,
+        /// Messages owed to each client.
+        #[arg(long, default_value_t = 3)]
+        backlog: usize,
+        /// Connection attempts in flight while the clients first connect (the wave: all).
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Seconds the wave may take; what has not arrived by then is lost.
+        #[arg(long, default_value_t = 300.0)]
+        deadline: f64,
+        /// Backlog messages the sender keeps in flight. Below the server's per-socket buffer
+        /// (socketioxide: 128 packets), or acks that do not fit are dropped and the sender stalls.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+    },
     /// Turns summary lines (JSON, one per line) into the Markdown tables of BENCHMARKS.md.
     Report {
         /// The file of summary lines.
@@ -187,6 +208,7 @@ fn main() -> std::process::ExitCode {
         Command::AckOpen { common, .. } => (common.clone(), "ack-open"),
         Command::Fanout { common, .. } => (common.clone(), "fanout"),
         Command::ReconnectStorm { common, .. } => (common.clone(), "reconnect-storm"),
+        Command::ReconnectWave { common, .. } => (common.clone(), "reconnect-wave"),
     };
     // One thread: the figures say what one core of load generation drives, and the scenarios
     // share their counters without locks.
@@ -259,6 +281,10 @@ async fn run(command: Command, common: Common) -> anyhow::Result<Value> {
         Command::ReconnectStorm { timing, workers, .. } => {
             let (duration, warmup, drain) = timing.parts();
             scenarios::storm::run(ctx, StormOpts { workers, duration, warmup, drain }).await
+        }
+        Command::ReconnectWave { clients, backlog, concurrency, deadline, window, .. } => {
+            let opts = WaveOpts { clients, backlog, setup_concurrency: concurrency, deadline: secs(deadline), window };
+            scenarios::wave::run(ctx, opts).await
         }
         Command::Report { .. } => anyhow::bail!("report needs no server; it is handled before the runtime starts"),
     }

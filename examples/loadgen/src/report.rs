@@ -200,6 +200,22 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 "errors",
             ],
         ),
+        "reconnect-wave" => (
+            "Reconnect wave (all clients at once, each owed a backlog)".into(),
+            &[
+                "server",
+                "clients",
+                "backlog each",
+                "all connected (s)",
+                "all caught up (s)",
+                "connects/s",
+                "caught up p50 / p99 (s)",
+                "retries",
+                "lost / dup",
+                "CPU % server / loadgen (cores)",
+                "errors",
+            ],
+        ),
         k if k.starts_with("fanout-") => (
             format!("Fan-out to a group of {}", &k["fanout-".len()..]),
             &[
@@ -286,6 +302,25 @@ fn table(out: &mut String, r: &Results, key: &str) {
                 dec(num(l, "connect_latency_ms.p50"), 2),
                 dec(num(l, "connect_latency_ms.p99"), 2),
                 dec(num(l, "ack_latency_ms.p99"), 2),
+                lost_dup(l),
+                cpu(l),
+                errors(l),
+            ],
+            "reconnect-wave" => vec![
+                int(num(l, "clients")),
+                int(num(l, "backlog_per_client")),
+                dec(num(l, "all_connected_s"), 2),
+                match num(l, "wave_s") {
+                    Some(s) => dec(Some(s), 2),
+                    None => format!("**not all** ({} of {})", int(num(l, "complete")), int(num(l, "clients"))),
+                },
+                int(num(l, "connects_per_s")),
+                format!(
+                    "{} / {}",
+                    dec(num(l, "complete_latency_ms.p50").map(|ms| ms / 1000.0), 2),
+                    dec(num(l, "complete_latency_ms.p99").map(|ms| ms / 1000.0), 2)
+                ),
+                int(num(l, "retries")),
                 lost_dup(l),
                 cpu(l),
                 errors(l),

@@ -105,19 +105,14 @@ impl Remembered {
 }
 
 impl Conn {
-    async fn device(&self, link: &Link) -> Option<&KeyedDevice> {
-        self.device
-            .get_or_init(|| async {
-                match link.app.core.active_keyed_device(link.user(), link.identity.device()).await {
-                    Ok(device) => device,
-                    Err(e) => {
-                        e.log_if_internal("socialink device");
-                        None
-                    }
-                }
-            })
-            .await
-            .as_ref()
+    /// The connection's device, read once; a failed read is not kept (the next call reads
+    /// again), or one failed lookup would stop every live push of the connection.
+    async fn device(&self, link: &Link) -> Result<Option<&KeyedDevice>, AppError> {
+        let device = self
+            .device
+            .get_or_try_init(|| link.app.core.active_keyed_device(link.user(), link.identity.device()))
+            .await?;
+        Ok(device.as_ref())
     }
 
     fn remember(&self, id: &str) -> bool {
@@ -183,9 +178,9 @@ impl Dialect for Socialink {
         }
     }
 
-    async fn encode(&self, link: &Link, state: &Conn, item: &Delivery) -> Option<String> {
-        match &item.event {
-            Event::MessageCreated(m) => push(link, state, m).await,
+    async fn encode(&self, link: &Link, state: &Conn, item: &Delivery) -> Result<Option<String>, AppError> {
+        Ok(match &item.event {
+            Event::MessageCreated(m) => return push(link, state, m).await,
             Event::Receipt(r) => Some(frame(
                 "receipt",
                 json!({
@@ -223,7 +218,7 @@ impl Dialect for Socialink {
             Event::Reaction(_) | Event::Notification(_) | Event::ChatUpdated(_) | Event::MessageEdited(_) => None,
             // Anonymous sessions have no Socialink members.
             Event::Session(_) => None,
-        }
+        })
     }
 
     async fn caught_up(&self, _link: &Link, _state: &Conn) -> Option<String> {
@@ -235,10 +230,20 @@ impl Dialect for Socialink {
         if state.backlog_done.load(Ordering::SeqCst) {
             return Vec::new();
         }
-        let Some(device) = state.device(link).await else {
-            state.backlog_done.store(true, Ordering::SeqCst);
-            state.live.store(true, Ordering::SeqCst);
-            return Vec::new();
+        let device = match state.device(link).await {
+            Ok(Some(device)) => device,
+            Ok(None) => {
+                state.backlog_done.store(true, Ordering::SeqCst);
+                state.live.store(true, Ordering::SeqCst);
+                return Vec::new();
+            }
+            Err(e) => {
+                // As for the queue's read below: the client reconnects and is pushed it then.
+                e.log_if_internal("socialink device");
+                link.close(raw_ws::close::GOING_AWAY, "server error");
+                state.backlog_done.store(true, Ordering::SeqCst);
+                return Vec::new();
+            }
         };
         let after = state.backlog_after.load(Ordering::SeqCst);
         let page = match link.app.core.device_queue(device, after, BACKLOG_PAGE).await {
@@ -274,41 +279,31 @@ impl Dialect for Socialink {
 
 /// A message the hub handed over, as a `message` frame when it is queued for this device and
 /// was not pushed on this connection yet.
-async fn push(link: &Link, state: &Conn, m: &Message) -> Option<String> {
+async fn push(link: &Link, state: &Conn, m: &Message) -> Result<Option<String>, AppError> {
     if !state.live.load(Ordering::SeqCst) {
         // Before the queue was read: the queue has it (committed before published).
-        return None;
+        return Ok(None);
     }
     let own_device = m.sender_id == link.user() && m.sender_device.as_deref() == Some(link.identity.device());
     if own_device || m.deleted || m.expired_at(Utc::now()) {
-        return None;
+        return Ok(None);
     }
-    let device = state.device(link).await?;
+    let Some(device) = state.device(link).await? else { return Ok(None) };
     if m.created_at < device.registered_at {
-        return None;
+        return Ok(None);
     }
     // A message older than the connection reaches it only through a catch-up of the hub,
     // which knows nothing of acknowledgements: only what the queue still holds is pushed.
-    if m.created_at < link.opened {
-        match link.app.core.queue_holds(device, &m.id).await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                e.log_if_internal("socialink queue lookup");
-                return None;
-            }
-        }
+    // A failed lookup closes the connection (see `raw_ws::Dialect::encode`): its queue is
+    // pushed on the next one.
+    if m.created_at < link.opened && !link.app.core.queue_holds(device, &m.id).await? {
+        return Ok(None);
     }
+    let view = link.app.core.view_of(&m.chat_id).await?;
     if !state.remember(&m.id) {
-        return None;
+        return Ok(None);
     }
-    match link.app.core.view_of(&m.chat_id).await {
-        Ok(view) => Some(frame("message", message_json(m, &view))),
-        Err(e) => {
-            e.log_if_internal("socialink live message");
-            None
-        }
-    }
+    Ok(Some(frame("message", message_json(m, &view))))
 }
 
 #[derive(Deserialize)]
@@ -381,7 +376,7 @@ async fn handle(link: &Link, state: &Conn, text: &str) -> Option<String> {
 }
 
 async fn ack(link: &Link, state: &Conn, message_ids: &[String]) -> Result<(), AppError> {
-    let device = state.device(link).await.ok_or_else(|| AppError::NotFound("Device not found".into()))?;
+    let device = state.device(link).await?.ok_or_else(|| AppError::NotFound("Device not found".into()))?;
     link.app.core.acknowledge(device, message_ids).await?;
     Ok(())
 }

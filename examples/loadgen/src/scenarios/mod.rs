@@ -5,6 +5,7 @@ pub mod ack;
 pub mod fanout;
 pub mod idle;
 pub mod storm;
+pub mod wave;
 
 use std::{
     borrow::Cow,

@@ -124,10 +124,15 @@ impl RecordedClaims {
     /// A write of `user`'s claims starts; [`Recording::recorded`] once it committed. Dropped
     /// without that (the write failed, or the connect was abandoned), nothing is remembered.
     pub fn recording(&self, user: &UserId) -> Recording<'_> {
+        let generation = next(&self.generations);
+        // Anonymous session members are never remembered (their rows go with their session):
+        // no entry, so nothing is kept for them when the write ends.
+        if is_session_user(user) {
+            return Recording { memory: self, user: user.clone(), generation, overlapped: true, done: false };
+        }
         if self.users.len() >= self.cap && !self.users.contains_key(user.as_str()) {
             self.users.retain(|_, r| r.writing > 0);
         }
-        let generation = next(&self.generations);
         let mut entry = self.users.entry(user.clone()).or_insert_with(|| Recorded {
             claims: None,
             at: Instant::now(),
@@ -485,6 +490,7 @@ mod tests {
         let member = who(&crate::domain::session_user_id(&crate::domain::session_chat_id("s"), "m"), None);
         m.recording(&member.user_id).recorded(&member);
         assert!(!m.known(&member));
+        assert!(m.is_empty(), "a session member leaves nothing behind");
     }
 
     fn rows(r: &[(&str, i64, i64)]) -> Vec<(String, i64, i64)> {

@@ -321,15 +321,15 @@ impl DeliveryLedger for Ledger {
             None => conn.chats.entry(chat.into()).or_default(),
         };
         mark.note_handing(seq, contiguous);
-        let seq = contiguous;
-        if seq <= mark.handed {
+        // Delivery marks move over what the connection has without a hole, never over a gap.
+        if contiguous <= mark.handed {
             return;
         }
-        mark.handed = seq;
+        mark.handed = contiguous;
         // Marks that need the same receipt are one: a chat holds a handful at most.
         match mark.unconfirmed.back_mut() {
-            Some(last) if last.1 == needs => last.0 = seq,
-            _ => mark.unconfirmed.push_back((seq, needs)),
+            Some(last) if last.1 == needs => last.0 = contiguous,
+            _ => mark.unconfirmed.push_back((contiguous, needs)),
         }
     }
 

@@ -660,8 +660,7 @@ async fn serve<D: Dialect>(
                     continue;
                 }
                 pinged_at = written;
-                let payload = link.receipts.pinged(written);
-                if !put(&mut sink, WsMessage::Ping(payload.into()), write_limit).await {
+                if !write_ping(&mut sink, &link.receipts, written, write_limit).await {
                     break;
                 }
                 None
@@ -671,8 +670,7 @@ async fn serve<D: Dialect>(
                 // Not a liveness check: the heartbeat's tick still judges the pongs.
                 if written > pinged_at {
                     pinged_at = written;
-                    let payload = link.receipts.pinged(written);
-                    if !put(&mut sink, WsMessage::Ping(payload.into()), write_limit).await {
+                    if !write_ping(&mut sink, &link.receipts, written, write_limit).await {
                         break;
                     }
                 }
@@ -711,6 +709,18 @@ async fn serve<D: Dialect>(
     }
     reader.abort();
     link.receipts.finished.store(true, Ordering::SeqCst);
+}
+
+/// Writes a ping after `written` items, its payload naming them (see [`RawReceipts`]); false
+/// when the write failed.
+async fn write_ping(
+    sink: &mut SplitSink<WebSocket, WsMessage>,
+    receipts: &RawReceipts,
+    written: u64,
+    limit: Duration,
+) -> bool {
+    let payload = receipts.pinged(written);
+    put(sink, WsMessage::Ping(payload.into()), limit).await
 }
 
 /// How long an event whose frame cannot be made (a read failing, as while the database

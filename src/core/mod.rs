@@ -13,6 +13,7 @@ pub mod edits;
 pub mod frame_limit;
 pub mod history;
 pub mod keys;
+pub mod last_seen;
 pub mod limits;
 pub mod media;
 pub mod messages;
@@ -64,6 +65,8 @@ pub struct Core {
     claims: recall::RecordedClaims,
     /// What a catch-up that owes nothing can be answered from (`recall`).
     pub catchup: Arc<recall::CatchupMemory>,
+    /// When users went offline, written in batches (`last_seen`).
+    last_seen: Arc<last_seen::LastSeen>,
     /// The `Arc` this core lives in, for timers that outlive the call that set them (ring
     /// timeouts, the grace period of a participant who went offline).
     me: Weak<Core>,
@@ -100,7 +103,8 @@ impl Core {
             }),
         )?;
         let renewer = spawn_renewer(hub.clone(), shared.clone());
-        let background = vec![ledger.spawn_flusher(), limits.spawn_pruner(), renewer];
+        let last_seen = last_seen::LastSeen::new(db.clone());
+        let background = vec![ledger.spawn_flusher(), last_seen.spawn_flusher(), limits.spawn_pruner(), renewer];
         let core = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             db,
@@ -116,6 +120,7 @@ impl Core {
             known_devices: dashmap::DashSet::new(),
             claims: recall::RecordedClaims::new(recall::CLAIMS_TTL, recall::CLAIMS_CAP),
             catchup,
+            last_seen,
         });
         core.resume_calls();
         let sweeper = sessions::spawn_sweeper(&core);
@@ -149,8 +154,11 @@ impl Core {
     /// Graceful stop, last step, once the transports were closed: record what the clients
     /// confirmed (their close answers), waiting for them until `deadline`. What was not
     /// confirmed is pushed again, under the same ids, by the users' next connections.
+    /// Last-seen times noted until then are written too.
     pub async fn record_confirmed(&self, deadline: tokio::time::Instant) -> delivery::Settled {
-        self.ledger.settle(deadline).await
+        let settled = self.ledger.settle(deadline).await;
+        self.last_seen.flush().await;
+        settled
     }
 
     /// Stops background tasks (tests start many servers in one process).

@@ -139,9 +139,7 @@ impl Core {
             last_seen: Some(now),
         };
         self.announce(p);
-        if let Err(e) = store::users::set_last_seen(&self.db, &departure.user, now).await {
-            tracing::warn!(cause = %e, "could not store last seen");
-        }
+        self.last_seen.note(&departure.user, now);
     }
 
     pub async fn update_presence(
@@ -185,6 +183,7 @@ impl Core {
             .zip(records)
             .map(|((user, online), rec)| {
                 let stored_last_seen = rows.iter().find(|r| &r.id == user).and_then(|r| r.last_seen_at);
+                let stored_last_seen = stored_last_seen.max(self.last_seen.noted(user));
                 let last_seen = rec.as_ref().and_then(|r| r.last_seen).max(stored_last_seen);
                 if online {
                     let rec = rec.unwrap_or_default();
@@ -251,7 +250,7 @@ impl Core {
         if !offline_everywhere {
             self.shared.set_presence(&actor.user_id, &record(&p)).await.map_err(AppError::Internal)?;
         }
-        store::users::set_last_seen(&self.db, &actor.user_id, now).await?;
+        self.last_seen.note(&actor.user_id, now);
         self.announce(p.clone());
         Ok(p)
     }
@@ -275,9 +274,7 @@ impl Core {
                     last_seen: Some(now),
                 };
                 self.announce(p);
-                if let Err(e) = store::users::set_last_seen(&self.db, user, now).await {
-                    tracing::warn!(cause = %e, "could not store last seen");
-                }
+                self.last_seen.note(&user.into(), now);
             }
             Err(e) => tracing::warn!(cause = %e, "could not check presence"),
         }

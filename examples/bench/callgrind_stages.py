@@ -103,8 +103,10 @@ MESSAGE_STAGES = [
      [WRITE, DELIVER]),
     ("database, runtime side: the batch's transaction (`write` / `store::messages::append`: "
      "statements built, bound, sent to sqlx's worker, rows decoded; the catch-up memory)", [WRITE], []),
-    ("SQLite statements (sqlx worker threads, all statements: the batches and the delivery marks)",
-     [r"^<sqlx_sqlite::connection::execute::ExecuteIter as core::iter::traits::iterator::Iterator>::next$"], []),
+    ("SQLite (sqlx worker threads: every statement of the batches and of the delivery marks, and "
+     "their `BEGIN` / `COMMIT`, which sqlx runs through `sqlite3_exec`)",
+     [r"^<sqlx_sqlite::connection::execute::ExecuteIter as core::iter::traits::iterator::Iterator>::next$",
+      r"^sqlx_sqlite::connection::handle::ConnectionHandle::exec$"], []),
     ("publish / encoding, the ack: its JSON built by the sup handler, copied (`into_ack`), "
      "serialized to a Socket.IO packet (`Reply::send`)", [REPLY, *ACK_JSON], []),
     ("publish / encoding, the event: the published `Message` built from the row, the `message:new` "

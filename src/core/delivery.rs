@@ -118,6 +118,12 @@ pub struct Ledger {
     /// graceful stop's last flush would then let the listener close, and the background
     /// flush be aborted, before the marks were in the database).
     flushing: tokio::sync::Mutex<()>,
+    /// Catch-ups that read the store at once: half the pool. After a deploy every client
+    /// reconnects and most catch-ups ask; unbounded, 19,000 of them queued for the pool's
+    /// connections, those that waited past the pool's timeout failed and tried again, and on
+    /// PostgreSQL the wave took minutes. Here they queue without a timeout, and the other
+    /// half of the pool stays free for everything else.
+    catchup_reads: tokio::sync::Semaphore,
 }
 
 /// How often confirmed marks are written.
@@ -128,12 +134,13 @@ const SETTLE_POLL: Duration = Duration::from_millis(10);
 impl Ledger {
     pub fn new(db: Db, health: Arc<StorageHealth>, memory: Arc<CatchupMemory>) -> Arc<Self> {
         Arc::new(Self {
-            db,
             health,
             memory,
             marks: DashMap::new(),
             by_device: DashMap::new(),
             flushing: tokio::sync::Mutex::new(()),
+            catchup_reads: tokio::sync::Semaphore::new((store::pool_size(&db) as usize / 2).max(1)),
+            db,
         })
     }
 
@@ -261,6 +268,11 @@ impl Ledger {
         if let Some(baselines) = self.memory.recall(user, device, &handed, &cursors, !ceilings.is_empty()) {
             return Ok(Backlog { messages: Vec::new(), baselines });
         }
+        let _turn = self
+            .catchup_reads
+            .acquire()
+            .await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("the catch-up queue was closed")))?;
         let ticket = self.memory.before_query(&UserId::from(user));
         let rows = store::devices::cursors(&self.db, user, device).await?;
         self.memory.fill(ticket, user, device, &rows);

@@ -27,7 +27,7 @@ use axum::{
     Json, Router,
 };
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, value::RawValue, Map, Value};
 use socketioxide::extract::SocketRef;
 
 use crate::{
@@ -43,7 +43,7 @@ use crate::{
     error::{AppError, AppResult, Field},
     transport::{
         rest::error_response,
-        socketio::{bind, Answer, Handlers, Session, SocketIoProfile},
+        socketio::{bind, raw_ack, success_ack, Answer, Handlers, Session, SocketIoProfile},
         AppState,
     },
 };
@@ -61,11 +61,11 @@ pub enum Outcome {
 }
 
 impl Answer for Outcome {
-    fn into_ack(self) -> Value {
+    fn into_ack(self) -> Box<RawValue> {
         match self {
-            Outcome::Data(data) => json!({ "success": true, "data": data }),
+            Outcome::Data(data) => success_ack(&data, None),
             Outcome::Refused { code, message } => {
-                json!({ "success": false, "error": { "code": code, "message": message } })
+                raw_ack(&json!({ "success": false, "error": { "code": code, "message": message } }))
             }
         }
     }

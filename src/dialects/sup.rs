@@ -597,7 +597,12 @@ impl SocketIoProfile for Sup {
             };
             let msg = app.core.send_message(&session.actor(), draft, Some(ticket)).await?;
             // The running service acked `{ success, message: { message, sender } }`.
-            let running = json!({ "message": nested_message_json(&msg), "sender": sender_json(&msg) });
+            // Built as a map: `json!` would copy the two nested values it is given.
+            let running = Value::Object(
+                [("message".to_string(), nested_message_json(&msg)), ("sender".to_string(), sender_json(&msg))]
+                    .into_iter()
+                    .collect(),
+            );
             Ok(fields(new_message_json(&msg), [("message", running)]))
         });
         // A client's `deliveredAt` / `readAt` is ignored: the server's clock decides.

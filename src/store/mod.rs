@@ -242,6 +242,15 @@ pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::Data
     .await
 }
 
+/// How many connections the pool may open.
+pub fn pool_size(db: &DatabaseConnection) -> u32 {
+    match db.get_database_backend() {
+        DbBackend::Postgres => db.get_postgres_connection_pool().options().get_max_connections(),
+        DbBackend::Sqlite => db.get_sqlite_connection_pool().options().get_max_connections(),
+        _ => 1,
+    }
+}
+
 pub(crate) fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }

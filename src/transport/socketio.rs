@@ -465,9 +465,12 @@ impl Reply {
     }
 }
 
-/// What a successful handler answers, as its ack carries it.
+/// What a successful handler answers, as its ack carries it: serialized once, straight from
+/// the handler's data (building a `Value` of the whole ack first deep-copied the data; for a
+/// SUP `message:new` that was a third of the message's instructions, see
+/// `examples/bench/analysis.md`).
 pub trait Answer: Send + 'static {
-    fn into_ack(self) -> Value;
+    fn into_ack(self) -> Box<RawValue>;
     /// The error code of an answer that is a refusal the handler already told the client
     /// about in its dialect's own way (e2e's `session-error`), for the metrics.
     fn refusal(&self) -> Option<&'static str> {
@@ -477,8 +480,41 @@ pub trait Answer: Send + 'static {
 
 /// Any data: `{ success: true, data }`.
 impl<T: Serialize + Send + 'static> Answer for T {
-    fn into_ack(self) -> Value {
-        json!({ "success": true, "data": self })
+    fn into_ack(self) -> Box<RawValue> {
+        success_ack(&self, None)
+    }
+}
+
+/// `{ success: true, data, ...fields }`, serialized. `fields` never replace `success` or `data`.
+pub fn success_ack<T: Serialize + ?Sized>(data: &T, fields: Option<&serde_json::Map<String, Value>>) -> Box<RawValue> {
+    raw_ack(&Success { data, fields })
+}
+
+/// Any ack body, serialized; one that cannot be (a map with keys that are not strings) is
+/// logged and answered `null`.
+pub fn raw_ack<T: Serialize + ?Sized>(ack: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(ack).unwrap_or_else(|e| {
+        tracing::error!(cause = %e, "could not encode an ack");
+        Box::<RawValue>::default()
+    })
+}
+
+struct Success<'a, T: ?Sized> {
+    data: &'a T,
+    fields: Option<&'a serde_json::Map<String, Value>>,
+}
+
+impl<T: Serialize + ?Sized> Serialize for Success<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let extra = self.fields.into_iter().flatten().filter(|(key, _)| *key != "success" && *key != "data");
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("success", &true)?;
+        map.serialize_entry("data", self.data)?;
+        for (key, value) in extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
     }
 }
 
@@ -491,18 +527,8 @@ pub struct WithFields<T> {
 }
 
 impl<T: Serialize + Send + 'static> Answer for WithFields<T> {
-    fn into_ack(self) -> Value {
-        let mut ack = serde_json::Map::new();
-        ack.insert("success".into(), Value::Bool(true));
-        let data = serde_json::to_value(self.data).unwrap_or_else(|e| {
-            tracing::error!(cause = %e, "could not encode an ack");
-            Value::Null
-        });
-        ack.insert("data".into(), data);
-        for (key, value) in self.fields {
-            ack.entry(key).or_insert(value);
-        }
-        Value::Object(ack)
+    fn into_ack(self) -> Box<RawValue> {
+        success_ack(&self.data, Some(&self.fields))
     }
 }
 

@@ -12,12 +12,12 @@
 use crate::domain::UserId;
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{ser::SerializeMap, Deserialize, Serialize, Serializer};
+use serde_json::{json, value::RawValue, Value};
 use socketioxide::extract::SocketRef;
 
 use super::{attachment_json, iso, mentions};
-use crate::transport::socketio::{Handlers, Session, SocketIoProfile, WithFields};
+use crate::transport::socketio::{raw_ack, Answer, Handlers, Session, SocketIoProfile, WithFields};
 use crate::{
     core::{
         calls::CallRequest,
@@ -596,14 +596,7 @@ impl SocketIoProfile for Sup {
                 temp_id: req.temp_id,
             };
             let msg = app.core.send_message(&session.actor(), draft, Some(ticket)).await?;
-            // The running service acked `{ success, message: { message, sender } }`.
-            // Built as a map: `json!` would copy the two nested values it is given.
-            let running = Value::Object(
-                [("message".to_string(), nested_message_json(&msg)), ("sender".to_string(), sender_json(&msg))]
-                    .into_iter()
-                    .collect(),
-            );
-            Ok(fields(new_message_json(&msg), [("message", running)]))
+            Ok(NewMessageAck(msg))
         });
         // A client's `deliveredAt` / `readAt` is ignored: the server's clock decides.
         for (event, kind) in [("message:delivered", ReceiptKind::Delivered), ("message:read", ReceiptKind::Read)] {
@@ -771,7 +764,141 @@ impl SocketIoProfile for Sup {
     }
 }
 
+/// The `message:new` ack: `data` is [`new_message_json`], and beside it the running service's
+/// `message: { message, sender }`. Written straight to the output, without building `Value`s:
+/// building, copying and dropping the ack's trees was a third of a message's instructions
+/// (`examples/bench/analysis.md`). A unit test holds the output equal to the trees'.
+struct NewMessageAck(Message);
+
+impl Answer for NewMessageAck {
+    fn into_ack(self) -> Box<RawValue> {
+        raw_ack(&MessageAckOut(&self.0))
+    }
+}
+
+struct MessageAckOut<'a>(&'a Message);
+/// [`new_message_json`].
+struct NewMessageOut<'a>(&'a Message);
+/// [`nested_message_json`].
+struct NestedOut<'a>(&'a Message);
+/// [`sender_json`].
+struct SenderOut<'a>(&'a Message);
+/// The running service's `message: { message, sender }`.
+struct RunningOut<'a>(&'a Message);
+
+impl Serialize for MessageAckOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("success", &true)?;
+        map.serialize_entry("data", &NewMessageOut(self.0))?;
+        map.serialize_entry("message", &RunningOut(self.0))?;
+        map.end()
+    }
+}
+
+impl Serialize for RunningOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("message", &NestedOut(self.0))?;
+        map.serialize_entry("sender", &SenderOut(self.0))?;
+        map.end()
+    }
+}
+
+impl Serialize for NewMessageOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", &m.id)?;
+        map.serialize_entry("chatId", &m.chat_id)?;
+        map.serialize_entry("senderId", &m.sender_id)?;
+        map.serialize_entry("encryptedContent", &m.content)?;
+        map.serialize_entry("messageType", &m.kind)?;
+        map.serialize_entry("replyToId", &m.reply_to_id)?;
+        map.serialize_entry("metadata", &m.metadata)?;
+        map.serialize_entry("tempId", &m.temp_id)?;
+        map.serialize_entry("seq", &m.seq)?;
+        map.serialize_entry("createdAt", &iso(&m.created_at))?;
+        if let Some(reactions) = &m.reactions {
+            map.serialize_entry("reactions", reactions)?;
+        }
+        if let Some(at) = &m.edited_at {
+            map.serialize_entry("editedAt", &iso(at))?;
+        }
+        if m.deleted {
+            map.serialize_entry("deleted", &true)?;
+        }
+        if !m.attachments.is_empty() {
+            map.serialize_entry("attachments", &m.attachments.iter().map(attachment_json).collect::<Vec<_>>())?;
+        }
+        map.serialize_entry("message", &NestedOut(m))?;
+        map.serialize_entry("sender", &SenderOut(m))?;
+        map.end()
+    }
+}
+
+impl Serialize for NestedOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        let mut map = s.serialize_map(Some(9))?;
+        map.serialize_entry("id", &m.id)?;
+        map.serialize_entry("chatId", &m.chat_id)?;
+        map.serialize_entry("senderId", &m.sender_id)?;
+        map.serialize_entry("encryptedContent", &m.content)?;
+        map.serialize_entry("messageType", &m.kind)?;
+        map.serialize_entry("replyToId", &m.reply_to_id)?;
+        map.serialize_entry("createdAt", &iso(&m.created_at))?;
+        map.serialize_entry("status", "sent")?;
+        map.serialize_entry("tempId", &m.temp_id)?;
+        map.end()
+    }
+}
+
+impl Serialize for SenderOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        let profile = m.sender.as_ref();
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("id", &m.sender_id)?;
+        map.serialize_entry("username", &profile.and_then(|p| p.name.as_ref()))?;
+        map.serialize_entry("avatar", &profile.and_then(|p| p.avatar.as_ref()))?;
+        map.end()
+    }
+}
+
 /// An ack with `data` and, beside it, top-level fields the running service's clients read.
 fn fields<const N: usize>(data: Value, top: [(&str, Value); N]) -> WithFields<Value> {
     WithFields { data, fields: top.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(extra: Value) -> Message {
+        let mut m = json!({
+            "id": "m1", "chat_id": "c1", "seq": 7, "sender_id": "alice", "kind": "text",
+            "content": "hi \"there\"", "reply_to_id": null, "metadata": null, "temp_id": "t1",
+            "created_at": "2026-12-07T10:00:00.123Z", "edited_at": null, "deleted": false,
+        });
+        if let (Some(m), Value::Object(extra)) = (m.as_object_mut(), extra) {
+            m.extend(extra);
+        }
+        serde_json::from_value(m).expect("a message")
+    }
+
+    #[test]
+    fn the_message_ack_written_directly_equals_the_one_built_as_trees() {
+        let plain = message(json!({}));
+        let full = message(json!({
+            "reply_to_id": "m0", "metadata": { "mentions": ["bob"] }, "edited_at": "2026-12-07T10:01:00Z",
+            "deleted": true, "reactions": { "+1": ["bob"] }, "sender": { "name": "Alice", "avatar": "a.png" },
+        }));
+        for m in [plain, full] {
+            let written: Value = serde_json::from_str(NewMessageAck(m.clone()).into_ack().get()).expect("JSON");
+            let running = json!({ "message": nested_message_json(&m), "sender": sender_json(&m) });
+            let built = json!({ "success": true, "data": new_message_json(&m), "message": running });
+            assert_eq!(written, built);
+        }
+    }
 }

@@ -80,7 +80,11 @@ REPLY = r"^switchboard::transport::socketio::Reply::send$"
 ACK_JSON = [(HANDLER, r"^switchboard::dialects::sup::(new_message_json|nested_message_json|sender_json)$"),
             (HANDLER, r"^serde_json::value::ser::<impl serde_core::ser::Serialize for serde_json::value::Value>::serialize$"),
             (HANDLER, r"^core::ptr::drop_in_place<serde_json::value::Value>$"),
-            (HANDLER, r"^alloc::collections::btree::map::BTreeMap<K,V(,A)?>(::insert| as core::iter::traits::collect::FromIterator<\(K,V\)>>::from_iter)$")]
+            (HANDLER, r"^alloc::collections::btree::map::BTreeMap<K,V(,A)?>(::insert| as core::iter::traits::collect::FromIterator<\(K,V\)>>::from_iter)$"),
+            # From c80b13a the ack is written straight from the message (`raw_ack`) and
+            # handed to socketioxide as raw JSON; `Reply::send` is inlined into the handler.
+            (HANDLER, r"^switchboard::transport::socketio::raw_ack$"),
+            (HANDLER, r"^socketioxide::extract::socket::AckSender<A>::send$")]
 WRITER_THREAD = r"^tokio::runtime::scheduler::current_thread::CoreGuard::block_on$"
 WRITE = r"^switchboard::core::writer::write::\{\{closure\}\}$"
 PUBLISHER = r"^switchboard::core::writer::publish::\{\{closure\}\}$"

@@ -118,15 +118,14 @@ pub struct Ledger {
     /// graceful stop's last flush would then let the listener close, and the background
     /// flush be aborted, before the marks were in the database).
     flushing: tokio::sync::Mutex<()>,
-    /// Reads made for connecting clients (catch-ups, a dialect's presence circle) that run at
-    /// once: three quarters of the pool. After a deploy every client reconnects and most of
-    /// them read; unbounded, 19,000 of them queued for the pool's connections, those that
-    /// waited past the pool's timeout failed (and catch-ups tried again), and on PostgreSQL
-    /// the wave took minutes. Here they queue without a timeout, and a quarter of the pool
+    /// Catch-up reads that run at once: three quarters of the pool. After a deploy every
+    /// client reconnects and most catch-ups read; unbounded, 19,000 of them queued for the
+    /// pool's connections, those that waited past the pool's timeout failed and tried again,
+    /// and on PostgreSQL the wave took minutes. Here they queue without a timeout, and a quarter of the pool
     /// stays free for everything else. Not fewer: catch-ups that queue keep their tasks
     /// alive, and with half the pool a ramp of 900 new connections a second queued enough of
     /// them to raise the idle memory per connection from 21.1 to 25.0 KiB.
-    connect_reads: tokio::sync::Semaphore,
+    catchup_reads: tokio::sync::Semaphore,
 }
 
 /// How often confirmed marks are written.
@@ -142,7 +141,7 @@ impl Ledger {
             marks: DashMap::new(),
             by_device: DashMap::new(),
             flushing: tokio::sync::Mutex::new(()),
-            connect_reads: tokio::sync::Semaphore::new((store::pool_size(&db) as usize * 3 / 4).max(1)),
+            catchup_reads: tokio::sync::Semaphore::new((store::pool_size(&db) as usize * 3 / 4).max(1)),
             db,
         })
     }
@@ -234,11 +233,10 @@ impl Ledger {
         marks.chats.get(chat)?.vouched_by_receipt(seq)
     }
 
-    /// A turn for a read made for a connecting client (see `connect_reads`); held until the
-    /// read is done.
-    pub async fn connect_read_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AppError> {
+    /// A turn for a catch-up's reads (see `catchup_reads`); held until they are done.
+    pub async fn catchup_read_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AppError> {
         // The semaphore is never closed.
-        self.connect_reads
+        self.catchup_reads
             .acquire()
             .await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("the queue of connect-time reads was closed")))
@@ -281,7 +279,7 @@ impl Ledger {
         if let Some(baselines) = self.memory.recall(user, device, &handed, &cursors, !ceilings.is_empty()) {
             return Ok(Backlog { messages: Vec::new(), baselines });
         }
-        let _turn = self.connect_read_turn().await?;
+        let _turn = self.catchup_read_turn().await?;
         let ticket = self.memory.before_query(&UserId::from(user));
         let rows = store::devices::cursors(&self.db, user, device).await?;
         self.memory.fill(ticket, user, device, &rows);

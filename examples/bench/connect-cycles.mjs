@@ -10,15 +10,10 @@
 //
 // usage: node connect-cycles.mjs URL SECRET [--cycles N] [--pid PID] [--out FILE_BASE]
 // Prints one JSON line: { cycles, cycles_ms, idle_ms }.
-import { createHmac, randomUUID } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { io } from 'socket.io-client';
+import { randomUUID } from 'node:crypto';
+import { arg, client, control as controlOf, sleep } from './cycles-client.mjs';
 
 const [url, secret] = process.argv.slice(2);
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
 const cycles = Number(arg('--cycles', 100));
 const pid = arg('--pid', null);
 if (!secret || !Number.isInteger(cycles) || cycles < 1) {
@@ -26,41 +21,9 @@ if (!secret || !Number.isInteger(cycles) || cycles < 1) {
   process.exit(2);
 }
 
-const b64url = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-// The claims a real provider puts in: a display name and a device, the same at every reconnect.
-const token = (sub, extra = {}) => {
-  const now = Math.floor(Date.now() / 1000);
-  const head = b64url({ alg: 'HS256', typ: 'JWT' });
-  const body = b64url({ sub, iat: now, exp: now + 86400, name: `Name of ${sub}`, ...extra });
-  const sig = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
-  return `${head}.${body}.${sig}`;
-};
-
 // Under callgrind the server is ~50 times slower than usual: generous deadlines.
 const DEADLINE = 120000;
-const within = (promise, what) => {
-  let timer;
-  const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), DEADLINE); });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-};
-
-const connect = (tok, listen) => within(new Promise((resolve, reject) => {
-  const s = io(url, { auth: { token: tok }, transports: ['websocket'], forceNew: true, reconnection: false });
-  if (listen) listen(s);
-  s.once('connect', () => resolve(s));
-  s.once('connect_error', reject);
-}), 'connect');
-
-const rest = async (tok, path, body) => {
-  const res = await fetch(url + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}` },
-    body: JSON.stringify(body),
-  });
-  const json = await res.json();
-  if (!res.ok || !json.data) throw new Error(`${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json.data;
-};
+const { token, within, connect, rest } = client(url, secret, DEADLINE);
 
 const send = (s, chatId, tempId) => within(s.timeout(DEADLINE).emitWithAck('message:new',
   { chatId, encryptedContent: `text ${tempId}`, messageType: 'text', tempId }), 'message ack');
@@ -97,16 +60,7 @@ meSock.disconnect();
 peerSock.disconnect();
 thirdSock.disconnect();
 
-// callgrind_control finds the server's vgdb pipes by user and host name, which valgrind takes
-// from the environment: HOST must be what the server was started with (callgrind.sh sets both).
-const control = (flag) => {
-  if (!pid) return;
-  const r = spawnSync('callgrind_control', [flag, pid], { encoding: 'utf8' });
-  if (r.status !== 0 || !/OK\./.test(r.stdout) || /error/i.test(r.stderr)) {
-    throw new Error(`callgrind_control ${flag}: ${r.stdout}${r.stderr}`);
-  }
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const control = (flag) => controlOf(pid, flag);
 
 // Warm-up: the first reconnects fill whatever the server keeps between connects.
 const cycle = async () => {

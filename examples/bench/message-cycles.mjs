@@ -23,15 +23,10 @@
 // usage: node message-cycles.mjs URL SECRET [--messages M] [--connections C]
 //          [--variant self|direct] [--warmup W] [--pid PID]
 // Prints one JSON line: { variant, connections, messages, run, messages_ms, idle_ms, ... }.
-import { createHmac, randomUUID } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { io } from 'socket.io-client';
+import { randomUUID } from 'node:crypto';
+import { arg, client, control as controlOf, sleep } from './cycles-client.mjs';
 
 const [url, secret] = process.argv.slice(2);
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
 const messages = Number(arg('--messages', 2000));
 const connections = Number(arg('--connections', 50));
 const warmup = Number(arg('--warmup', 300));
@@ -44,41 +39,9 @@ if (!secret || ![messages, connections].every((n) => Number.isInteger(n) && n >=
   process.exit(2);
 }
 
-const b64url = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-// As connect-cycles.mjs: HS256 with the server's secret, a display name and a device.
-const token = (sub, extra = {}) => {
-  const now = Math.floor(Date.now() / 1000);
-  const head = b64url({ alg: 'HS256', typ: 'JWT' });
-  const body = b64url({ sub, iat: now, exp: now + 86400, name: `Name of ${sub}`, ...extra });
-  const sig = createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
-  return `${head}.${body}.${sig}`;
-};
-
 // Under callgrind the server is ~50 times slower than usual: generous deadlines.
 const DEADLINE = 300000;
-const within = (promise, what) => {
-  let timer;
-  const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), DEADLINE); });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-};
-
-const connect = (tok, listen) => within(new Promise((resolve, reject) => {
-  const s = io(url, { auth: { token: tok }, transports: ['websocket'], forceNew: true, reconnection: false });
-  if (listen) listen(s);
-  s.once('connect', () => resolve(s));
-  s.once('connect_error', reject);
-}), 'connect');
-
-const rest = async (tok, path, body) => {
-  const res = await fetch(url + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}` },
-    body: JSON.stringify(body),
-  });
-  const json = await res.json();
-  if (!res.ok || !json.data) throw new Error(`${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json.data;
-};
+const { token, within, connect, rest } = client(url, secret, DEADLINE);
 
 // A few at a time: the set-up is not measured, but a server under callgrind is slow.
 const inBatches = async (items, size, fn) => {
@@ -109,16 +72,7 @@ const chats = await inBatches(senders, 10, (u, i) => rest(token(u, { deviceId: '
     : { type: 'self', participantIds: [] }).then((c) => c.id));
 const senderSocks = await inBatches(senders, 10, (u) => connect(token(u, { deviceId: 'phone' })));
 
-// callgrind_control finds the server's vgdb pipes by user and host name, which valgrind takes
-// from the environment: HOST must be what the server was started with (callgrind.sh sets both).
-const control = (flag) => {
-  if (!pid) return;
-  const r = spawnSync('callgrind_control', [flag, pid], { encoding: 'utf8' });
-  if (r.status !== 0 || !/OK\./.test(r.stdout) || /error/i.test(r.stderr)) {
-    throw new Error(`callgrind_control ${flag}: ${r.stdout}${r.stderr}`);
-  }
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const control = (flag) => controlOf(pid, flag);
 
 // Exactly `count` messages over all senders, each sender in a closed loop (send, wait for the
 // ack, send again), as loadgen's ack-closed does.

@@ -121,10 +121,10 @@ pub struct Ledger {
     /// Catch-up reads that run at once: three quarters of the pool. After a deploy every
     /// client reconnects and most catch-ups read; unbounded, 19,000 of them queued for the
     /// pool's connections, those that waited past the pool's timeout failed and tried again,
-    /// and on PostgreSQL the wave took minutes. Here they queue without a timeout, and a quarter of the pool
-    /// stays free for everything else. Not fewer: catch-ups that queue keep their tasks
-    /// alive, and with half the pool a ramp of 900 new connections a second queued enough of
-    /// them to raise the idle memory per connection from 21.1 to 25.0 KiB.
+    /// and on PostgreSQL the wave took minutes. Here they queue without a timeout, and a
+    /// quarter of the pool stays free for everything else. Not fewer: catch-ups that queue
+    /// keep their tasks alive, and with half the pool a ramp of 900 new connections a second
+    /// queued enough of them to raise the idle memory per connection from 21.1 to 25.0 KiB.
     catchup_reads: tokio::sync::Semaphore,
 }
 
@@ -239,18 +239,14 @@ impl Ledger {
         self.catchup_reads
             .acquire()
             .await
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("the queue of connect-time reads was closed")))
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("the queue of catch-up reads was closed")))
     }
 
     pub fn spawn_flusher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let ledger = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                ledger.flush().await;
-            }
+        super::spawn_every(FLUSH_EVERY, move || {
+            let ledger = ledger.clone();
+            async move { ledger.flush().await }
         })
     }
 

@@ -76,13 +76,9 @@ impl LastSeen {
 
     pub fn spawn_flusher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                me.flush().await;
-            }
+        super::spawn_every(FLUSH_EVERY, move || {
+            let me = me.clone();
+            async move { me.flush().await }
         })
     }
 }

@@ -225,16 +225,31 @@ impl Core {
 /// Keeps this instance's shared entries (online users, room members) alive; when the instance
 /// dies they expire on their own.
 fn spawn_renewer(hub: Arc<Hub>, shared: Arc<dyn SharedState>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(store::redis::RENEW_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    spawn_every(store::redis::RENEW_EVERY, move || {
+        let (hub, shared) = (hub.clone(), shared.clone());
+        async move {
             // Anonymous session members have no presence (see `user_connected`).
             let users: Vec<_> = hub.local_users().into_iter().filter(|u| !crate::domain::is_session_user(u)).collect();
             if let Err(e) = shared.renew(&users, &hub.local_rooms()).await {
                 tracing::warn!(cause = %e, "could not renew shared presence");
             }
+        }
+    })
+}
+
+/// Runs `work` every `period`, at once first; a run that overruns delays the next rather than
+/// bunching runs up.
+pub(crate) fn spawn_every<F, Fut>(period: std::time::Duration, mut work: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            work().await;
         }
     })
 }

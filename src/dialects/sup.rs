@@ -184,64 +184,24 @@ struct Pending {
 #[derive(Deserialize)]
 struct Nothing {}
 
+/// The flat message, as SUP's seed shows it (history, `message:updated`).
 pub fn message_json(m: &Message) -> Value {
-    let mut out = json!({
-        "id": m.id,
-        "chatId": m.chat_id,
-        "senderId": m.sender_id,
-        "encryptedContent": m.content,
-        "messageType": m.kind,
-        "replyToId": m.reply_to_id,
-        "metadata": m.metadata,
-        "tempId": m.temp_id,
-        "seq": m.seq,
-        "createdAt": iso(&m.created_at),
-    });
-    // Only history reads load reactions; live `message:new` keeps the seed's shape.
-    if let Some(reactions) = &m.reactions {
-        out["reactions"] = json!(reactions);
-    }
-    // Likewise only messages that were edited or deleted (or carry files) say so.
-    if let Some(at) = &m.edited_at {
-        out["editedAt"] = json!(iso(at));
-    }
-    if m.deleted {
-        out["deleted"] = json!(true);
-    }
-    if !m.attachments.is_empty() {
-        out["attachments"] = json!(m.attachments.iter().map(attachment_json).collect::<Vec<_>>());
-    }
-    out
+    value_of(&MessageOut { m, running: false })
 }
 
 /// `message:new` as members receive it and as its ack's `data`: the flat message, plus the
 /// running service's `message: {…}` and `sender: {…}` that its clients read
 /// (`data.message.encryptedContent`, `data.sender.username`).
 pub fn new_message_json(m: &Message) -> Value {
-    let mut out = message_json(m);
-    out["message"] = nested_message_json(m);
-    out["sender"] = sender_json(m);
-    out
+    value_of(&MessageOut { m, running: true })
 }
 
-/// The running service's message shape; `status` is `sent` for anything it hands out.
-fn nested_message_json(m: &Message) -> Value {
-    json!({
-        "id": m.id,
-        "chatId": m.chat_id,
-        "senderId": m.sender_id,
-        "encryptedContent": m.content,
-        "messageType": m.kind,
-        "replyToId": m.reply_to_id,
-        "createdAt": iso(&m.created_at),
-        "status": "sent",
-        "tempId": m.temp_id,
+/// A shape below as a `Value`, for the events encoded once per delivery pass.
+fn value_of(shape: &impl Serialize) -> Value {
+    serde_json::to_value(shape).unwrap_or_else(|e| {
+        tracing::error!(cause = %e, "could not encode a message");
+        Value::Null
     })
-}
-
-fn sender_json(m: &Message) -> Value {
-    let profile = m.sender.clone().unwrap_or_default();
-    json!({ "id": m.sender_id, "username": profile.name, "avatar": profile.avatar })
 }
 
 fn receipt_json(kind: ReceiptKind, chat: &str, message: &str, user: &str, at: &chrono::DateTime<chrono::Utc>) -> Value {
@@ -767,7 +727,7 @@ impl SocketIoProfile for Sup {
 /// The `message:new` ack: `data` is [`new_message_json`], and beside it the running service's
 /// `message: { message, sender }`. Written straight to the output, without building `Value`s:
 /// building, copying and dropping the ack's trees was a third of a message's instructions
-/// (`examples/bench/analysis.md`). A unit test holds the output equal to the trees'.
+/// (`examples/bench/analysis.md`).
 struct NewMessageAck(Message);
 
 impl Answer for NewMessageAck {
@@ -776,21 +736,26 @@ impl Answer for NewMessageAck {
     }
 }
 
+/// The SUP message shapes, written by serde straight from the message: the ack goes out
+/// without building a `Value`, and the events' `Value`s come from the same definitions.
 struct MessageAckOut<'a>(&'a Message);
-/// [`new_message_json`].
-struct NewMessageOut<'a>(&'a Message);
-/// [`nested_message_json`].
+/// The flat message; with `running`, also the running service's `message` and `sender`.
+struct MessageOut<'a> {
+    m: &'a Message,
+    running: bool,
+}
+/// The running service's message; `status` is `sent` for anything it hands out.
 struct NestedOut<'a>(&'a Message);
-/// [`sender_json`].
+/// The sender's profile: the token's `username` (else `name`) and `avatar`, as last seen.
 struct SenderOut<'a>(&'a Message);
-/// The running service's `message: { message, sender }`.
+/// The running service's ack field `message: { message, sender }`.
 struct RunningOut<'a>(&'a Message);
 
 impl Serialize for MessageAckOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(3))?;
         map.serialize_entry("success", &true)?;
-        map.serialize_entry("data", &NewMessageOut(self.0))?;
+        map.serialize_entry("data", &MessageOut { m: self.0, running: true })?;
         map.serialize_entry("message", &RunningOut(self.0))?;
         map.end()
     }
@@ -805,23 +770,30 @@ impl Serialize for RunningOut<'_> {
     }
 }
 
-impl Serialize for NewMessageOut<'_> {
+/// The fields the flat and the nested message both start with.
+fn common_fields<M: SerializeMap>(map: &mut M, m: &Message) -> Result<(), M::Error> {
+    map.serialize_entry("id", &m.id)?;
+    map.serialize_entry("chatId", &m.chat_id)?;
+    map.serialize_entry("senderId", &m.sender_id)?;
+    map.serialize_entry("encryptedContent", &m.content)?;
+    map.serialize_entry("messageType", &m.kind)?;
+    map.serialize_entry("replyToId", &m.reply_to_id)?;
+    map.serialize_entry("tempId", &m.temp_id)?;
+    map.serialize_entry("createdAt", &iso(&m.created_at))
+}
+
+impl Serialize for MessageOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let m = self.0;
+        let m = self.m;
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("id", &m.id)?;
-        map.serialize_entry("chatId", &m.chat_id)?;
-        map.serialize_entry("senderId", &m.sender_id)?;
-        map.serialize_entry("encryptedContent", &m.content)?;
-        map.serialize_entry("messageType", &m.kind)?;
-        map.serialize_entry("replyToId", &m.reply_to_id)?;
+        common_fields(&mut map, m)?;
         map.serialize_entry("metadata", &m.metadata)?;
-        map.serialize_entry("tempId", &m.temp_id)?;
         map.serialize_entry("seq", &m.seq)?;
-        map.serialize_entry("createdAt", &iso(&m.created_at))?;
+        // Only history reads load reactions; live `message:new` keeps the seed's shape.
         if let Some(reactions) = &m.reactions {
             map.serialize_entry("reactions", reactions)?;
         }
+        // Likewise only messages that were edited or deleted (or carry files) say so.
         if let Some(at) = &m.edited_at {
             map.serialize_entry("editedAt", &iso(at))?;
         }
@@ -831,25 +803,19 @@ impl Serialize for NewMessageOut<'_> {
         if !m.attachments.is_empty() {
             map.serialize_entry("attachments", &m.attachments.iter().map(attachment_json).collect::<Vec<_>>())?;
         }
-        map.serialize_entry("message", &NestedOut(m))?;
-        map.serialize_entry("sender", &SenderOut(m))?;
+        if self.running {
+            map.serialize_entry("message", &NestedOut(m))?;
+            map.serialize_entry("sender", &SenderOut(m))?;
+        }
         map.end()
     }
 }
 
 impl Serialize for NestedOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let m = self.0;
         let mut map = s.serialize_map(Some(9))?;
-        map.serialize_entry("id", &m.id)?;
-        map.serialize_entry("chatId", &m.chat_id)?;
-        map.serialize_entry("senderId", &m.sender_id)?;
-        map.serialize_entry("encryptedContent", &m.content)?;
-        map.serialize_entry("messageType", &m.kind)?;
-        map.serialize_entry("replyToId", &m.reply_to_id)?;
-        map.serialize_entry("createdAt", &iso(&m.created_at))?;
+        common_fields(&mut map, self.0)?;
         map.serialize_entry("status", "sent")?;
-        map.serialize_entry("tempId", &m.temp_id)?;
         map.end()
     }
 }
@@ -896,8 +862,9 @@ mod tests {
         }));
         for m in [plain, full] {
             let written: Value = serde_json::from_str(NewMessageAck(m.clone()).into_ack().get()).expect("JSON");
-            let running = json!({ "message": nested_message_json(&m), "sender": sender_json(&m) });
-            let built = json!({ "success": true, "data": new_message_json(&m), "message": running });
+            let data = new_message_json(&m);
+            let running = json!({ "message": data["message"], "sender": data["sender"] });
+            let built = json!({ "success": true, "data": data, "message": running });
             assert_eq!(written, built);
         }
     }

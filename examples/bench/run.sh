@@ -281,7 +281,11 @@ fi
 
 : >"$RESULTS"
 log "building release binaries"
-cargo build --release -q -p switchboard -p loadgen -p bare-socketioxide
+cargo build --release -q -p switchboard -p loadgen
+# The bare reference server is a workspace of its own: it builds engineioxide as published, not
+# the copy Switchboard patches (vendor/README.md). Same target directory, so its binary sits
+# beside the others.
+cargo build --release -q --manifest-path examples/reference/socketioxide/Cargo.toml --target-dir "$ROOT/target"
 (cd examples/reference/node && npm ci --no-audit --no-fund --silent)
 
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -55,10 +55,6 @@ async fn per_user_cursors_carry_over_as_each_users_default_device() {
         assert_eq!(cursors("alice", "").await, vec![("c1".to_string(), 3, 5)], "{backend}: the default device");
 
         drop(db);
-        if let (Some(name), Ok(base)) = (pg_name, std::env::var("TEST_DATABASE_URL")) {
-            if let Ok(admin) = Database::connect(&base).await {
-                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-            }
-        }
+        common::drop_database(pg_name).await;
     }
 }

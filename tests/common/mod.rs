@@ -131,10 +131,15 @@ impl TestApp {
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
-        if let (Some(name), Ok(base)) = (self.pg_name.take(), std::env::var("TEST_DATABASE_URL")) {
-            if let Ok(admin) = Database::connect(&base).await {
-                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-            }
+        drop_database(self.pg_name.take()).await;
+    }
+}
+
+/// Drops a PostgreSQL test database made by [`fresh_database`] (nothing for SQLite's `None`).
+pub async fn drop_database(pg_name: Option<String>) {
+    if let (Some(name), Ok(base)) = (pg_name, std::env::var("TEST_DATABASE_URL")) {
+        if let Ok(admin) = Database::connect(&base).await {
+            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
         }
     }
 }

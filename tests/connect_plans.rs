@@ -1,6 +1,7 @@
 //! The two reads every connect makes, the presence circle (`store::history::contacts`) and a
-//! catch-up's cursors (`store::devices::cursors`), reach rows through index lookups however
-//! little the database knows about its tables. A reconnect wave right after a bulk import (or
+//! catch-up's cursors (`store::devices::cursors`), and the visibility check of a presence
+//! subscription that clients send right after (`store::history::shared_with`), reach rows
+//! through index lookups however little the database knows about its tables. A reconnect wave right after a bulk import (or
 //! while a database grows fast) meets tables PostgreSQL has not analyzed yet: with the earlier
 //! statements it planned hash joins over whole tables and, for prepared statements, a walk of a
 //! whole index, and a 19,000-client wave took a minute instead of 20 s.
@@ -15,7 +16,10 @@ mod common;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use serde_json::Value;
-use switchboard::store::{devices::cursors_query, history::contacts_query};
+use switchboard::store::{
+    devices::cursors_query,
+    history::{contacts_query, shared_with_query},
+};
 
 const USERS: usize = 20_000;
 const TABLES: [&str; 3] = ["members", "conversations", "device_cursors"];
@@ -37,12 +41,20 @@ async fn connect_reads_use_indexes_on_tables_never_analyzed() {
         assert_eq!(circle, vec!["busy".to_string()], "{backend}: u7's presence circle");
         let busy = switchboard::store::history::contacts(&db, "busy", 3).await.expect("contacts");
         assert_eq!(busy, vec!["u0", "u1", "u10"], "{backend}: the circle is ordered by id and capped");
+        let candidates: [switchboard::domain::UserId; 2] = ["busy".into(), "u8".into()];
+        let shared = switchboard::store::history::shared_with(&db, "u7", &candidates).await.expect("shared_with");
+        assert_eq!(
+            shared,
+            vec![switchboard::domain::UserId::from("busy")],
+            "{backend}: u7 shares a chat with busy, not with u8"
+        );
         let owed = switchboard::store::devices::cursors(&db, "u7", "").await.expect("cursors");
         assert_eq!(owed, vec![("c7".to_string(), 1, 2)], "{backend}: u7's cursor and the chat's last seq");
 
         let statements = [
             ("contacts", contacts_query(db.get_database_backend(), "u7", 500)),
             ("cursors", cursors_query(db.get_database_backend(), "u7", "")),
+            ("shared_with", shared_with_query(db.get_database_backend(), "u7", &["busy".into(), "u8".into()])),
         ];
         for (name, statement) in statements {
             let scans = match backend {

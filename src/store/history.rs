@@ -170,21 +170,24 @@ pub async fn shared_with(db: &DatabaseConnection, user: &str, candidates: &[User
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
+    let rows = db.query_all_raw(shared_with_query(db.get_database_backend(), user, candidates)).await?;
+    rows.iter().map(|r| r.try_get::<String>("", "user_id").map(UserId::from)).collect()
+}
+
+/// The statement of [`shared_with`].
+pub fn shared_with_query(backend: DbBackend, user: &str, candidates: &[UserId]) -> Statement {
     let mine = Query::select()
         .column((member::Entity, member::Column::ConversationId))
         .from(member::Entity)
         .and_where(Expr::col((member::Entity, member::Column::UserId)).eq(user))
         .to_owned();
-    member::Entity::find()
+    let query = member::Entity::find()
         .select_only()
         .column(member::Column::UserId)
         .distinct()
         .filter(Expr::col((member::Entity, member::Column::ConversationId)).in_subquery(mine))
-        .filter(member::Column::UserId.is_in(candidates.iter().map(UserId::as_str)))
-        .into_tuple::<String>()
-        .all(db)
-        .await
-        .map(|users| users.into_iter().map(UserId::from).collect())
+        .filter(member::Column::UserId.is_in(candidates.iter().map(UserId::as_str)));
+    sea_orm::QueryTrait::build(&query, backend)
 }
 
 /// Up to `limit` other users sharing a conversation with `user`, by id.

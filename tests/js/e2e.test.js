@@ -5,21 +5,12 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
-import { backends, startServer, ask, waitFor, uid, closeAll, eventually } from './helpers.js';
+import { backends, startServer, ask, waitFor, uid, closeAll, eventually, dbText } from './helpers.js';
 import { visitor, record, join, refused, roundTrip, names, pk } from './e2e_client.js';
 import { online } from './mrezhen_client.js';
 import { token } from './helpers.js';
 
 const ADMIN = 'admin-' + uid('t');
-
-/** Rows of a query on the test database, as text: `sqlite3` on the file, `psql` on PostgreSQL. */
-function dbText(srv, sql) {
-  if (srv.databaseUrl.startsWith('sqlite:')) {
-    const file = srv.databaseUrl.replace(/^sqlite:\/\//, '').replace(/\?.*$/, '');
-    return execFileSync('sqlite3', [file, sql], { encoding: 'utf8' });
-  }
-  return execFileSync('psql', [srv.databaseUrl, '-At', '-c', sql], { encoding: 'utf8' });
-}
 
 /** Every byte the SQLite database holds on disk (file and WAL), or '' on PostgreSQL. */
 function sqliteBytes(srv) {

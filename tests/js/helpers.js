@@ -154,6 +154,18 @@ export function launch(env) {
   });
 }
 
+/**
+ * Runs `sql` on a running server's database and returns its rows as text: `sqlite3` on the file
+ * (waiting out the server's write lock, held for a moment by a flush), `psql` on PostgreSQL.
+ */
+export function dbText(srv, sql) {
+  if (srv.databaseUrl.startsWith('sqlite:')) {
+    const file = srv.databaseUrl.replace(/^sqlite:\/\//, '').replace(/\?.*$/, '');
+    return execFileSync('sqlite3', ['-cmd', '.timeout 10000', file, sql], { encoding: 'utf8' });
+  }
+  return execFileSync('psql', [srv.databaseUrl, '-At', '-c', sql], { encoding: 'utf8' });
+}
+
 /** Connects a socket.io-client and resolves once `connect` fired (or rejects on error). */
 export function connect(url, opts = {}) {
   const { namespace = '/', timeout = 10000, listen, ...options } = opts;

@@ -100,6 +100,12 @@ async fn open(settings: &Settings, max_connections: u32) -> Result<DatabaseConne
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(15))
                 .pragma("cache_size", "-32768")
+                // A statement that may fail halfway inside a transaction (every multi-row
+                // `INSERT` of a batch, the `UPDATE … FROM (VALUES …)`) keeps a statement
+                // journal, which SQLite spills to a temporary file past 64 KiB: created, written
+                // page by page and deleted once per batch, as many writes as the log itself.
+                // In memory it is a copy. Sorts and `IN` lists' temporary tables stay there too.
+                .pragma("temp_store", "memory")
                 .pragma("mmap_size", mmap_size.clone())
                 // Checkpoint every ~40 MiB of log rather than every 4 MiB: a busy chat rewrites
                 // the same index pages batch after batch, and a later checkpoint copies each
@@ -316,6 +322,44 @@ mod tests {
             }
         }
         total
+    }
+
+    /// The files this process holds open whose path contains `part` (deleted ones too).
+    fn open_files_named(part: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+        entries
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|target| target.display().to_string())
+            .filter(|target| target.contains(part))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_keeps_its_statement_journal_in_memory() {
+        assert!(std::path::Path::new("/proc/self/fd").exists(), "this test reads /proc/self/fd (Linux)");
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("journal.db").display());
+        let db = open(&Settings::new(&url), 1).await.expect("opens");
+        db.execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v TEXT NOT NULL)")
+            .await
+            .expect("creates");
+        let insert = |suffix: &'static str| {
+            let rows =
+                (0..4000).map(move |i| [sea_orm::Value::from(format!("key-{i:06}{suffix}")), "x".repeat(200).into()]);
+            let (list, values) = values_list(DbBackend::Sqlite, Vec::new(), rows);
+            Statement::from_sql_and_values(DbBackend::Sqlite, format!("INSERT INTO t (k, v) VALUES {list}"), values)
+        };
+        db.execute_raw(insert("")).await.expect("inserts the first rows");
+        let txn = begin_write(&db).await.expect("begins");
+        // Rows whose keys fall between the first ones, in one statement that may fail halfway
+        // (two unique keys): it changes ~1 MiB of existing pages, whose old contents SQLite
+        // keeps in a statement journal, on disk past 64 KiB unless told otherwise.
+        txn.execute_raw(insert("-between")).await.expect("inserts");
+        // SQLite names its temporary files `etilqs_…` and deletes them at once: only the open
+        // descriptor shows one, while the transaction lasts.
+        let temporary = open_files_named("etilqs_");
+        txn.commit().await.expect("commits");
+        assert!(temporary.is_empty(), "the batch wrote a temporary file: {temporary:?}");
     }
 
     #[tokio::test]

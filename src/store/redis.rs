@@ -400,17 +400,20 @@ impl RedisBus {
                 // A pipeline that failed half-way is sent again whole; receivers drop what they
                 // already had (a message by its `seq`).
                 let mut backoff = Duration::from_millis(50);
-                while payloads > 0 {
-                    let sent = match pool.get().await {
-                        Ok(mut conn) => pipe.query_async::<()>(&mut conn).await.map_err(anyhow::Error::from),
-                        Err(e) => Err(e.into()),
-                    };
-                    match sent {
-                        Ok(()) => break,
-                        Err(e) => {
-                            tracing::warn!(cause = %e, "redis publish failed; retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                // Nothing to send when only markers were queued.
+                if payloads > 0 {
+                    loop {
+                        let sent = match pool.get().await {
+                            Ok(mut conn) => pipe.query_async::<()>(&mut conn).await.map_err(anyhow::Error::from),
+                            Err(e) => Err(e.into()),
+                        };
+                        match sent {
+                            Ok(()) => break,
+                            Err(e) => {
+                                tracing::warn!(cause = %e, "redis publish failed; retrying");
+                                tokio::time::sleep(backoff).await;
+                                backoff = (backoff * 2).min(Duration::from_secs(2));
+                            }
                         }
                     }
                 }

@@ -281,7 +281,9 @@ pub(crate) fn values_list<const N: usize>(
                 sql.push_str(", ");
             }
             values.push(value);
-            sql.push_str(&placeholder(backend, values.len()));
+            // Written in place: a batch's statements have thousands of placeholders, and one
+            // `String` each was a tenth of the writer's work per message (callgrind).
+            push_placeholder(&mut sql, backend, values.len());
         }
         sql.push(')');
     }
@@ -290,9 +292,20 @@ pub(crate) fn values_list<const N: usize>(
 
 /// The `n`th placeholder (from 1) of a statement, for [`values_list`] and its neighbours.
 pub(crate) fn placeholder(backend: DbBackend, n: usize) -> String {
+    let mut sql = String::with_capacity(6);
+    push_placeholder(&mut sql, backend, n);
+    sql
+}
+
+/// Appends the `n`th placeholder (from 1) to `sql`.
+fn push_placeholder(sql: &mut String, backend: DbBackend, n: usize) {
     match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => "?".to_string(),
+        DbBackend::Postgres => {
+            use std::fmt::Write as _;
+            // Writing to a `String` cannot fail.
+            let _ = write!(sql, "${n}");
+        }
+        _ => sql.push('?'),
     }
 }
 
